@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod domain;
+pub mod error;
+pub mod event;
+pub mod json;
+pub mod store;
+pub mod tracker;
+pub mod tracker_store;
+
+pub use domain::{Domain, SlotDefinition};
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use event::{Event, EventKind, InvalidEvent, JsonMap, UnknownEvent, UserUttered};
+pub use store::{
+    Append, Capabilities, EventData, EventRecord, ListPage, ListRequest, MAX_SENDER_ID_BYTES,
+    ReadScope, SenderId, Store, StoredConversation, StoredEvent,
+};
+pub use tracker::{ActiveLoop, EventVerbosity, LatestAction, Tracker};
+pub use tracker_store::{Conversation, TrackerStore};
+
+/// Re-exported so stores implement [`Store`] with the same `async_trait` version.
+pub use async_trait::async_trait;

@@ -1,0 +1,334 @@
+//! The contract every backend implements.
+//!
+//! A [`Store`] keeps, per conversation, an append-only list of events numbered 1, 2, 3, ...
+//! (their *sequence numbers*). A conversation's *version* is its number of events: 0 for a
+//! conversation that does not exist. Everything Rasa-facing (saving only new events, reading
+//! the latest session, rebuilding tracker state) is written once, in
+//! [`TrackerStore`](crate::TrackerStore), on top of this narrow trait.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+
+/// The longest sender id, in bytes (the width of Rasa's SQL `sender_id` column).
+pub const MAX_SENDER_ID_BYTES: usize = 255;
+
+/// A validated conversation id: 1 to 255 bytes of UTF-8 without NUL.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SenderId(String);
+
+impl SenderId {
+    /// Validates a sender id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when it is empty, longer than [`MAX_SENDER_ID_BYTES`] bytes or
+    /// contains NUL.
+    pub fn new(id: impl Into<String>) -> Result<Self> {
+        let id = id.into();
+        if id.is_empty() {
+            return Err(Error::invalid_input("the sender id is empty"));
+        }
+        if id.len() > MAX_SENDER_ID_BYTES {
+            return Err(Error::invalid_input(format!(
+                "the sender id is {} bytes long; at most {MAX_SENDER_ID_BYTES} are allowed",
+                id.len()
+            )));
+        }
+        if id.contains('\0') {
+            return Err(Error::invalid_input(
+                "the sender id contains a NUL character",
+            ));
+        }
+        Ok(Self(id))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SenderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for SenderId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One event ready to be written: its sequence number, the columns Rasa's SQL store fills,
+/// and its JSON in Rasa's exact text form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// Position in the conversation, from 1.
+    pub seq: u64,
+    /// The event's tag (Rasa's `type_name`).
+    pub type_name: String,
+    /// Epoch seconds; always finite.
+    pub timestamp: f64,
+    /// The intent of a user message.
+    pub intent_name: Option<String>,
+    /// The event's `name` (action, slot, loop, ...), as Rasa's `action_name` column.
+    pub action_name: Option<String>,
+    /// Python `json.dumps` text of the event, exactly as Rasa writes it.
+    pub json: String,
+}
+
+impl EventRecord {
+    /// Whether this event starts a session (`session_started`).
+    pub fn is_session_started(&self) -> bool {
+        self.type_name == "session_started"
+    }
+}
+
+/// A validated append: the events to add to one conversation, if it is at the expected
+/// version.
+///
+/// Built only through [`Append::new`], so a store can rely on it: the sender id is valid,
+/// there is at least one event, every timestamp is finite, and the records are numbered
+/// `expected_version + 1 ..= new_version`.
+#[derive(Debug, Clone)]
+pub struct Append {
+    sender_id: SenderId,
+    expected_version: u64,
+    records: Vec<EventRecord>,
+}
+
+impl Append {
+    /// Validates and renders an append.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty event list or a non-finite timestamp.
+    pub fn new<'a>(
+        sender_id: SenderId,
+        expected_version: u64,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Result<Self> {
+        let mut records = Vec::new();
+        for (offset, event) in events.into_iter().enumerate() {
+            if !event.timestamp.is_finite() {
+                return Err(Error::invalid_input(format!(
+                    "event {} ({}) of the append has a non-finite timestamp",
+                    offset + 1,
+                    event.type_name()
+                )));
+            }
+            records.push(EventRecord {
+                seq: expected_version + 1 + offset as u64,
+                type_name: event.type_name().to_owned(),
+                timestamp: event.timestamp,
+                intent_name: event.intent_name().map(str::to_owned),
+                action_name: event.name().map(str::to_owned),
+                json: event.to_rasa_json(),
+            });
+        }
+        if records.is_empty() {
+            return Err(Error::invalid_input("an append needs at least one event"));
+        }
+        Ok(Self {
+            sender_id,
+            expected_version,
+            records,
+        })
+    }
+
+    /// The conversation.
+    pub fn sender_id(&self) -> &SenderId {
+        &self.sender_id
+    }
+
+    /// The version the conversation must be at for the append to succeed.
+    pub fn expected_version(&self) -> u64 {
+        self.expected_version
+    }
+
+    /// The version after the append.
+    pub fn new_version(&self) -> u64 {
+        self.expected_version + self.records.len() as u64
+    }
+
+    /// The events, numbered from `expected_version + 1`.
+    pub fn records(&self) -> &[EventRecord] {
+        &self.records
+    }
+
+    /// Sequence number of the last `session_started` event in this append, if any. Stores
+    /// remember the latest one so that a latest-session read need not scan the conversation.
+    pub fn last_session_started(&self) -> Option<u64> {
+        self.records
+            .iter()
+            .rev()
+            .find(|record| record.is_session_started())
+            .map(|record| record.seq)
+    }
+
+    /// Total size of the events' JSON text, in bytes.
+    pub fn json_bytes(&self) -> usize {
+        self.records.iter().map(|record| record.json.len()).sum()
+    }
+}
+
+/// Which events of a conversation to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadScope {
+    /// Every event.
+    All,
+    /// The latest session. A store returns every event with a sequence number of at least
+    /// `S - 1`, where `S` is the sequence number of the conversation's last
+    /// `session_started` event (every event if there is none); the caller trims the one
+    /// extra event unless it is the `action_session_start` that opened the session. A store
+    /// that can find `S` without reading earlier events must do so.
+    LatestSession,
+}
+
+/// A stored event as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the conversation, from 1.
+    pub seq: u64,
+    /// The event's JSON.
+    pub data: EventData,
+}
+
+/// An event's JSON as a store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventData {
+    /// JSON text.
+    Text(String),
+    /// A parsed JSON value (stores that keep documents).
+    Json(Value),
+}
+
+/// Events read from a store.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoredConversation {
+    /// The conversation's version: its total number of events.
+    pub version: u64,
+    /// The events read, in sequence order.
+    pub events: Vec<StoredEvent>,
+}
+
+/// A request for one page of conversation ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Where to continue: the `next_cursor` of the previous page, `None` for the first page.
+    pub cursor: Option<String>,
+    /// At most this many ids (1 or more).
+    pub limit: usize,
+}
+
+/// One page of conversation ids.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    /// The ids on this page. A listing returns every conversation that exists for its whole
+    /// duration exactly once; the order is the store's.
+    pub sender_ids: Vec<String>,
+    /// The cursor of the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What a store can do and its limits. Callers are checked against the limits before the
+/// store is called, so a too-large append is an [`Error::InvalidInput`], never a partial
+/// write.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Most events one append may carry.
+    pub max_events_per_append: Option<usize>,
+    /// Largest event, in bytes of its JSON text.
+    pub max_event_bytes: Option<usize>,
+    /// Largest append, in bytes of JSON text.
+    pub max_append_bytes: Option<usize>,
+    /// Whether a latest-session read fetches only that session (without reading earlier
+    /// events).
+    pub native_latest_session: bool,
+    /// Whether conversations can expire on their own (e.g. Redis `record_exp`).
+    pub expiry: bool,
+}
+
+impl Capabilities {
+    /// No limits, nothing optional.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The contract every backend implements: a narrow, append-only event store with optimistic
+/// concurrency. Nothing here has a default body; a store that cannot do something returns
+/// [`Error::Unsupported`].
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// A short name for logs and errors, such as `"memory"` or `"postgres"`.
+    fn name(&self) -> &str;
+
+    /// What the store can do and its limits.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The conversation's version: its number of events, 0 if it does not exist.
+    async fn version(&self, sender_id: &SenderId) -> Result<u64>;
+
+    /// Appends `append.records()` if the conversation is at `append.expected_version()`, all
+    /// or nothing, and returns the new version.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] with the current version when the conversation is at another
+    /// version; nothing is written then.
+    async fn append(&self, append: &Append) -> Result<u64>;
+
+    /// Reads a conversation; `None` if it does not exist.
+    async fn read(
+        &self,
+        sender_id: &SenderId,
+        scope: ReadScope,
+    ) -> Result<Option<StoredConversation>>;
+
+    /// One page of conversation ids.
+    async fn list(&self, request: &ListRequest) -> Result<ListPage>;
+
+    /// Deletes a conversation; returns whether it existed. Its version is 0 afterwards.
+    async fn delete(&self, sender_id: &SenderId) -> Result<bool>;
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+
+    async fn version(&self, sender_id: &SenderId) -> Result<u64> {
+        (**self).version(sender_id).await
+    }
+
+    async fn append(&self, append: &Append) -> Result<u64> {
+        (**self).append(append).await
+    }
+
+    async fn read(
+        &self,
+        sender_id: &SenderId,
+        scope: ReadScope,
+    ) -> Result<Option<StoredConversation>> {
+        (**self).read(sender_id, scope).await
+    }
+
+    async fn list(&self, request: &ListRequest) -> Result<ListPage> {
+        (**self).list(request).await
+    }
+
+    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
+        (**self).delete(sender_id).await
+    }
+}

@@ -1,0 +1,362 @@
+//! The Rasa-facing API, written once for every store.
+
+use std::sync::Arc;
+
+use futures::{Stream, TryStreamExt};
+
+use crate::domain::Domain;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::store::{
+    Append, Capabilities, EventData, ListPage, ListRequest, ReadScope, SenderId, Store,
+    StoredConversation,
+};
+use crate::tracker::{Tracker, latest_session_start};
+
+/// Largest page [`TrackerStore::list`] accepts.
+pub const MAX_PAGE_SIZE: usize = 10_000;
+const KEYS_PAGE_SIZE: usize = 1_000;
+
+/// Events of a conversation read from a store, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    /// The conversation.
+    pub sender_id: SenderId,
+    /// Its version: its total number of events.
+    pub version: u64,
+    /// Sequence number of the first event in `events` (1 for a full read).
+    pub first_seq: u64,
+    /// The events read.
+    pub events: Vec<Event>,
+}
+
+/// Rasa's tracker store API (`save`, `retrieve`, `retrieve_full_tracker`, `keys`, `exists`,
+/// `delete`) on top of any [`Store`], with the domain whose slots trackers start with.
+///
+/// Cloning is cheap and shares the store.
+///
+/// ```
+/// # use tracker_core::{Domain, Event, Store, TrackerStore, Tracker};
+/// # async fn demo(backend: impl Store + 'static) -> tracker_core::Result<()> {
+/// let store = TrackerStore::new(backend).with_domain(Domain::empty());
+/// let mut tracker = store.get_or_create_tracker("alice").await?;
+/// tracker.update(Event::user("hi", "greet", 0.98));
+/// store.save(&mut tracker).await?;
+/// let again = store.retrieve("alice").await?.expect("saved");
+/// assert_eq!(again.events().len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TrackerStore {
+    store: Arc<dyn Store>,
+    domain: Arc<Domain>,
+}
+
+impl TrackerStore {
+    /// Wraps a store; trackers start with [`Domain::empty`]'s slots.
+    pub fn new(store: impl Store + 'static) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// Wraps a shared store.
+    pub fn from_arc(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            domain: Arc::new(Domain::empty()),
+        }
+    }
+
+    /// Sets the domain whose slots new and read trackers start with.
+    #[must_use]
+    pub fn with_domain(mut self, domain: Domain) -> Self {
+        self.domain = Arc::new(domain);
+        self
+    }
+
+    /// The domain.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The store's capabilities and limits.
+    pub fn capabilities(&self) -> Capabilities {
+        self.store.capabilities()
+    }
+
+    /// A new, empty tracker for `sender_id` with the domain's slots (not stored until saved).
+    pub fn create_tracker(&self, sender_id: impl Into<String>) -> Tracker {
+        Tracker::new(sender_id, &self.domain)
+    }
+
+    /// Writes the events added to `tracker` since it was read or last saved, and marks them
+    /// saved. Saving again without new events writes nothing, so events are never duplicated.
+    /// Returns the conversation's version.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when another writer appended since the tracker was read: nothing is
+    /// written and the tracker is unchanged; re-read and re-apply. [`Error::InvalidInput`]
+    /// for an invalid sender id, a non-finite timestamp, or events over the store's limits.
+    pub async fn save(&self, tracker: &mut Tracker) -> Result<u64> {
+        let sender_id = SenderId::new(tracker.sender_id())?;
+        if tracker.unsaved_events().is_empty() {
+            return Ok(tracker.version());
+        }
+        let version = self
+            .append_to(sender_id, tracker.version(), tracker.unsaved_events())
+            .await?;
+        tracker.mark_saved(version);
+        Ok(version)
+    }
+
+    /// Appends `events` to a conversation at `expected_version` (0 creates it), all or
+    /// nothing; returns the new version.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the conversation is at another version.
+    pub async fn append(
+        &self,
+        sender_id: &str,
+        expected_version: u64,
+        events: &[Event],
+    ) -> Result<u64> {
+        let sender_id = SenderId::new(sender_id)?;
+        self.append_to(sender_id, expected_version, events).await
+    }
+
+    async fn append_to(
+        &self,
+        sender_id: SenderId,
+        expected_version: u64,
+        events: &[Event],
+    ) -> Result<u64> {
+        let append = Append::new(sender_id, expected_version, events)?;
+        check_limits(&self.store.capabilities(), &append)?;
+        let version = self.store.append(&append).await?;
+        tracing::debug!(
+            store = self.store.name(),
+            sender_id = %append.sender_id(),
+            events = append.records().len(),
+            version,
+            "appended events"
+        );
+        Ok(version)
+    }
+
+    /// Reads and parses a conversation's events: all of them, or only the latest session.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the conversation and event when stored data cannot be read.
+    pub async fn read(&self, sender_id: &str, scope: ReadScope) -> Result<Option<Conversation>> {
+        let sender_id = SenderId::new(sender_id)?;
+        let Some(stored) = self.store.read(&sender_id, scope).await? else {
+            return Ok(None);
+        };
+        parse_conversation(sender_id, stored, scope).map(Some)
+    }
+
+    /// The tracker of the conversation's latest session, or `None` if it does not exist
+    /// (Rasa's `retrieve`). Saving it appends after the stored events; earlier sessions stay.
+    pub async fn retrieve(&self, sender_id: &str) -> Result<Option<Tracker>> {
+        self.retrieve_scope(sender_id, ReadScope::LatestSession)
+            .await
+    }
+
+    /// The tracker with every session, or `None` if the conversation does not exist (Rasa's
+    /// `retrieve_full_tracker`).
+    pub async fn retrieve_full_tracker(&self, sender_id: &str) -> Result<Option<Tracker>> {
+        self.retrieve_scope(sender_id, ReadScope::All).await
+    }
+
+    async fn retrieve_scope(&self, sender_id: &str, scope: ReadScope) -> Result<Option<Tracker>> {
+        let Some(conversation) = self.read(sender_id, scope).await? else {
+            return Ok(None);
+        };
+        let mut tracker = Tracker::from_events(
+            conversation.sender_id.as_str(),
+            conversation.events,
+            &self.domain,
+        );
+        tracker.mark_loaded(conversation.version, conversation.first_seq);
+        Ok(Some(tracker))
+    }
+
+    /// The latest session's tracker, or a new empty one (Rasa's `get_or_create_tracker`; the
+    /// new tracker is stored by its first save).
+    pub async fn get_or_create_tracker(&self, sender_id: &str) -> Result<Tracker> {
+        match self.retrieve(sender_id).await? {
+            Some(tracker) => Ok(tracker),
+            None => {
+                SenderId::new(sender_id)?;
+                Ok(self.create_tracker(sender_id))
+            }
+        }
+    }
+
+    /// The full tracker, or a new empty one (Rasa's `get_or_create_full_tracker`).
+    pub async fn get_or_create_full_tracker(&self, sender_id: &str) -> Result<Tracker> {
+        match self.retrieve_full_tracker(sender_id).await? {
+            Some(tracker) => Ok(tracker),
+            None => {
+                SenderId::new(sender_id)?;
+                Ok(self.create_tracker(sender_id))
+            }
+        }
+    }
+
+    /// Whether the conversation has any event.
+    pub async fn exists(&self, sender_id: &str) -> Result<bool> {
+        Ok(self.version(sender_id).await? > 0)
+    }
+
+    /// The conversation's version: its number of events, 0 if it does not exist.
+    pub async fn version(&self, sender_id: &str) -> Result<u64> {
+        let sender_id = SenderId::new(sender_id)?;
+        self.store.version(&sender_id).await
+    }
+
+    /// Deletes a conversation; returns whether it existed.
+    pub async fn delete(&self, sender_id: &str) -> Result<bool> {
+        let sender_id = SenderId::new(sender_id)?;
+        let existed = self.store.delete(&sender_id).await?;
+        tracing::debug!(store = self.store.name(), sender_id = %sender_id, existed, "deleted conversation");
+        Ok(existed)
+    }
+
+    /// One page of conversation ids; pass the previous page's `next_cursor` to continue.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `limit` is 0 or over [`MAX_PAGE_SIZE`].
+    pub async fn list(&self, cursor: Option<String>, limit: usize) -> Result<ListPage> {
+        if limit == 0 || limit > MAX_PAGE_SIZE {
+            return Err(Error::invalid_input(format!(
+                "page size {limit} is outside 1..={MAX_PAGE_SIZE}"
+            )));
+        }
+        self.store.list(&ListRequest { cursor, limit }).await
+    }
+
+    /// Every conversation id, as a stream read page by page.
+    pub fn keys_stream(&self) -> impl Stream<Item = Result<String>> + Send + 'static {
+        let store = self.store.clone();
+        futures::stream::try_unfold(Some(None), move |cursor: Option<Option<String>>| {
+            let store = store.clone();
+            async move {
+                let Some(cursor) = cursor else {
+                    return Ok(None);
+                };
+                let page = store
+                    .list(&ListRequest {
+                        cursor,
+                        limit: KEYS_PAGE_SIZE,
+                    })
+                    .await?;
+                let next = page.next_cursor.map(Some);
+                let ids = futures::stream::iter(page.sender_ids.into_iter().map(Ok));
+                Ok::<_, Error>(Some((ids, next)))
+            }
+        })
+        .try_flatten()
+    }
+
+    /// Every conversation id (Rasa's `keys()`), read page by page.
+    pub async fn keys(&self) -> Result<Vec<String>> {
+        self.keys_stream().try_collect().await
+    }
+}
+
+fn check_limits(capabilities: &Capabilities, append: &Append) -> Result<()> {
+    if let Some(max) = capabilities.max_events_per_append
+        && append.records().len() > max
+    {
+        return Err(Error::invalid_input(format!(
+            "an append of {} events exceeds the store's limit of {max} events per append",
+            append.records().len()
+        )));
+    }
+    if let Some(max) = capabilities.max_event_bytes
+        && let Some(record) = append.records().iter().find(|r| r.json.len() > max)
+    {
+        return Err(Error::invalid_input(format!(
+            "event {} ({}) is {} bytes; the store's limit is {max} bytes per event",
+            record.seq,
+            record.type_name,
+            record.json.len()
+        )));
+    }
+    if let Some(max) = capabilities.max_append_bytes {
+        let total = append.json_bytes();
+        if total > max {
+            return Err(Error::invalid_input(format!(
+                "an append of {total} bytes exceeds the store's limit of {max} bytes per append"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a stored conversation, checking that sequence numbers are contiguous and end at the
+/// version, and trims a latest-session read to the session boundary.
+pub(crate) fn parse_conversation(
+    sender_id: SenderId,
+    stored: StoredConversation,
+    scope: ReadScope,
+) -> Result<Conversation> {
+    let StoredConversation { version, events } = stored;
+    let first_seq = events.first().map_or(version + 1, |event| event.seq);
+    if scope == ReadScope::All && !events.is_empty() && first_seq != 1 {
+        return Err(Error::corrupt(
+            sender_id.as_str(),
+            Some(first_seq),
+            "a full read does not start at the first event",
+        ));
+    }
+    let mut parsed = Vec::with_capacity(events.len());
+    for (offset, stored_event) in events.into_iter().enumerate() {
+        let expected_seq = first_seq + offset as u64;
+        if stored_event.seq != expected_seq {
+            return Err(Error::corrupt(
+                sender_id.as_str(),
+                Some(stored_event.seq),
+                format!("expected event {expected_seq}; events are missing or out of order"),
+            ));
+        }
+        let result = match stored_event.data {
+            EventData::Text(text) => Event::from_json(&text),
+            EventData::Json(value) => Event::from_value(value),
+        };
+        let event = result.map_err(|e| Error::Corrupt {
+            sender_id: sender_id.as_str().to_owned(),
+            position: Some(stored_event.seq),
+            message: e.message().to_owned(),
+            source: Some(Box::new(e)),
+        })?;
+        parsed.push(event);
+    }
+    let last_seq = first_seq + parsed.len() as u64 - 1;
+    if !parsed.is_empty() && last_seq != version {
+        return Err(Error::corrupt(
+            sender_id.as_str(),
+            Some(last_seq),
+            format!(
+                "the last event read is {last_seq} but the conversation's version is {version}"
+            ),
+        ));
+    }
+    let (first_seq, events) = if scope == ReadScope::LatestSession {
+        let start = latest_session_start(&parsed);
+        (first_seq + start as u64, parsed.split_off(start))
+    } else {
+        (first_seq, parsed)
+    };
+    Ok(Conversation {
+        sender_id,
+        version,
+        first_seq,
+        events,
+    })
+}

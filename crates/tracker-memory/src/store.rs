@@ -1,0 +1,180 @@
+//! The store implementation.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tracker_core::{
+    Append, Capabilities, Error, EventData, ListPage, ListRequest, ReadScope, Result, SenderId,
+    Store, StoredConversation, StoredEvent, async_trait,
+};
+
+use crate::MemoryConfig;
+
+/// One conversation: its events' JSON text, in sequence order (event `seq` is at index
+/// `seq - 1`), and the sequence number of its last `session_started` event.
+#[derive(Debug, Default)]
+struct Conversation {
+    events: Vec<Arc<str>>,
+    last_session_started: Option<u64>,
+}
+
+impl Conversation {
+    fn version(&self) -> u64 {
+        self.events.len() as u64
+    }
+}
+
+/// A conversation store in process memory: the reference implementation of the
+/// [`Store`] contract.
+///
+/// Cloning shares the conversations. Appends add to the conversation's list (no copy of the
+/// history); reads copy out only the events asked for. All operations are safe to call from
+/// many tasks at once.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    conversations: Arc<RwLock<BTreeMap<String, Conversation>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store from its configuration.
+    pub fn from_config(_config: &MemoryConfig) -> Self {
+        Self::new()
+    }
+
+    /// Number of conversations stored.
+    pub fn len(&self) -> usize {
+        self.conversations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no conversation is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut capabilities = Capabilities::new();
+        capabilities.native_latest_session = true;
+        capabilities
+    }
+
+    async fn version(&self, sender_id: &SenderId) -> Result<u64> {
+        let conversations = self
+            .conversations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(conversations
+            .get(sender_id.as_str())
+            .map_or(0, Conversation::version))
+    }
+
+    async fn append(&self, append: &Append) -> Result<u64> {
+        // Render outside the lock; the critical section only checks and pushes.
+        let texts: Vec<Arc<str>> = append
+            .records()
+            .iter()
+            .map(|record| Arc::from(record.json.as_str()))
+            .collect();
+        let mut conversations = self
+            .conversations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = conversations
+            .get(append.sender_id().as_str())
+            .map_or(0, Conversation::version);
+        if current != append.expected_version() {
+            return Err(Error::conflict(
+                append.sender_id().as_str(),
+                append.expected_version(),
+                current,
+            ));
+        }
+        let conversation = conversations
+            .entry(append.sender_id().as_str().to_owned())
+            .or_default();
+        conversation.events.extend(texts);
+        if let Some(seq) = append.last_session_started() {
+            conversation.last_session_started = Some(seq);
+        }
+        Ok(conversation.version())
+    }
+
+    async fn read(
+        &self,
+        sender_id: &SenderId,
+        scope: ReadScope,
+    ) -> Result<Option<StoredConversation>> {
+        let conversations = self
+            .conversations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(conversation) = conversations.get(sender_id.as_str()) else {
+            return Ok(None);
+        };
+        let first_seq = match (scope, conversation.last_session_started) {
+            (ReadScope::LatestSession, Some(seq)) => seq.saturating_sub(1).max(1),
+            _ => 1,
+        };
+        let events = conversation.events[(first_seq - 1) as usize..]
+            .iter()
+            .zip(first_seq..)
+            .map(|(text, seq)| StoredEvent {
+                seq,
+                data: EventData::Text(text.to_string()),
+            })
+            .collect();
+        Ok(Some(StoredConversation {
+            version: conversation.version(),
+            events,
+        }))
+    }
+
+    async fn list(&self, request: &ListRequest) -> Result<ListPage> {
+        let conversations = self
+            .conversations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let lower = match &request.cursor {
+            Some(cursor) => Bound::Excluded(cursor.as_str()),
+            None => Bound::Unbounded,
+        };
+        let mut range = conversations.range::<str, _>((lower, Bound::Unbounded));
+        let sender_ids: Vec<String> = range
+            .by_ref()
+            .take(request.limit)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let next_cursor = if range.next().is_some() {
+            sender_ids.last().cloned()
+        } else {
+            None
+        };
+        Ok(ListPage {
+            sender_ids,
+            next_cursor,
+        })
+    }
+
+    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
+        let mut conversations = self
+            .conversations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(conversations.remove(sender_id.as_str()).is_some())
+    }
+}
