@@ -1,2 +1,67 @@
-//! Development tasks: `cargo xtask <task>`.
-fn main() {}
+//! Development tasks for tracker-store: `cargo xtask <task>`.
+//!
+//! | task | what it does |
+//! |---|---|
+//! | `ci` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test --workspace` — what CI runs |
+//! | `lint` | format check and clippy only |
+//! | `test` | `cargo test --workspace` |
+//! | `doc` | `cargo doc --workspace --no-deps` with warnings as errors |
+//!
+//! Plain `cargo test --workspace` works without this tool.
+
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <ci|lint|test|doc>";
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1);
+    let steps: &[&[&str]] = match task.as_deref() {
+        Some("ci") => &[FMT, CLIPPY, TEST],
+        Some("lint") => &[FMT, CLIPPY],
+        Some("test") => &[TEST],
+        Some("doc") => &[DOC],
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    for step in steps {
+        if !run(step) {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+const FMT: &[&str] = &["fmt", "--all", "--", "--check"];
+const CLIPPY: &[&str] = &[
+    "clippy",
+    "--workspace",
+    "--all-targets",
+    "--",
+    "-D",
+    "warnings",
+];
+const TEST: &[&str] = &["test", "--workspace"];
+const DOC: &[&str] = &["doc", "--workspace", "--no-deps"];
+
+fn run(args: &[&str]) -> bool {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut command = Command::new(cargo);
+    command.args(args);
+    if args[0] == "doc" {
+        command.env("RUSTDOCFLAGS", "-D warnings");
+    }
+    match command.status() {
+        Ok(status) if status.success() => true,
+        Ok(status) => {
+            eprintln!("xtask: cargo {} failed: {status}", args[0]);
+            false
+        }
+        Err(error) => {
+            eprintln!("xtask: could not run cargo: {error}");
+            false
+        }
+    }
+}

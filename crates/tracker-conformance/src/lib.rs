@@ -15,8 +15,9 @@ pub mod golden;
 /// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
 /// dev-dependency.
 ///
-/// ```ignore
+/// ```no_run
 /// tracker_conformance::conformance_suite!(async { Some(tracker_memory::MemoryStore::new()) });
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! conformance_suite {

@@ -798,3 +798,81 @@ impl<'de> Deserialize<'de> for Event {
         Self::from_value(value).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_tags_are_kept_verbatim() {
+        let text = r#"{"timestamp": 5, "event": "from_the_future", "x": [1, 2.50, {"y": null}]}"#;
+        let event = Event::from_json(text).expect("kept");
+        assert_eq!(event.type_name(), "from_the_future");
+        assert_eq!(event.timestamp, 5.0);
+        assert_eq!(
+            event.to_rasa_json(),
+            r#"{"timestamp": 5, "event": "from_the_future", "x": [1, 2.5, {"y": null}]}"#
+        );
+    }
+
+    #[test]
+    fn rasa_defaults_apply_when_fields_are_missing() {
+        let before = now();
+        let event = Event::from_value(json!({"event": "restart", "timestamp": 0})).expect("ok");
+        assert!(
+            event.timestamp >= before,
+            "a zero timestamp becomes the current time"
+        );
+        let event = Event::from_value(json!({"event": "user", "text": "hi", "timestamp": 1.5}))
+            .expect("a user event without parse_data is read with empty NLU data");
+        assert_eq!(
+            event.to_value()["parse_data"],
+            json!({"intent": {}, "entities": [], "text": "hi", "message_id": null, "metadata": {}})
+        );
+        let event = Event::from_value(json!({"event": "reminder", "timestamp": 1.5,
+            "intent": "EXTERNAL_x", "date_time": "2024-01-01T00:00:00"}))
+        .expect("ok");
+        assert!(
+            matches!(&event.kind, EventKind::ReminderScheduled { name, kill_on_user_msg: true, .. } if !name.is_empty())
+        );
+    }
+
+    #[test]
+    fn malformed_events_are_errors() {
+        for bad in [
+            json!([1, 2]),
+            json!({"timestamp": 1.0}),
+            json!({"event": 3}),
+            json!({"event": "action", "timestamp": 1.0}),
+            json!({"event": "slot", "timestamp": 1.0, "value": 1}),
+            json!({"event": "bot", "timestamp": "yesterday"}),
+            json!({"event": "bot", "timestamp": 1.0, "metadata": [1]}),
+            json!({"event": "user", "timestamp": 1.0, "parse_data": "greet"}),
+            json!({"event": "action", "timestamp": 1.0, "name": "a", "confidence": "high"}),
+        ] {
+            assert!(
+                Event::from_value(bad.clone()).is_err(),
+                "{bad} should be rejected"
+            );
+        }
+        assert!(Event::from_json("{not json").is_err());
+    }
+
+    #[test]
+    fn sql_columns_follow_rasa() {
+        let user = Event::user("hi", "greet", 0.5);
+        assert_eq!(
+            (user.type_name(), user.intent_name(), user.name()),
+            ("user", Some("greet"), None)
+        );
+        let slot = Event::slot("city", "berlin");
+        assert_eq!((slot.type_name(), slot.name()), ("slot", Some("city")));
+        let legacy =
+            Event::from_value(json!({"event": "form", "timestamp": 1.0, "name": "f"})).expect("ok");
+        assert_eq!(
+            (legacy.type_name(), legacy.name()),
+            ("active_loop", Some("f"))
+        );
+    }
+}

@@ -703,3 +703,169 @@ pub fn latest_session_start(events: &[Event]) -> usize {
         .rposition(|event| matches!(event.kind, EventKind::SessionStarted))
         .map_or(0, |index| session_boundary(events, index))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SlotDefinition;
+    use serde_json::json;
+
+    fn ev(value: Value) -> Event {
+        Event::from_value(value).expect("valid event")
+    }
+
+    #[test]
+    fn any_action_ends_a_loop_interruption_but_only_the_loop_clears_a_rejection() {
+        let mut tracker = Tracker::without_domain("loop");
+        tracker.update(ev(
+            json!({"event": "active_loop", "timestamp": 1.0, "name": "form"}),
+        ));
+        tracker.update(ev(
+            json!({"event": "action_execution_rejected", "timestamp": 2.0, "name": "form"}),
+        ));
+        tracker.update(ev(
+            json!({"event": "loop_interrupted", "timestamp": 3.0, "is_interrupted": true}),
+        ));
+        let active = tracker.active_loop().expect("active");
+        assert!(active.is_interrupted && active.rejected);
+        tracker.update(Event::action("utter_chitchat").at(4.0));
+        let active = tracker.active_loop().expect("active");
+        assert!(!active.is_interrupted && active.rejected);
+        tracker.update(Event::action("form").at(5.0));
+        assert!(!tracker.active_loop().expect("active").rejected);
+        tracker.update(ev(
+            json!({"event": "active_loop", "timestamp": 6.0, "name": null}),
+        ));
+        assert!(tracker.active_loop().is_none());
+        assert_eq!(
+            tracker.current_state(EventVerbosity::None)["active_loop"],
+            json!({})
+        );
+    }
+
+    #[test]
+    fn slots_follow_the_domain_or_accept_anything_without_one() {
+        let domain = Domain::with_slots(
+            [SlotDefinition {
+                name: "city".into(),
+                initial_value: json!("berlin"),
+            }],
+            false,
+        );
+        let mut tracker = Tracker::new("slots", &domain);
+        tracker.update(Event::slot("city", "paris").at(1.0));
+        tracker.update(Event::slot("unknown", 1).at(2.0));
+        assert_eq!(tracker.slot("city"), Some(&json!("paris")));
+        assert_eq!(tracker.slot("unknown"), None);
+        tracker.update(ev(json!({"event": "reset_slots", "timestamp": 3.0})));
+        assert_eq!(tracker.slot("city"), Some(&json!("berlin")));
+
+        let mut free = Tracker::without_domain("free");
+        free.update(Event::slot("anything", json!([1, 2])).at(1.0));
+        assert_eq!(free.slot("anything"), Some(&json!([1, 2])));
+        free.update(Event::session_started().at(2.0));
+        assert_eq!(free.slot("anything"), Some(&Value::Null));
+    }
+
+    #[test]
+    fn entities_added_show_in_parse_data_only_when_nlu_had_entities() {
+        let entity = json!({"entity": "city", "value": "berlin"});
+        for (nlu_entities, shown_in_event) in [
+            (json!([{"entity": "x", "value": 1}]), true),
+            (json!([]), false),
+        ] {
+            let mut tracker = Tracker::without_domain("entities");
+            tracker.update(Event::action("action_listen").at(1.0));
+            tracker.update(ev(json!({"event": "user", "timestamp": 2.0, "text": "hi",
+                "parse_data": {"intent": {"name": "greet"}, "entities": nlu_entities}})));
+            tracker.update(ev(
+                json!({"event": "entities", "timestamp": 3.0, "entities": [entity]}),
+            ));
+            let state = tracker.current_state(EventVerbosity::All);
+            let latest = state["latest_message"]["entities"]
+                .as_array()
+                .expect("list");
+            assert!(
+                latest.contains(&entity),
+                "latest_message always shows added entities"
+            );
+            let written = state["events"][1]["parse_data"]["entities"]
+                .as_array()
+                .expect("list");
+            assert_eq!(written.contains(&entity), shown_in_event);
+        }
+        // Not after another action: entities belong to the message right after action_listen.
+        let mut tracker = Tracker::without_domain("entities");
+        tracker.update(ev(
+            json!({"event": "user", "timestamp": 2.0, "text": "hi", "parse_data": {}}),
+        ));
+        tracker.update(Event::action("utter_x").at(3.0));
+        tracker.update(ev(
+            json!({"event": "entities", "timestamp": 4.0, "entities": [entity]}),
+        ));
+        let state = tracker.current_state(EventVerbosity::None);
+        assert_eq!(state["latest_message"]["entities"], json!([]));
+    }
+
+    #[test]
+    fn sessions_and_boundaries() {
+        let events = vec![
+            Event::slot("session_started_metadata", json!({"a": 1})).at(1.0),
+            Event::action(ACTION_SESSION_START).at(2.0),
+            Event::session_started().at(3.0),
+            Event::user("hi", "greet", 1.0).at(4.0),
+            Event::action(ACTION_SESSION_START).at(5.0),
+            Event::session_started().at(6.0),
+            Event::bot("again").at(7.0),
+            Event::session_started().at(8.0),
+            Event::bot("bare").at(9.0),
+        ];
+        let tracker = Tracker::from_events("s", events, &Domain::empty());
+        assert_eq!(tracker.latest_session_start(), 7);
+        let lengths: Vec<usize> = tracker.sessions().iter().map(|s| s.len()).collect();
+        assert_eq!(lengths, vec![1, 3, 3, 2]);
+        assert_eq!(latest_session_start(&tracker.events()[..7]), 4);
+        assert_eq!(latest_session_start(&tracker.events()[..1]), 0);
+    }
+
+    #[test]
+    fn travel_back_in_time_stops_at_the_first_later_event() {
+        let events = vec![
+            Event::bot("one").at(1.0),
+            Event::bot("three").at(3.0),
+            Event::bot("two").at(2.0),
+        ];
+        let tracker = Tracker::from_events("t", events, &Domain::empty());
+        assert_eq!(tracker.travel_back_in_time(2.5).events().len(), 1);
+        assert_eq!(tracker.travel_back_in_time(3.0).events().len(), 3);
+    }
+
+    #[test]
+    fn model_and_assistant_ids_are_copied_into_new_events() {
+        let mut tracker = Tracker::without_domain("ids");
+        tracker.set_model_id(Some("m1".into()));
+        tracker.set_assistant_id(Some("bot".into()));
+        tracker.update(Event::bot("hi").at(1.0));
+        let mut own = JsonMap::new();
+        own.insert("model_id".into(), json!("mine"));
+        tracker.update(Event::bot("hi").at(2.0).with_metadata(own));
+        assert_eq!(tracker.events()[0].metadata["model_id"], "m1");
+        assert_eq!(tracker.events()[0].metadata["assistant_id"], "bot");
+        assert_eq!(tracker.events()[1].metadata["model_id"], "mine");
+    }
+
+    #[test]
+    fn restart_sets_the_session_start_followup() {
+        let mut tracker = Tracker::without_domain("r");
+        tracker.update(Event::user("hi", "greet", 1.0).at(1.0));
+        tracker.update(ev(json!({"event": "pause", "timestamp": 2.0})));
+        assert!(tracker.is_paused());
+        tracker.update(Event::restarted().at(3.0));
+        assert!(!tracker.is_paused());
+        assert_eq!(tracker.followup_action(), Some(ACTION_SESSION_START));
+        assert!(tracker.latest_message().is_none());
+        assert_eq!(tracker.index_after_latest_restart(), 3);
+        assert!("after_restart".parse::<EventVerbosity>().is_ok());
+        assert!("sometimes".parse::<EventVerbosity>().is_err());
+    }
+}

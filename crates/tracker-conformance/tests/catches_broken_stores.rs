@@ -1,0 +1,173 @@
+//! The suite must fail stores that break the contract: each broken store below violates one
+//! rule, and the case that checks that rule must panic on it.
+
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use tracker_conformance::cases;
+use tracker_core::{
+    Append, Capabilities, ListPage, ListRequest, ReadScope, Result, SenderId, Store,
+    StoredConversation, async_trait,
+};
+use tracker_memory::MemoryStore;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Appends whatever the expected version.
+    IgnoresExpectedVersion,
+    /// Pages overlap: every page after the first repeats the previous page's last id.
+    OverlappingPages,
+    /// Latest-session reads start at `session_started`, dropping `action_session_start`.
+    LatestSessionTooShort,
+    /// `delete` reports success but keeps the conversation.
+    DeleteKeepsData,
+    /// Acknowledges appends over 1 KiB without storing them.
+    DropsLargeEvents,
+}
+
+#[derive(Debug, Clone)]
+struct Broken {
+    inner: MemoryStore,
+    fault: Fault,
+}
+
+#[async_trait]
+impl Store for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn version(&self, sender_id: &SenderId) -> Result<u64> {
+        self.inner.version(sender_id).await
+    }
+
+    async fn append(&self, append: &Append) -> Result<u64> {
+        if self.fault == Fault::DropsLargeEvents && append.json_bytes() > 1024 {
+            return Ok(append.new_version());
+        }
+        if self.fault == Fault::IgnoresExpectedVersion {
+            let current = self.inner.version(append.sender_id()).await?;
+            let events: Vec<tracker_core::Event> = append
+                .records()
+                .iter()
+                .map(|r| tracker_core::Event::from_json(&r.json).expect("own json"))
+                .collect();
+            let rebased = Append::new(append.sender_id().clone(), current, &events)?;
+            return self.inner.append(&rebased).await;
+        }
+        self.inner.append(append).await
+    }
+
+    async fn read(
+        &self,
+        sender_id: &SenderId,
+        scope: ReadScope,
+    ) -> Result<Option<StoredConversation>> {
+        let read = self.inner.read(sender_id, scope).await?;
+        if self.fault == Fault::LatestSessionTooShort && scope == ReadScope::LatestSession {
+            return Ok(read.map(|mut conversation| {
+                if conversation.events.len() > 1 && conversation.events[0].seq > 1 {
+                    conversation.events.remove(0);
+                    conversation.events.remove(0);
+                }
+                conversation
+            }));
+        }
+        Ok(read)
+    }
+
+    async fn list(&self, request: &ListRequest) -> Result<ListPage> {
+        let mut page = self.inner.list(request).await?;
+        if self.fault == Fault::OverlappingPages
+            && let Some(cursor) = &request.cursor
+        {
+            page.sender_ids.insert(0, cursor.clone());
+        }
+        Ok(page)
+    }
+
+    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
+        if self.fault == Fault::DeleteKeepsData {
+            return Ok(true);
+        }
+        self.inner.delete(sender_id).await
+    }
+}
+
+fn broken(fault: Fault) -> Broken {
+    Broken {
+        inner: MemoryStore::new(),
+        fault,
+    }
+}
+
+async fn must_fail(what: &str, case: impl std::future::Future<Output = ()>) {
+    let outcome = AssertUnwindSafe(case).catch_unwind().await;
+    assert!(outcome.is_err(), "the suite did not catch: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflicts_are_checked() {
+    let store = broken(Fault::IgnoresExpectedVersion);
+    must_fail(
+        "stale appends accepted",
+        cases::stale_version_conflicts(store.clone()),
+    )
+    .await;
+    must_fail(
+        "racing appends accepted",
+        cases::concurrent_writers_one_wins(store),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listing_is_checked() {
+    must_fail(
+        "overlapping pages",
+        cases::list_pages_are_complete(broken(Fault::OverlappingPages)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_reads_are_checked() {
+    must_fail(
+        "latest session without action_session_start",
+        cases::latest_session_and_full_reads(broken(Fault::LatestSessionTooShort)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletion_is_checked() {
+    must_fail(
+        "delete keeps data",
+        cases::delete_then_read(broken(Fault::DeleteKeepsData)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_writes_are_checked() {
+    must_fail(
+        "large event dropped",
+        cases::large_event(broken(Fault::DropsLargeEvents)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reference_store_passes_the_same_cases() {
+    let store = MemoryStore::new();
+    cases::stale_version_conflicts(store.clone()).await;
+    cases::concurrent_writers_one_wins(store.clone()).await;
+    cases::list_pages_are_complete(store.clone()).await;
+    cases::latest_session_and_full_reads(store.clone()).await;
+    cases::delete_then_read(store.clone()).await;
+    cases::large_event(store).await;
+}

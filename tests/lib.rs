@@ -1,1 +1,0 @@
-//! End-to-end tests of tracker-store across crates; see the files in this directory.
