@@ -23,6 +23,30 @@ fn tracker_store<S: Store + 'static>(store: S) -> TrackerStore {
     TrackerStore::new(store)
 }
 
+/// Reads every event of a conversation that must exist.
+async fn read_all(store: &TrackerStore, id: &str) -> tracker_core::Conversation {
+    store
+        .read(id, ReadScope::All)
+        .await
+        .expect("read")
+        .unwrap_or_else(|| panic!("{id:?} must exist"))
+}
+
+/// The full tracker of a conversation that must exist.
+async fn full_tracker(store: &TrackerStore, id: &str) -> Tracker {
+    stored_tracker(store.retrieve_full_tracker(id).await, id)
+}
+
+/// The latest-session tracker of a conversation that must exist.
+async fn latest_tracker(store: &TrackerStore, id: &str) -> Tracker {
+    stored_tracker(store.retrieve(id).await, id)
+}
+
+fn stored_tracker(read: Result<Option<Tracker>, Error>, id: &str) -> Tracker {
+    read.expect("retrieve")
+        .unwrap_or_else(|| panic!("{id:?} must exist"))
+}
+
 fn texts(events: &[Event]) -> Vec<String> {
     events.iter().map(Event::to_rasa_json).collect()
 }
@@ -107,11 +131,7 @@ pub async fn golden_events_round_trip<S: Store + 'static>(store: S) {
     let batch = fresh("golden-batch");
     let version = store.append(&batch, 0, &events).await.expect("append all");
     assert_eq!(version, events.len() as u64);
-    let read = store
-        .read(&batch, ReadScope::All)
-        .await
-        .expect("read")
-        .expect("exists");
+    let read = read_all(&store, &batch).await;
     assert_eq!(read.version, version);
     assert_eq!(texts(&read.events), expected);
 
@@ -123,11 +143,7 @@ pub async fn golden_events_round_trip<S: Store + 'static>(store: S) {
             .expect("append one");
         assert_eq!(version, index as u64 + 1);
     }
-    let read = store
-        .read(&single, ReadScope::All)
-        .await
-        .expect("read")
-        .expect("exists");
+    let read = read_all(&store, &single).await;
     assert_eq!(texts(&read.events), expected);
     for (event, value) in read.events.iter().zip(&values) {
         assert_eq!(
@@ -163,11 +179,7 @@ pub async fn golden_trackers_round_trip<S: Store + 'static>(store: S) {
             tracker.update(event);
         }
         store.save(&mut tracker).await.expect("save the last turn");
-        let full = store
-            .retrieve_full_tracker(&id)
-            .await
-            .expect("retrieve")
-            .expect("exists");
+        let full = full_tracker(&store, &id).await;
         let mut expected = line["state_all"].clone();
         expected["sender_id"] = Value::from(id.clone());
         assert_eq!(
@@ -191,11 +203,7 @@ pub async fn versions_count_events<S: Store + 'static>(store: S) {
     ];
     assert_eq!(store.append(&id, 7, &more).await.expect("append"), 9);
     assert_eq!(store.version(&id).await.expect("version"), 9);
-    let read = store
-        .read(&id, ReadScope::All)
-        .await
-        .expect("read")
-        .expect("exists");
+    let read = read_all(&store, &id).await;
     assert_eq!((read.version, read.first_seq, read.events.len()), (9, 1, 9));
     let raw = store
         .store()
@@ -221,11 +229,7 @@ pub async fn save_twice_writes_nothing_twice<S: Store + 'static>(store: S) {
     assert_eq!(store.save(&mut tracker).await.expect("save again"), 11);
     assert_eq!(store.version(&id).await.expect("version"), 11);
 
-    let mut retrieved = store
-        .retrieve(&id)
-        .await
-        .expect("retrieve")
-        .expect("exists");
+    let mut retrieved = latest_tracker(&store, &id).await;
     assert!(retrieved.unsaved_events().is_empty());
     assert_eq!(
         store.save(&mut retrieved).await.expect("save unchanged"),
@@ -234,11 +238,7 @@ pub async fn save_twice_writes_nothing_twice<S: Store + 'static>(store: S) {
     retrieved.update(Event::user("again", "greet", 1.0).at(1_700_000_050.0));
     assert_eq!(store.save(&mut retrieved).await.expect("save one more"), 12);
     assert_eq!(store.save(&mut retrieved).await.expect("and again"), 12);
-    let full = store
-        .retrieve_full_tracker(&id)
-        .await
-        .expect("full")
-        .expect("exists");
+    let full = full_tracker(&store, &id).await;
     assert_eq!(full.events().len(), 12);
 }
 
@@ -262,21 +262,13 @@ pub async fn latest_session_and_full_reads<S: Store + 'static>(store: S) {
     }
     let total = (first.len() + second.len() + third.len()) as u64;
 
-    let latest = store
-        .retrieve(&id)
-        .await
-        .expect("retrieve")
-        .expect("exists");
+    let latest = latest_tracker(&store, &id).await;
     assert_eq!(texts(latest.events()), texts(&third));
     assert_eq!(latest.version(), total);
     assert_eq!(latest.first_seq(), total - third.len() as u64 + 1);
     assert!(latest.events()[0].is_action("action_session_start"));
 
-    let full = store
-        .retrieve_full_tracker(&id)
-        .await
-        .expect("full")
-        .expect("exists");
+    let full = full_tracker(&store, &id).await;
     let all: Vec<Event> = [first.clone(), second.clone(), third.clone()].concat();
     assert_eq!(texts(full.events()), texts(&all));
     assert_eq!(full.sessions().len(), 3);
@@ -286,11 +278,7 @@ pub async fn latest_session_and_full_reads<S: Store + 'static>(store: S) {
     let extra = Event::user("more", "greet", 1.0).at(1_700_200_100.0);
     latest.update(extra.clone());
     assert_eq!(store.save(&mut latest).await.expect("save"), total + 1);
-    let full = store
-        .retrieve_full_tracker(&id)
-        .await
-        .expect("full")
-        .expect("exists");
+    let full = full_tracker(&store, &id).await;
     let mut all = all;
     all.push(extra);
     assert_eq!(texts(full.events()), texts(&all));
@@ -302,11 +290,7 @@ pub async fn latest_session_and_full_reads<S: Store + 'static>(store: S) {
         Event::bot("hey").at(1_700_000_001.0),
     ];
     store.append(&plain, 0, &events).await.expect("append");
-    let latest = store
-        .retrieve(&plain)
-        .await
-        .expect("retrieve")
-        .expect("exists");
+    let latest = latest_tracker(&store, &plain).await;
     assert_eq!(texts(latest.events()), texts(&events));
 
     // A `session_started` without `action_session_start` before it starts the session itself.
@@ -318,11 +302,7 @@ pub async fn latest_session_and_full_reads<S: Store + 'static>(store: S) {
         Event::bot("new session").at(1_700_000_003.0),
     ];
     store.append(&bare, 0, &events).await.expect("append");
-    let latest = store
-        .retrieve(&bare)
-        .await
-        .expect("retrieve")
-        .expect("exists");
+    let latest = latest_tracker(&store, &bare).await;
     assert_eq!(texts(latest.events()), texts(&events[2..]));
     assert_eq!(latest.first_seq(), 3);
 }
@@ -337,11 +317,7 @@ pub async fn session_start_split_across_appends<S: Store + 'static>(store: S) {
     let mut version = store.append(&id, 0, &old).await.expect("append");
     version = store.append(&id, version, &new[..1]).await.expect("append");
     store.append(&id, version, &new[1..]).await.expect("append");
-    let latest = store
-        .retrieve(&id)
-        .await
-        .expect("retrieve")
-        .expect("exists");
+    let latest = latest_tracker(&store, &id).await;
     assert_eq!(texts(latest.events()), texts(&new));
 }
 
@@ -360,19 +336,11 @@ pub async fn stale_version_conflicts<S: Store + 'static>(store: S) {
         assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
         assert_eq!(error.current_version(), Some(version));
     }
-    let read = store
-        .read(&id, ReadScope::All)
-        .await
-        .expect("read")
-        .expect("exists");
+    let read = read_all(&store, &id).await;
     assert_eq!(texts(&read.events), texts(&events));
 
     // Two trackers read at the same version: the second save conflicts and writes nothing.
-    let mut a = store
-        .retrieve(&id)
-        .await
-        .expect("retrieve")
-        .expect("exists");
+    let mut a = latest_tracker(&store, &id).await;
     let mut b = a.clone();
     a.update(Event::bot("from a").at(1_700_000_200.0));
     b.update(Event::bot("from b").at(1_700_000_201.0));
@@ -387,11 +355,7 @@ pub async fn stale_version_conflicts<S: Store + 'static>(store: S) {
         1,
         "a failed save leaves the tracker unsaved"
     );
-    let full = store
-        .retrieve_full_tracker(&id)
-        .await
-        .expect("full")
-        .expect("exists");
+    let full = full_tracker(&store, &id).await;
     assert_eq!(full.events().len() as u64, version + 1);
     assert_eq!(
         full.events().last().map(Event::to_rasa_json),
@@ -444,11 +408,7 @@ pub async fn concurrent_writers_one_wins<S: Store + 'static>(store: S) {
         let (events, version) = winners.remove(0);
         assert_eq!(version, expected + 2);
         stored.extend(texts(&events));
-        let read = store
-            .read(&id, ReadScope::All)
-            .await
-            .expect("read")
-            .expect("exists");
+        let read = read_all(&store, &id).await;
         assert_eq!(texts(&read.events), stored);
     }
 }
@@ -538,17 +498,9 @@ pub async fn delete_then_read<S: Store + 'static>(store: S) {
         store.append(&id, 0, &events[..2]).await.expect("re-create"),
         2
     );
-    let read = store
-        .read(&id, ReadScope::All)
-        .await
-        .expect("read")
-        .expect("exists");
+    let read = read_all(&store, &id).await;
     assert_eq!(texts(&read.events), texts(&events[..2]));
-    let untouched = store
-        .read(&other, ReadScope::All)
-        .await
-        .expect("read")
-        .expect("exists");
+    let untouched = read_all(&store, &other).await;
     assert_eq!(texts(&untouched.events), texts(&events));
 }
 
@@ -575,7 +527,7 @@ pub async fn unusual_sender_ids<S: Store + 'static>(store: S) {
     for (n, id) in ids.iter().enumerate() {
         let events = [Event::bot(format!("for id {n}")).at(1_700_000_000.0)];
         store.append(id, 0, &events).await.expect("append");
-        let tracker = store.retrieve(id).await.expect("retrieve").expect("exists");
+        let tracker = latest_tracker(&store, id).await;
         assert_eq!(tracker.sender_id(), id);
         assert_eq!(texts(tracker.events()), texts(&events));
     }
@@ -603,11 +555,7 @@ pub async fn large_event<S: Store + 'static>(store: S) {
         }
         _ => {
             assert_eq!(result.expect("append a large event"), 1);
-            let read = store
-                .read(&id, ReadScope::All)
-                .await
-                .expect("read")
-                .expect("exists");
+            let read = read_all(&store, &id).await;
             assert_eq!(texts(&read.events), vec![event.to_rasa_json()]);
         }
     }
@@ -676,10 +624,6 @@ pub async fn invalid_input_is_rejected<S: Store + 'static>(store: S) {
         .append(&id, 0, std::slice::from_ref(&event))
         .await
         .expect("append odd content");
-    let read = store
-        .read(&id, ReadScope::All)
-        .await
-        .expect("read")
-        .expect("exists");
+    let read = read_all(&store, &id).await;
     assert_eq!(texts(&read.events), vec![event.to_rasa_json()]);
 }

@@ -131,6 +131,15 @@ fn write_u_escape<W: ?Sized + io::Write>(writer: &mut W, unit: u16) -> io::Resul
     writer.write_all(&bytes)
 }
 
+/// Python's item separator, `", "`, before every item but the first.
+fn write_separator<W: ?Sized + io::Write>(writer: &mut W, first: bool) -> io::Result<()> {
+    if first {
+        Ok(())
+    } else {
+        writer.write_all(b", ")
+    }
+}
+
 impl Formatter for PythonFormatter {
     fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
         writer.write_all(python_float_repr(value).as_bytes())
@@ -184,11 +193,7 @@ impl Formatter for PythonFormatter {
         writer: &mut W,
         first: bool,
     ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+        write_separator(writer, first)
     }
 
     fn begin_object_key<W: ?Sized + io::Write>(
@@ -196,11 +201,7 @@ impl Formatter for PythonFormatter {
         writer: &mut W,
         first: bool,
     ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+        write_separator(writer, first)
     }
 
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {

@@ -188,24 +188,20 @@ impl TrackerStore {
     /// The latest session's tracker, or a new empty one (Rasa's `get_or_create_tracker`; the
     /// new tracker is stored by its first save).
     pub async fn get_or_create_tracker(&self, sender_id: &str) -> Result<Tracker> {
-        match self.retrieve(sender_id).await? {
-            Some(tracker) => Ok(tracker),
-            None => {
-                SenderId::new(sender_id)?;
-                Ok(self.create_tracker(sender_id))
-            }
-        }
+        self.get_or_create(sender_id, ReadScope::LatestSession)
+            .await
     }
 
     /// The full tracker, or a new empty one (Rasa's `get_or_create_full_tracker`).
     pub async fn get_or_create_full_tracker(&self, sender_id: &str) -> Result<Tracker> {
-        match self.retrieve_full_tracker(sender_id).await? {
-            Some(tracker) => Ok(tracker),
-            None => {
-                SenderId::new(sender_id)?;
-                Ok(self.create_tracker(sender_id))
-            }
-        }
+        self.get_or_create(sender_id, ReadScope::All).await
+    }
+
+    async fn get_or_create(&self, sender_id: &str, scope: ReadScope) -> Result<Tracker> {
+        Ok(match self.retrieve_scope(sender_id, scope).await? {
+            Some(tracker) => tracker,
+            None => self.create_tracker(sender_id),
+        })
     }
 
     /// Whether the conversation has any event.
