@@ -1,14 +1,16 @@
 //! Stores a short conversation the way Rasa's message processor does (a session start, then
 //! one save per turn), reads it back and prints the transcript and Rasa's tracker state.
 //!
-//! Run with `cargo run -p tracker-memory --example quickstart`.
+//! The conversation is stored in SQLite, in `rasa.db` in the current directory (Rasa's
+//! default), so a second run finds it there. Run with
+//! `cargo run -p tracker-sql --example quickstart`.
 
-use tracker_memory::MemoryStore;
-use tracker_memory::tracker_core::{
+use tracker_sql::{SqlConfig, SqlStore};
+use tracker_sql::tracker_core::{
     Domain, Event, EventKind, EventVerbosity, Result, SlotDefinition, TrackerStore,
 };
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> Result<()> {
     // The domain's slots seed every tracker, as in Rasa.
     let domain = Domain::with_slots(
@@ -18,8 +20,12 @@ async fn main() -> Result<()> {
         }],
         false,
     );
-    let store = TrackerStore::new(MemoryStore::new()).with_domain(domain);
+    let sql = SqlStore::connect(&SqlConfig::default()).await?;
+    let store = TrackerStore::new(sql).with_domain(domain);
     let sender = "alice";
+    if store.delete(sender).await? {
+        println!("deleted {sender:?} from an earlier run");
+    }
 
     // First message: a new conversation starts with a session.
     let mut tracker = store.get_or_create_tracker(sender).await?;

@@ -1,0 +1,4 @@
+DROP INDEX ix_events_first;
+DROP INDEX ix_events_session_starts;
+DROP INDEX ux_events_sender_seq;
+ALTER TABLE events DROP COLUMN seq;

@@ -1,0 +1,525 @@
+//! Configuration with the keys and defaults of Rasa's `SQLTrackerStore`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+use tracker_core::{Error, Result};
+
+/// Default pool size on PostgreSQL and MySQL: Rasa's `SQL_POOL_SIZE` default.
+pub const DEFAULT_POOL_SIZE: usize = 50;
+/// Default extra connections under load: Rasa's `SQL_MAX_OVERFLOW` default.
+pub const DEFAULT_MAX_OVERFLOW: usize = 100;
+/// Pool size for an SQLite file: concurrent readers, one writer at a time.
+pub const SQLITE_FILE_POOL_SIZE: usize = 8;
+
+/// The SQL database kinds this store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+    /// SQLite (bundled).
+    Sqlite,
+}
+
+impl Dialect {
+    /// Parses a dialect as Rasa (SQLAlchemy) names it: `postgresql`, `postgres`,
+    /// `postgresql+psycopg2`, `mysql`, `mysql+pymysql`, `mariadb`, `sqlite`, ... The part after
+    /// `+` (the Python driver) is ignored.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for Oracle and other SQLAlchemy dialects diesel cannot speak,
+    /// [`Error::Config`] for names that are no dialect.
+    pub fn parse(name: &str) -> Result<Self> {
+        let base = name
+            .split('+')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match base.as_str() {
+            "postgresql" | "postgres" | "pgsql" => Ok(Self::Postgres),
+            "mysql" | "mariadb" => Ok(Self::Mysql),
+            "sqlite" | "sqlite3" => Ok(Self::Sqlite),
+            "oracle" | "mssql" | "sqlserver" | "firebird" | "sybase" => Err(Error::unsupported(
+                "tracker-sql",
+                format!(
+                    "the {base:?} dialect (diesel has no {base} backend; use PostgreSQL, MySQL/MariaDB or SQLite)"
+                ),
+            )),
+            _ => Err(Error::config(format!(
+                "unknown SQL dialect {name:?}: expected postgresql, mysql or sqlite"
+            ))),
+        }
+    }
+
+    /// The dialect's name as used in URLs and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Configuration of [`SqlStore`](crate::SqlStore): the keys of Rasa's `SQLTrackerStore` in
+/// `endpoints.yml`, with Rasa's defaults, plus `pool_size` and `migrate`.
+///
+/// ```
+/// let config: tracker_sql::SqlConfig = serde_json::from_value(serde_json::json!({
+///     "dialect": "postgresql", "url": "db.internal:5433", "db": "rasa",
+///     "username": "rasa", "password": "secret", "query": {"sslmode": "disable"}
+/// })).unwrap();
+/// assert!(!format!("{config:?}").contains("secret"));
+/// ```
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct SqlConfig {
+    /// SQLAlchemy-style dialect name (default `sqlite`).
+    pub dialect: String,
+    /// A host, `host:port`, or a full URL (`postgresql://user:pass@host/db`), as Rasa reads
+    /// it: a full URL wins over every other key; a port in the host wins over `port`.
+    pub url: Option<String>,
+    /// The server port.
+    #[serde(deserialize_with = "port_from_number_or_string")]
+    pub port: Option<u16>,
+    /// Database name, or file path for SQLite (default `rasa.db`; `:memory:` for an in-memory
+    /// database).
+    pub db: String,
+    /// User name.
+    pub username: Option<String>,
+    /// Password; never shown by `Debug` or in logs.
+    pub password: Option<String>,
+    /// PostgreSQL: a database to connect to first, to create `db` if it is missing.
+    pub login_db: Option<String>,
+    /// Parameters appended to the connection URL (e.g. `sslmode`).
+    pub query: BTreeMap<String, String>,
+    /// Most pooled connections. Default: `SQL_POOL_SIZE` + `SQL_MAX_OVERFLOW` from the
+    /// environment (50 + 100) on PostgreSQL and MySQL, 8 for an SQLite file, 1 in memory.
+    pub pool_size: Option<usize>,
+    /// Run pending schema migrations when connecting (default `true`, as Rasa creates its
+    /// table at start-up).
+    pub migrate: bool,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        Self {
+            dialect: "sqlite".to_owned(),
+            url: None,
+            port: None,
+            db: "rasa.db".to_owned(),
+            username: None,
+            password: None,
+            login_db: None,
+            query: BTreeMap::new(),
+            pool_size: None,
+            migrate: true,
+        }
+    }
+}
+
+impl fmt::Debug for SqlConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlConfig")
+            .field("dialect", &self.dialect)
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("login_db", &self.login_db)
+            .field("query", &self.query)
+            .field("pool_size", &self.pool_size)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
+fn port_from_number_or_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Number(u64),
+        Text(String),
+    }
+    match Option::<Port>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Port::Number(n)) => u16::try_from(n)
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("port {n} is out of range"))),
+        Some(Port::Text(text)) => text
+            .trim()
+            .parse::<u16>()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("port {text:?} is not a number"))),
+    }
+}
+
+/// Where to connect, resolved from a [`SqlConfig`].
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) dialect: Dialect,
+    /// The connection URL (PostgreSQL, MySQL) or file path (SQLite). Holds the password.
+    pub(crate) url: String,
+    /// PostgreSQL: the URL of `login_db` and the name of the database to create.
+    pub(crate) login: Option<(String, String)>,
+    pub(crate) pool_size: usize,
+    /// The URL without credentials, for logs and `Debug`.
+    pub(crate) display: String,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl SqlConfig {
+    /// An SQLite database in the file at `path`.
+    pub fn sqlite(path: impl Into<String>) -> Self {
+        Self {
+            db: path.into(),
+            ..Self::default()
+        }
+    }
+
+    /// A database given by a full URL (`postgres://...`, `mysql://...`, `sqlite:///file.db`).
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn target(&self) -> Result<Target> {
+        let (dialect, url, login, display) = match self.url.as_deref() {
+            Some(url) if url.contains("://") => {
+                let (dialect, url) = normalise_full_url(url)?;
+                if self.login_db.is_some() {
+                    tracing::warn!("`login_db` is ignored when `url` is a full URL");
+                }
+                let display = redact_url(&url);
+                (dialect, url, None, display)
+            }
+            host => {
+                let dialect = Dialect::parse(&self.dialect)?;
+                self.component_url(dialect, host)?
+            }
+        };
+        let pool_size = match (self.pool_size, dialect) {
+            (Some(0), _) => return Err(Error::config("`pool_size` must be at least 1")),
+            (Some(size), Dialect::Sqlite) if is_memory(&url) => {
+                if size != 1 {
+                    tracing::warn!(
+                        "an in-memory SQLite database lives in one connection; using a pool of 1"
+                    );
+                }
+                1
+            }
+            (Some(size), _) => size,
+            (None, Dialect::Sqlite) if is_memory(&url) => 1,
+            (None, Dialect::Sqlite) => SQLITE_FILE_POOL_SIZE,
+            (None, _) => env_usize("SQL_POOL_SIZE", DEFAULT_POOL_SIZE)?
+                .saturating_add(env_usize("SQL_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW)?)
+                .max(1),
+        };
+        Ok(Target {
+            dialect,
+            url,
+            login,
+            pool_size,
+            display,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn component_url(
+        &self,
+        dialect: Dialect,
+        host: Option<&str>,
+    ) -> Result<(Dialect, String, Option<(String, String)>, String)> {
+        if dialect == Dialect::Sqlite {
+            let path = if self.db.is_empty() {
+                ":memory:".to_owned()
+            } else {
+                self.db.clone()
+            };
+            return Ok((dialect, path.clone(), None, format!("sqlite:{path}")));
+        }
+        let (host, port) = match host {
+            Some(host) => split_host_port(host, self.port)?,
+            None => ("localhost".to_owned(), self.port),
+        };
+        let build = |database: &str, with_password: bool| {
+            let mut url = format!("{}://", dialect.name());
+            if let Some(user) = &self.username {
+                url.push_str(&percent_encode(user));
+                if let Some(password) = &self.password {
+                    url.push(':');
+                    url.push_str(
+                        if with_password {
+                            percent_encode(password)
+                        } else {
+                            "<redacted>".to_owned()
+                        }
+                        .as_str(),
+                    );
+                }
+                url.push('@');
+            }
+            if host.contains(':') {
+                url.push_str(&format!("[{host}]"));
+            } else {
+                url.push_str(&host);
+            }
+            if let Some(port) = port {
+                url.push_str(&format!(":{port}"));
+            }
+            url.push('/');
+            url.push_str(&percent_encode(database));
+            let mut query: Vec<(String, String)> = self
+                .query
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if dialect == Dialect::Postgres
+                && let Ok(schema) = std::env::var("POSTGRESQL_SCHEMA")
+                && !schema.is_empty()
+            {
+                query.push(("options".to_owned(), format!("-csearch_path={schema}")));
+            }
+            for (index, (key, value)) in query.iter().enumerate() {
+                url.push(if index == 0 { '?' } else { '&' });
+                url.push_str(&percent_encode(key));
+                url.push('=');
+                url.push_str(&percent_encode(value));
+            }
+            url
+        };
+        let login = match (&self.login_db, dialect) {
+            (Some(login_db), Dialect::Postgres) => Some((build(login_db, true), self.db.clone())),
+            (Some(_), _) => {
+                tracing::warn!("`login_db` is only used with PostgreSQL; ignored");
+                None
+            }
+            (None, _) => None,
+        };
+        Ok((
+            dialect,
+            build(&self.db, true),
+            login,
+            build(&self.db, false),
+        ))
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
+            Error::config(format!(
+                "environment variable {name}={value:?} is not a number"
+            ))
+        }),
+        _ => Ok(default),
+    }
+}
+
+pub(crate) fn is_memory(path: &str) -> bool {
+    path == ":memory:" || path.contains("mode=memory")
+}
+
+/// Splits `host[:port]` as Rasa does; a port in the host wins over `port`.
+fn split_host_port(host: &str, port: Option<u16>) -> Result<(String, Option<u16>)> {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [ipv6]:port
+        let (address, after) = rest
+            .split_once(']')
+            .ok_or_else(|| Error::config(format!("invalid host {host:?}")))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(parse_port(p)?),
+            None => port,
+        };
+        return Ok((address.to_owned(), port));
+    }
+    match host.rsplit_once(':') {
+        Some((name, p)) if !name.contains(':') => Ok((name.to_owned(), Some(parse_port(p)?))),
+        _ => Ok((host.to_owned(), port)),
+    }
+}
+
+fn parse_port(text: &str) -> Result<u16> {
+    text.parse()
+        .map_err(|_| Error::config(format!("port {text:?} is not a number")))
+}
+
+/// Turns a SQLAlchemy-style URL into what the driver takes.
+fn normalise_full_url(url: &str) -> Result<(Dialect, String)> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::config("a URL needs a scheme"))?;
+    let dialect = Dialect::parse(scheme)?;
+    Ok(match dialect {
+        Dialect::Postgres => (dialect, format!("postgres://{rest}")),
+        Dialect::Mysql => (dialect, format!("mysql://{rest}")),
+        Dialect::Sqlite => {
+            // sqlite:///relative.db, sqlite:////absolute.db, sqlite:// (memory)
+            let path = rest.strip_prefix('/').unwrap_or(rest);
+            let path = if path.is_empty() { ":memory:" } else { path };
+            (dialect, path.to_owned())
+        }
+    })
+}
+
+/// The URL with any password replaced, for logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(index) => rest.split_at(index),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:<redacted>@{host}{path}")
+            } else {
+                format!("{scheme}://{user}@{host}{path}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(value: serde_json::Value) -> SqlConfig {
+        serde_json::from_value(value).expect("config")
+    }
+
+    #[test]
+    fn rasa_defaults() {
+        let config = config(serde_json::json!({}));
+        assert_eq!(config.dialect, "sqlite");
+        assert_eq!(config.db, "rasa.db");
+        let target = config.target().expect("target");
+        assert_eq!(
+            (target.dialect, target.url.as_str()),
+            (Dialect::Sqlite, "rasa.db")
+        );
+        assert_eq!(target.pool_size, SQLITE_FILE_POOL_SIZE);
+        let memory = SqlConfig::sqlite(":memory:").target().expect("target");
+        assert_eq!(memory.pool_size, 1);
+    }
+
+    #[test]
+    fn dialect_names() {
+        for name in [
+            "postgresql",
+            "postgresql+psycopg2",
+            "POSTGRES",
+            "postgresql+asyncpg",
+        ] {
+            assert_eq!(Dialect::parse(name).expect(name), Dialect::Postgres);
+        }
+        for name in ["mysql", "mysql+pymysql", "mariadb+mariadbconnector"] {
+            assert_eq!(Dialect::parse(name).expect(name), Dialect::Mysql);
+        }
+        assert_eq!(Dialect::parse("sqlite").expect("sqlite"), Dialect::Sqlite);
+        let oracle = Dialect::parse("oracle+cx_oracle").expect_err("oracle");
+        assert_eq!(oracle.kind(), tracker_core::ErrorKind::Unsupported);
+        let bogus = Dialect::parse("excel").expect_err("bogus");
+        assert_eq!(bogus.kind(), tracker_core::ErrorKind::Config);
+    }
+
+    #[test]
+    fn host_port_and_credentials_build_the_url() {
+        let config = config(serde_json::json!({
+            "dialect": "postgresql", "url": "db.example:6543", "port": "5432", "db": "rasa",
+            "username": "bot user", "password": "p@ss:word/", "query": {"sslmode": "require"}
+        }));
+        let target = config.target().expect("target");
+        assert_eq!(
+            target.url,
+            "postgres://bot%20user:p%40ss%3Aword%2F@db.example:6543/rasa?sslmode=require"
+        );
+        assert!(!target.display.contains("p%40ss"));
+        assert!(!format!("{target:?}").contains("p%40ss"));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("p@ss"), "{debug}");
+
+        let config = config_port(
+            serde_json::json!({"dialect": "mysql", "url": "localhost", "port": 3307, "db": "test", "username": "root"}),
+        );
+        assert_eq!(config.url, "mysql://root@localhost:3307/test");
+    }
+
+    fn config_port(value: serde_json::Value) -> Target {
+        config(value).target().expect("target")
+    }
+
+    #[test]
+    fn full_urls_win() {
+        let target = config_port(serde_json::json!({
+            "dialect": "sqlite", "url": "postgresql+psycopg2://u:secret@h:1/d", "db": "ignored"
+        }));
+        assert_eq!(target.dialect, Dialect::Postgres);
+        assert_eq!(target.url, "postgres://u:secret@h:1/d");
+        assert_eq!(target.display, "postgres://u:<redacted>@h:1/d");
+        let sqlite = config_port(serde_json::json!({"url": "sqlite:////var/lib/rasa.db"}));
+        assert_eq!(sqlite.url, "/var/lib/rasa.db");
+        let relative = config_port(serde_json::json!({"url": "sqlite:///rasa.db"}));
+        assert_eq!(relative.url, "rasa.db");
+    }
+
+    #[test]
+    fn login_db_is_for_postgres() {
+        let target = config_port(serde_json::json!({
+            "dialect": "postgresql", "url": "localhost", "db": "rasa", "login_db": "postgres"
+        }));
+        let (login_url, db) = target.login.expect("login");
+        assert_eq!(login_url, "postgres://localhost/postgres");
+        assert_eq!(db, "rasa");
+    }
+
+    #[test]
+    fn bad_values_are_config_errors() {
+        assert!(serde_json::from_value::<SqlConfig>(serde_json::json!({"port": "x"})).is_err());
+        assert!(serde_json::from_value::<SqlConfig>(serde_json::json!({"port": 70000})).is_err());
+        let zero = SqlConfig {
+            pool_size: Some(0),
+            ..SqlConfig::default()
+        };
+        assert_eq!(
+            zero.target().expect_err("zero").kind(),
+            tracker_core::ErrorKind::Config
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Embedded, versioned schema migrations (diesel_migrations), one set per dialect, and the
+//! PostgreSQL database bootstrap (`login_db`).
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationVersion;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tracker_core::{BoxError, Error, Result};
+
+use crate::error::{pool_error, query_error};
+
+#[cfg(feature = "postgres")]
+const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+#[cfg(feature = "mysql")]
+const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+#[cfg(feature = "sqlite")]
+const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// A fixed key for PostgreSQL's advisory lock, so concurrent migrators wait for each other.
+#[cfg(feature = "postgres")]
+const PG_LOCK_KEY: i64 = 0x0074_7261_636b_6572; // "tracker" in ASCII
+
+fn names(versions: Vec<MigrationVersion<'_>>) -> Vec<String> {
+    versions.into_iter().map(|v| v.to_string()).collect()
+}
+
+fn migration_error(error: BoxError) -> Error {
+    Error::Backend {
+        message: "running schema migrations".to_owned(),
+        source: Some(error),
+    }
+}
+
+/// Runs `task` on a blocking thread with the connection wrapped as a synchronous diesel
+/// connection (diesel_migrations is synchronous).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn run_blocking<C, T>(
+    connection: C,
+    task: impl FnOnce(
+        &mut diesel_async::async_connection_wrapper::AsyncConnectionWrapper<C>,
+    ) -> Result<T>
+    + Send
+    + 'static,
+) -> Result<T>
+where
+    C: diesel_async::AsyncConnection + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut wrapper =
+            diesel_async::async_connection_wrapper::AsyncConnectionWrapper::<C>::from(connection);
+        task(&mut wrapper)
+    })
+    .await
+    .map_err(|e| Error::backend("running schema migrations", e))?
+}
+
+/// Migrates a PostgreSQL database, holding an advisory lock.
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres(pool: &crate::store::PgPool) -> Result<Vec<String>> {
+    let object = pool
+        .get()
+        .await
+        .map_err(|e| pool_error("running schema migrations", e))?;
+    let connection = deadpool::managed::Object::take(object);
+    run_blocking(connection, |conn| {
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_LOCK_KEY})"))
+            .map_err(|e| query_error("locking for schema migrations", e))?;
+        let result = conn
+            .run_pending_migrations(POSTGRES)
+            .map(names)
+            .map_err(migration_error);
+        let unlock = conn.batch_execute(&format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})"));
+        let applied = result?;
+        unlock.map_err(|e| query_error("unlocking after schema migrations", e))?;
+        Ok(applied)
+    })
+    .await
+}
+
+/// Migrates a MySQL / MariaDB database, holding a named lock.
+#[cfg(feature = "mysql")]
+pub(crate) async fn mysql(pool: &crate::store::MysqlPool) -> Result<Vec<String>> {
+    let object = pool
+        .get()
+        .await
+        .map_err(|e| pool_error("running schema migrations", e))?;
+    let connection = deadpool::managed::Object::take(object);
+    run_blocking(connection, |conn| {
+        conn.batch_execute("DO GET_LOCK('tracker_store_migrations', 600)")
+            .map_err(|e| query_error("locking for schema migrations", e))?;
+        let result = conn
+            .run_pending_migrations(MYSQL)
+            .map(names)
+            .map_err(migration_error);
+        let unlock = conn.batch_execute("DO RELEASE_LOCK('tracker_store_migrations')");
+        let applied = result?;
+        unlock.map_err(|e| query_error("unlocking after schema migrations", e))?;
+        Ok(applied)
+    })
+    .await
+}
+
+/// Migrates an SQLite database inside one immediate transaction, so concurrent migrators
+/// wait for each other.
+#[cfg(feature = "sqlite")]
+pub(crate) async fn sqlite(pool: &crate::store::SqlitePool) -> Result<Vec<String>> {
+    enum Failure {
+        Migration(BoxError),
+        Query(diesel::result::Error),
+    }
+    impl From<diesel::result::Error> for Failure {
+        fn from(error: diesel::result::Error) -> Self {
+            Self::Query(error)
+        }
+    }
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| pool_error("running schema migrations", e))?;
+    let outcome = conn
+        .spawn_blocking(|conn: &mut diesel::SqliteConnection| {
+            Ok(conn.immediate_transaction::<_, Failure, _>(|conn| {
+                conn.run_pending_migrations(SQLITE)
+                    .map(names)
+                    .map_err(Failure::Migration)
+            }))
+        })
+        .await
+        .map_err(|e| query_error("running schema migrations", e))?;
+    match outcome {
+        Ok(applied) => Ok(applied),
+        Err(Failure::Migration(error)) => Err(migration_error(error)),
+        Err(Failure::Query(error)) => Err(query_error("running schema migrations", error)),
+    }
+}
+
+/// Opens an SQLite connection that waits for locks instead of failing at once, in WAL mode
+/// so readers don't block the writer.
+#[cfg(feature = "sqlite")]
+pub(crate) fn establish_sqlite(
+    url: &str,
+) -> futures::future::BoxFuture<'_, diesel::ConnectionResult<crate::store::SqliteConnection>> {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    use futures::FutureExt;
+    async move {
+        let mut conn = crate::store::SqliteConnection::establish(url).await?;
+        conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
+            .await
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+        Ok(conn)
+    }
+    .boxed()
+}
+
+#[cfg(feature = "postgres")]
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[cfg(feature = "postgres")]
+async fn database_count(
+    conn: &mut diesel_async::AsyncPgConnection,
+    database: &str,
+) -> diesel::QueryResult<i64> {
+    use diesel_async::RunQueryDsl;
+    let found: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM pg_catalog.pg_database WHERE datname = $1")
+            .bind::<diesel::sql_types::Text, _>(database)
+            .get_result(conn)
+            .await?;
+    Ok(found.n)
+}
+
+/// Connects to `login_url` and creates `database` unless it exists (Rasa's `login_db`).
+#[cfg(feature = "postgres")]
+pub(crate) async fn ensure_postgres_database(login_url: &str, database: &str) -> Result<()> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let context = "connecting to `login_db`";
+    let mut conn = AsyncPgConnection::establish(login_url)
+        .await
+        .map_err(|e| crate::error::connection_error(context, e))?;
+    let found = database_count(&mut conn, database)
+        .await
+        .map_err(|e| query_error("looking for the database", e))?;
+    if found > 0 {
+        return Ok(());
+    }
+    let quoted = database.replace('"', "\"\"");
+    if let Err(error) = conn
+        .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
+        .await
+    {
+        // Another process may have created it meanwhile.
+        let found = database_count(&mut conn, database)
+            .await
+            .map_err(|e| query_error("looking for the database", e))?;
+        if found == 0 {
+            return Err(query_error("creating the database", error));
+        }
+    }
+    tracing::info!(database, "created the database");
+    Ok(())
+}
+
+/// With `POSTGRESQL_SCHEMA` set, checks once that the schema exists (Rasa checks on every
+/// operation and exits the process).
+#[cfg(feature = "postgres")]
+pub(crate) async fn check_postgres_schema(pool: &crate::store::PgPool) -> Result<()> {
+    use diesel_async::RunQueryDsl;
+    let Ok(schema) = std::env::var("POSTGRESQL_SCHEMA") else {
+        return Ok(());
+    };
+    if schema.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| pool_error("checking POSTGRESQL_SCHEMA", e))?;
+    let found: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(&schema)
+    .get_result(&mut *conn)
+    .await
+    .map_err(|e| query_error("checking POSTGRESQL_SCHEMA", e))?;
+    if found.n == 0 {
+        return Err(Error::config(format!(
+            "POSTGRESQL_SCHEMA={schema:?}, but the database has no such schema"
+        )));
+    }
+    Ok(())
+}
