@@ -5,10 +5,10 @@
 //! default), so a second run finds it there. Run with
 //! `cargo run -p tracker-sql --example quickstart`.
 
-use tracker_sql::{SqlConfig, SqlStore};
 use tracker_sql::tracker_core::{
     Domain, Event, EventKind, EventVerbosity, Result, SlotDefinition, TrackerStore,
 };
+use tracker_sql::{SqlConfig, SqlStore};
 
 #[tokio::main]
 async fn main() -> Result<()> {

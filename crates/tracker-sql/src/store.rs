@@ -5,13 +5,13 @@ use std::fmt;
 use diesel::dsl::{max, sql};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable};
-use diesel_async::pooled_connection::deadpool::Pool as DeadPool;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-#[cfg(feature = "sqlite")]
-use diesel_async::pooled_connection::ManagerConfig;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+#[cfg(feature = "sqlite")]
+use diesel_async::pooled_connection::ManagerConfig;
+use diesel_async::pooled_connection::deadpool::Pool as DeadPool;
 use tracker_core::{
     Append, Capabilities, Error, EventData, ListPage, ListRequest, ReadScope, Result, SenderId,
     Store, StoredConversation, StoredEvent, async_trait,

@@ -200,3 +200,40 @@ async fn sqlite_file_writers_wait_for_each_other() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+/// A store on a pool the application built, sharing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_on_existing_pools() {
+    use tracker_sql::diesel_async::pooled_connection::AsyncDieselConnectionManager;
+    use tracker_sql::diesel_async::pooled_connection::deadpool::Pool;
+
+    let path = common::temp_sqlite_path();
+    let manager = AsyncDieselConnectionManager::<tracker_sql::SqliteConnection>::new(&path);
+    let pool = Pool::builder(manager).max_size(2).build().expect("pool");
+    let store = SqlStore::from_sqlite_pool(pool);
+    assert_eq!(store.migrate().await.expect("migrate").len(), 2);
+    let trackers = TrackerStore::new(store);
+    trackers
+        .append("pooled", 0, &session(1_700_000_000.0, 1))
+        .await
+        .expect("append");
+    assert_eq!(trackers.version("pooled").await.expect("version"), 5);
+    let _ = std::fs::remove_file(&path);
+
+    let Some(service) = service_url(Service::Postgres).await else {
+        return;
+    };
+    let manager =
+        AsyncDieselConnectionManager::<diesel_async::AsyncPgConnection>::new(&service.url);
+    let pool = Pool::builder(manager).max_size(2).build().expect("pool");
+    let store = SqlStore::from_pg_pool(pool);
+    store.migrate().await.expect("migrate");
+    let trackers = TrackerStore::new(store);
+    let id = fresh("pooled");
+    trackers
+        .append(&id, 0, &session(1_700_000_000.0, 1))
+        .await
+        .expect("append");
+    let debug = format!("{:?}", trackers.store());
+    assert!(debug.contains("postgres"), "{debug}");
+}
