@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod broker;
 pub mod domain;
 pub mod error;
 pub mod event;
@@ -9,6 +10,7 @@ pub mod store;
 pub mod tracker;
 pub mod tracker_store;
 
+pub use broker::{BrokerMessage, ChannelBroker, EventBroker, PublishStats};
 pub use domain::{Domain, SlotDefinition};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{Event, EventKind, InvalidEvent, JsonMap, UnknownEvent, UserUttered};

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use futures::{Stream, TryStreamExt};
 
+use crate::broker::{BrokerMessage, EventBroker, PublishStats, Publisher};
 use crate::domain::Domain;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -50,6 +51,7 @@ pub struct Conversation {
 pub struct TrackerStore {
     store: Arc<dyn Store>,
     domain: Arc<Domain>,
+    publisher: Option<Publisher>,
 }
 
 impl TrackerStore {
@@ -63,6 +65,7 @@ impl TrackerStore {
         Self {
             store,
             domain: Arc::new(Domain::empty()),
+            publisher: None,
         }
     }
 
@@ -71,6 +74,22 @@ impl TrackerStore {
     pub fn with_domain(mut self, domain: Domain) -> Self {
         self.domain = Arc::new(domain);
         self
+    }
+
+    /// Publishes the events every save appends to `broker`, after the append succeeded (see
+    /// [`crate::broker`] for the delivery guarantee).
+    #[must_use]
+    pub fn with_event_broker(mut self, broker: Arc<dyn EventBroker>) -> Self {
+        self.publisher = Some(Publisher {
+            broker,
+            stats: Arc::new(PublishStats::default()),
+        });
+        self
+    }
+
+    /// Publish counts of the event broker, if one is set.
+    pub fn publish_stats(&self) -> Option<&PublishStats> {
+        self.publisher.as_ref().map(|p| p.stats.as_ref())
     }
 
     /// The domain.
@@ -109,12 +128,14 @@ impl TrackerStore {
         let version = self
             .append_to(sender_id, tracker.version(), tracker.unsaved_events())
             .await?;
+        self.publish(tracker.sender_id(), version, tracker.unsaved_events())
+            .await;
         tracker.mark_saved(version);
         Ok(version)
     }
 
     /// Appends `events` to a conversation at `expected_version` (0 creates it), all or
-    /// nothing; returns the new version.
+    /// nothing, publishes them to the event broker if one is set, and returns the new version.
     ///
     /// # Errors
     /// [`Error::Conflict`] when the conversation is at another version.
@@ -124,8 +145,36 @@ impl TrackerStore {
         expected_version: u64,
         events: &[Event],
     ) -> Result<u64> {
-        let sender_id = SenderId::new(sender_id)?;
-        self.append_to(sender_id, expected_version, events).await
+        let id = SenderId::new(sender_id)?;
+        let version = self.append_to(id, expected_version, events).await?;
+        self.publish(sender_id, version, events).await;
+        Ok(version)
+    }
+
+    /// Publishes `events`, which brought the conversation to `version`, if a broker is set.
+    async fn publish(&self, sender_id: &str, version: u64, events: &[Event]) {
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
+        let first = version + 1 - events.len() as u64;
+        let messages: Vec<BrokerMessage> = events
+            .iter()
+            .zip(first..)
+            .map(|(event, seq)| BrokerMessage::new(sender_id, seq, event))
+            .collect();
+        match publisher.broker.publish(&messages).await {
+            Ok(()) => publisher.stats.record(messages.len(), true),
+            Err(error) => {
+                publisher.stats.record(messages.len(), false);
+                tracing::error!(
+                    sender_id,
+                    events = messages.len(),
+                    first_seq = first,
+                    error = %error,
+                    "the events are stored but the event broker missed them"
+                );
+            }
+        }
     }
 
     async fn append_to(
