@@ -1,0 +1,273 @@
+//! The `tracker_store:` section of Rasa's `endpoints.yml`.
+
+use std::fmt;
+
+use serde_json::Value;
+use tracker_core::{Error, JsonMap, Result};
+
+/// Keys Rasa's `EndpointConfig` consumes for HTTP endpoints; they never reach a store.
+pub const ENDPOINT_KEYS: &[&str] = &[
+    "params",
+    "headers",
+    "basic_auth",
+    "token",
+    "token_name",
+    "cafile",
+];
+
+/// A store's configuration: its type and its keys, read with Rasa's rules.
+///
+/// - The type is `store_type` if present (the legacy spelling wins), else `type`; no type
+///   means the in-memory store.
+/// - `${NAME}` in any string value is replaced by the environment variable `NAME`; a missing
+///   variable is an error.
+/// - Every other key, `url` included, is passed to the store.
+#[derive(Clone, PartialEq)]
+pub struct StoreConfig {
+    /// The store type as written, if any.
+    pub store_type: Option<String>,
+    /// The remaining keys.
+    pub keys: JsonMap,
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted: JsonMap = self
+            .keys
+            .iter()
+            .map(|(key, value)| {
+                let lower = key.to_ascii_lowercase();
+                let secret = ["password", "secret", "token", "key_id", "access_key"]
+                    .iter()
+                    .any(|s| lower.contains(s));
+                let shown = match value {
+                    _ if secret => Value::String("<redacted>".to_owned()),
+                    Value::String(text) if text.contains('@') && text.contains("://") => {
+                        Value::String(redact_url(text))
+                    }
+                    other => other.clone(),
+                };
+                (key.clone(), shown)
+            })
+            .collect();
+        f.debug_struct("StoreConfig")
+            .field("store_type", &self.store_type)
+            .field("keys", &redacted)
+            .finish()
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:<redacted>@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Default for StoreConfig {
+    /// No section: the in-memory store.
+    fn default() -> Self {
+        Self {
+            store_type: None,
+            keys: JsonMap::new(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Reads the `tracker_store:` section of an `endpoints.yml`. A file without the section
+    /// (or with an empty one) configures the in-memory store, as in Rasa.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for invalid YAML, a section that is not a mapping, or a missing
+    /// environment variable.
+    pub fn from_endpoints_yaml(text: &str) -> Result<Self> {
+        let document: Value = serde_norway::from_str(text)
+            .map_err(|e| Error::config_with("endpoints.yml is not valid YAML", e))?;
+        match document {
+            Value::Null => Ok(Self::default()),
+            Value::Object(mut sections) => {
+                Self::from_value(sections.remove("tracker_store").unwrap_or(Value::Null))
+            }
+            _ => Err(Error::config("endpoints.yml must be a mapping of sections")),
+        }
+    }
+
+    /// Reads an `endpoints.yml` file (see [`StoreConfig::from_endpoints_yaml`]).
+    pub fn from_endpoints_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config_with(format!("reading {}", path.display()), e))?;
+        Self::from_endpoints_yaml(&text)
+    }
+
+    /// Reads the section itself, as a YAML mapping.
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        let value: Value = serde_norway::from_str(text)
+            .map_err(|e| Error::config_with("the store configuration is not valid YAML", e))?;
+        Self::from_value(value)
+    }
+
+    /// Reads the section from any serde value: a mapping, or null for the in-memory store.
+    pub fn from_value(value: Value) -> Result<Self> {
+        let mut keys = match value {
+            Value::Null => return Ok(Self::default()),
+            Value::Object(keys) => keys,
+            other => {
+                return Err(Error::config(format!(
+                    "the tracker_store section must be a mapping, not {other}"
+                )));
+            }
+        };
+        for (key, value) in keys.iter_mut() {
+            expand_env(value, &format!("tracker_store.{key}"))?;
+        }
+        let legacy = keys.shift_remove("store_type");
+        let modern = keys.shift_remove("type");
+        let store_type = match legacy.or(modern) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(name),
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "the store type must be a string, not {other}"
+                )));
+            }
+        };
+        Ok(Self { store_type, keys })
+    }
+
+    /// The keys other than those in `known` and Rasa's endpoint keys, sorted.
+    pub fn unknown_keys(&self, known: &[&str]) -> Vec<String> {
+        let mut unknown: Vec<String> = self
+            .keys
+            .keys()
+            .filter(|key| !known.contains(&key.as_str()) && !ENDPOINT_KEYS.contains(&key.as_str()))
+            .cloned()
+            .collect();
+        unknown.sort();
+        unknown
+    }
+}
+
+/// Replaces `${NAME}` in every string of `value` with the environment variable `NAME`.
+fn expand_env(value: &mut Value, path: &str) -> Result<()> {
+    match value {
+        Value::String(text) => {
+            if text.contains("${") {
+                *text = expand_string(text, path)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .enumerate()
+            .try_for_each(|(index, item)| expand_env(item, &format!("{path}[{index}]"))),
+        Value::Object(map) => map
+            .iter_mut()
+            .try_for_each(|(key, item)| expand_env(item, &format!("{path}.{key}"))),
+        _ => Ok(()),
+    }
+}
+
+fn expand_string(text: &str, path: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| Error::config(format!("unterminated ${{...}} in {path}: {text:?}")))?;
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| {
+            Error::config(format!(
+                "environment variable {name} (used in {path}) is not set"
+            ))
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_type_wins_over_type() {
+        let config = StoreConfig::from_yaml("type: redis\nstore_type: SQL\ndb: x").expect("ok");
+        assert_eq!(config.store_type.as_deref(), Some("SQL"));
+        assert!(!config.keys.contains_key("type"));
+        assert!(!config.keys.contains_key("store_type"));
+        assert_eq!(config.keys["db"], "x");
+    }
+
+    #[test]
+    fn missing_section_means_memory() {
+        let config =
+            StoreConfig::from_endpoints_yaml("action_endpoint:\n  url: http://x\n").expect("ok");
+        assert_eq!(config, StoreConfig::default());
+        assert_eq!(
+            StoreConfig::from_endpoints_yaml("").expect("ok"),
+            StoreConfig::default()
+        );
+        assert_eq!(
+            StoreConfig::from_endpoints_yaml("tracker_store:\n").expect("ok"),
+            StoreConfig::default()
+        );
+    }
+
+    #[test]
+    fn environment_variables_are_expanded() {
+        // PATH and HOME exist in every test environment.
+        let path = std::env::var("PATH").expect("PATH");
+        let config =
+            StoreConfig::from_yaml("url: \"${PATH}\"\nquery:\n  a: \"x-${PATH}-y\"").expect("ok");
+        assert_eq!(config.keys["url"], Value::String(path.clone()));
+        assert_eq!(
+            config.keys["query"]["a"],
+            Value::String(format!("x-{path}-y"))
+        );
+        let missing = StoreConfig::from_yaml("password: ${TRACKER_STORE_SURELY_UNSET_VARIABLE}")
+            .expect_err("missing variable");
+        assert_eq!(missing.kind(), tracker_core::ErrorKind::Config);
+        assert!(
+            missing
+                .to_string()
+                .contains("TRACKER_STORE_SURELY_UNSET_VARIABLE")
+        );
+        assert!(missing.to_string().contains("tracker_store.password"));
+        assert!(StoreConfig::from_yaml("url: ${PATH").is_err());
+    }
+
+    #[test]
+    fn bad_shapes_are_config_errors() {
+        for text in ["- a\n- b", "type: [1]", "tracker_store: 3"] {
+            let result =
+                StoreConfig::from_yaml(text).and_then(|_| StoreConfig::from_endpoints_yaml(text));
+            assert_eq!(
+                result.expect_err(text).kind(),
+                tracker_core::ErrorKind::Config
+            );
+        }
+        assert!(StoreConfig::from_endpoints_yaml("tracker_store: [").is_err());
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let config = StoreConfig::from_yaml(
+            "type: sql\npassword: hunter2\nurl: postgresql://u:hunter2@h/db",
+        )
+        .expect("ok");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+}

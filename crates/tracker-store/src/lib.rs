@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod builtins;
+mod config;
+mod registry;
+
+pub use config::{ENDPOINT_KEYS, StoreConfig};
+pub use registry::{Registry, StoreFuture, builtin_features};
+
+pub use tracker_core::*;
+
+/// The in-memory store.
+#[cfg(feature = "memory")]
+pub use tracker_memory as memory;
+/// The SQL store (PostgreSQL, MySQL/MariaDB, SQLite).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use tracker_sql as sql;
+
+/// Builds the tracker store an `endpoints.yml` configures, with the built-in store types
+/// (Rasa's `TrackerStore.create`, without its fallback to memory).
+///
+/// # Errors
+/// [`Error::Config`] for an unreadable file, an invalid section or an unknown store type, and
+/// whatever the store's constructor returns.
+pub async fn from_endpoints_file(path: impl AsRef<std::path::Path>) -> Result<TrackerStore> {
+    let config = StoreConfig::from_endpoints_file(path)?;
+    let store = Registry::with_builtins().build(&config).await?;
+    Ok(TrackerStore::from_arc(store))
+}
