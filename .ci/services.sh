@@ -45,6 +45,8 @@ start_redis() {
         wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
     fi
     export TRACKER_TEST_REDIS_URL="${TRACKER_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+    # A local 3-master cluster on 7101-7103 (its own ports and directory).
+    eval "$(bash .ci/redis-cluster.sh)"
 }
 
 start_services() {

@@ -42,3 +42,22 @@ async fn memory_and_sqlite_from_endpoints_yml() {
     round_trip("tracker_store:\n").await;
     round_trip("tracker_store:\n  type: sql\n  db: \":memory:\"\n").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_from_endpoints_yml() {
+    if service_url(Service::Redis).await.is_none() {
+        return;
+    }
+    // Rasa's keys: a host and a port; the URL form; a prefix namespaces the keys.
+    let url = std::env::var("TRACKER_TEST_REDIS_URL").expect("set when the service is");
+    let host_port = url.trim_start_matches("redis://").trim_end_matches('/');
+    let (host, port) = host_port.split_once(':').unwrap_or((host_port, "6379"));
+    round_trip(&format!(
+        "tracker_store:\n  type: redis\n  url: {host}\n  port: {port}\n  key_prefix: registry\n"
+    ))
+    .await;
+    round_trip(
+        "tracker_store:\n  type: REDIS\n  url: ${TRACKER_TEST_REDIS_URL}\n  record_exp: 60\n",
+    )
+    .await;
+}

@@ -17,6 +17,28 @@ pub(crate) const SQL_KEYS: &[&str] = &[
     "migrate",
 ];
 
+/// Keys of Rasa's `RedisTrackerStore` plus this store's own.
+#[cfg(feature = "redis")]
+pub(crate) const REDIS_KEYS: &[&str] = &[
+    "url",
+    "port",
+    "db",
+    "username",
+    "password",
+    "key_prefix",
+    "record_exp",
+    "use_ssl",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "cluster",
+    "sentinel_service_name",
+    "sentinel_username",
+    "sentinel_password",
+    "pool_size",
+    "timeout",
+];
+
 pub(crate) fn register(registry: &mut Registry) {
     #[cfg(feature = "memory")]
     registry.register_builtin("memory", &[], |_keys| async {
@@ -33,6 +55,17 @@ pub(crate) fn register(registry: &mut Registry) {
             })?;
         let store: std::sync::Arc<dyn tracker_core::Store> =
             std::sync::Arc::new(tracker_sql::SqlStore::connect(&config).await?);
+        Ok(store)
+    });
+
+    #[cfg(feature = "redis")]
+    registry.register_builtin("redis", REDIS_KEYS, |keys| async move {
+        let config: tracker_redis::RedisConfig =
+            serde_json::from_value(serde_json::Value::Object(keys)).map_err(|e| {
+                tracker_core::Error::config_with("invalid Redis tracker store configuration", e)
+            })?;
+        let store: std::sync::Arc<dyn tracker_core::Store> =
+            std::sync::Arc::new(tracker_redis::RedisStore::connect(&config).await?);
         Ok(store)
     });
 

@@ -13,6 +13,9 @@ pub use tracker_core::*;
 /// The in-memory store.
 #[cfg(feature = "memory")]
 pub use tracker_memory as memory;
+/// The Redis store.
+#[cfg(feature = "redis")]
+pub use tracker_redis as redis;
 /// The SQL store (PostgreSQL, MySQL/MariaDB, SQLite).
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use tracker_sql as sql;

@@ -150,7 +150,8 @@ impl Registry {
             feature = "memory",
             feature = "sqlite",
             feature = "postgres",
-            feature = "mysql"
+            feature = "mysql",
+            feature = "redis"
         )),
         allow(dead_code)
     )]

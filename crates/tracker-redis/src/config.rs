@@ -1,0 +1,460 @@
+//! The Rasa-compatible configuration of the Redis store.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fred::types::config::Server;
+use fred::types::config::{ClusterDiscoveryPolicy, Config, ServerConfig, TlsConfig, TlsConnector};
+use serde::Deserialize;
+use tracker_core::{Error, Result};
+
+use crate::keys::KeyLayout;
+
+/// Configuration of [`RedisStore`](crate::RedisStore): the keys of Rasa's `RedisTrackerStore`
+/// (`url`, `port`, `db`, `username`, `password`, `key_prefix`, `record_exp`, `use_ssl`,
+/// `ssl_keyfile`, `ssl_certfile`, `ssl_ca_certs`) with Rasa's defaults, plus Redis Cluster,
+/// Sentinel and connection options.
+///
+/// It deserialises from the `tracker_store` section of Rasa's `endpoints.yml` (the `type`
+/// key is accepted when it is `redis`); unknown keys are an error rather than silently
+/// ignored. `Debug` never shows the passwords, not even inside `url`.
+///
+/// `url` is either a host name (combined with `port`, `db`, the credentials, `use_ssl`,
+/// `cluster` and `sentinel_service_name`) or a full URL in fred's syntax:
+/// `redis://[[user]:password@]host[:port][/db]`, `rediss://...` (TLS),
+/// `redis-cluster://host:port?node=host2:port2&node=...`, or
+/// `redis-sentinel://host:port[/db]?sentinelServiceName=name&node=...`. With a full URL,
+/// `port` is not used; credentials and a database given in the URL win over the separate
+/// keys, which fill in what the URL leaves out.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// Rasa's store type selector; only `redis` (any case) is accepted when present.
+    #[serde(rename = "type")]
+    pub store_type: Option<String>,
+    /// A host name, or a full `redis://`, `rediss://`, `redis-cluster://` or
+    /// `redis-sentinel://` URL. Default `localhost`.
+    pub url: String,
+    /// The port when `url` is a host name. Default 6379.
+    pub port: u16,
+    /// The database number (not in a cluster). Default 0.
+    pub db: u8,
+    /// The ACL user name.
+    pub username: Option<String>,
+    /// The password.
+    pub password: Option<String>,
+    /// Namespace of the keys: `<key_prefix>:ts:...` for this store, and Rasa's keys are
+    /// `<key_prefix>:tracker:<sender id>`. Must be alphanumeric (Python's `str.isalnum()`);
+    /// anything else is an error (Rasa silently falls back to no prefix). Empty means none.
+    pub key_prefix: Option<String>,
+    /// Seconds after its last write at which a whole conversation (every key of it) expires.
+    /// Default: never.
+    pub record_exp: Option<u64>,
+    /// Connect with TLS (rustls). Default false.
+    pub use_ssl: bool,
+    /// PEM file with CA certificates to trust instead of the system's, for TLS.
+    pub ssl_ca_certs: Option<PathBuf>,
+    /// PEM file with the client certificate chain, for TLS client authentication.
+    pub ssl_certfile: Option<PathBuf>,
+    /// PEM file with the client's private key, for TLS client authentication.
+    pub ssl_keyfile: Option<PathBuf>,
+    /// Treat `url`:`port` as a seed node of a Redis Cluster. Default false.
+    pub cluster: bool,
+    /// Connect through Redis Sentinel: `url`:`port` is a sentinel node and this is the name
+    /// of the monitored primary.
+    pub sentinel_service_name: Option<String>,
+    /// The ACL user name for the sentinel nodes (default: `username`).
+    pub sentinel_username: Option<String>,
+    /// The password for the sentinel nodes (default: `password`).
+    pub sentinel_password: Option<String>,
+    /// Number of connections; commands are spread over them. Default 1 (one connection
+    /// already pipelines concurrent commands).
+    pub pool_size: usize,
+    /// Seconds allowed for connecting and for each command; 0 waits forever. Default 10.
+    pub timeout: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            store_type: None,
+            url: "localhost".to_owned(),
+            port: 6379,
+            db: 0,
+            username: None,
+            password: None,
+            key_prefix: None,
+            record_exp: None,
+            use_ssl: false,
+            ssl_ca_certs: None,
+            ssl_certfile: None,
+            ssl_keyfile: None,
+            cluster: false,
+            sentinel_service_name: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            pool_size: 1,
+            timeout: 10,
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("RedisConfig")
+            .field("store_type", &self.store_type)
+            .field("url", &redact_url(&self.url))
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("key_prefix", &self.key_prefix)
+            .field("record_exp", &self.record_exp)
+            .field("use_ssl", &self.use_ssl)
+            .field("ssl_ca_certs", &self.ssl_ca_certs)
+            .field("ssl_certfile", &self.ssl_certfile)
+            .field("ssl_keyfile", &self.ssl_keyfile)
+            .field("cluster", &self.cluster)
+            .field("sentinel_service_name", &self.sentinel_service_name)
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &redacted(&self.sentinel_password))
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `url` with any password (and `sentinelPassword` query value) replaced by `<redacted>`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:<redacted>@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("sentinelPassword") => {
+                        format!("{key}=<redacted>")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// The path of a URL without its slashes (the database), if it has one.
+fn url_path(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    let path = rest[rest.find('/')?..].trim_matches('/');
+    (!path.is_empty()).then_some(path)
+}
+
+impl RedisConfig {
+    /// The defaults: `localhost:6379`, database 0, no prefix, no expiry, no TLS.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The defaults with `url` (a host name or a full URL).
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets `key_prefix`.
+    #[must_use]
+    pub fn with_key_prefix(mut self, key_prefix: impl Into<String>) -> Self {
+        self.key_prefix = Some(key_prefix.into());
+        self
+    }
+
+    /// Sets `record_exp`, in seconds.
+    #[must_use]
+    pub fn with_record_exp(mut self, seconds: u64) -> Self {
+        self.record_exp = Some(seconds);
+        self
+    }
+
+    /// Checks the options that need no server: `type`, `key_prefix`, `record_exp`,
+    /// `pool_size`, and the connection settings (URL syntax, cluster/sentinel/database
+    /// combinations, TLS files).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the offending key.
+    pub fn validate(&self) -> Result<()> {
+        self.store_options()?;
+        self.fred_config()?;
+        Ok(())
+    }
+
+    /// The store options this configuration implies (key prefix and expiry).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad `type`, `key_prefix`, `record_exp` or `pool_size`.
+    pub fn store_options(&self) -> Result<RedisOptions> {
+        if let Some(store_type) = &self.store_type
+            && !store_type.eq_ignore_ascii_case("redis")
+        {
+            return Err(Error::config(format!(
+                "type is {store_type:?}; this configuration is for the `redis` tracker store"
+            )));
+        }
+        if self.pool_size == 0 {
+            return Err(Error::config("pool_size must be at least 1"));
+        }
+        let mut options = RedisOptions::new();
+        if let Some(prefix) = &self.key_prefix {
+            options = options.key_prefix(prefix.clone());
+        }
+        if let Some(seconds) = self.record_exp {
+            options = options.record_exp(seconds);
+        }
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// The fred client configuration: server(s), credentials, database and TLS.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unparsable URL, a database in a cluster, both `cluster` and
+    /// `sentinel_service_name`, TLS files without TLS, or unreadable TLS files.
+    pub fn fred_config(&self) -> Result<Config> {
+        if self.cluster && self.sentinel_service_name.is_some() {
+            return Err(Error::config(
+                "cluster and sentinel_service_name exclude each other",
+            ));
+        }
+        let url = self.url.trim();
+        if url.is_empty() {
+            return Err(Error::config("url is empty"));
+        }
+        let mut config = if url.contains("://") {
+            self.config_from_url(url)?
+        } else {
+            self.config_from_host(url)
+        };
+        if matches!(config.server, ServerConfig::Clustered { .. })
+            && config.database.is_some_and(|db| db != 0)
+        {
+            return Err(Error::config(
+                "a Redis Cluster has only database 0; remove db",
+            ));
+        }
+        if matches!(config.server, ServerConfig::Clustered { .. }) {
+            config.database = None;
+        }
+        let tls_files = self.ssl_ca_certs.is_some()
+            || self.ssl_certfile.is_some()
+            || self.ssl_keyfile.is_some();
+        if self.use_ssl || tls_files || config.tls.is_some() {
+            if tls_files && !(self.use_ssl || config.tls.is_some()) {
+                return Err(Error::config(
+                    "ssl_ca_certs, ssl_certfile and ssl_keyfile need use_ssl: true (or a rediss:// URL)",
+                ));
+            }
+            config.tls = Some(self.tls_config()?);
+        }
+        Ok(config)
+    }
+
+    fn config_from_url(&self, url: &str) -> Result<Config> {
+        let mut config = Config::from_url(url).map_err(|e| {
+            Error::config_with(format!("url {:?} is not valid", redact_url(url)), e)
+        })?;
+        if config.username.is_none() {
+            config.username.clone_from(&self.username);
+        }
+        if config.password.is_none() {
+            config.password.clone_from(&self.password);
+        }
+        if config.database.is_none() && self.db != 0 {
+            config.database = Some(self.db);
+        }
+        if matches!(config.server, ServerConfig::Clustered { .. })
+            && url_path(url).is_some_and(|path| path != "0")
+        {
+            return Err(Error::config(
+                "a Redis Cluster has only database 0; remove the database from the url",
+            ));
+        }
+        if self.cluster
+            && let ServerConfig::Centralized { server } = &config.server
+        {
+            config.server = ServerConfig::Clustered {
+                hosts: vec![server.clone()],
+                policy: ClusterDiscoveryPolicy::default(),
+            };
+        }
+        match (&self.sentinel_service_name, &mut config.server) {
+            (Some(name), ServerConfig::Centralized { server }) => {
+                config.server = ServerConfig::Sentinel {
+                    hosts: vec![server.clone()],
+                    service_name: name.clone(),
+                    username: self.sentinel_username.clone(),
+                    password: self.sentinel_password.clone(),
+                };
+            }
+            (
+                _,
+                ServerConfig::Sentinel {
+                    username, password, ..
+                },
+            ) => {
+                if username.is_none() {
+                    username.clone_from(&self.sentinel_username);
+                }
+                if password.is_none() {
+                    password.clone_from(&self.sentinel_password);
+                }
+            }
+            _ => {}
+        }
+        Ok(config)
+    }
+
+    fn config_from_host(&self, host: &str) -> Config {
+        let server = Server::new(host, self.port);
+        let server = if self.cluster {
+            ServerConfig::Clustered {
+                hosts: vec![server],
+                policy: ClusterDiscoveryPolicy::default(),
+            }
+        } else if let Some(name) = &self.sentinel_service_name {
+            ServerConfig::Sentinel {
+                hosts: vec![server],
+                service_name: name.clone(),
+                username: self.sentinel_username.clone(),
+                password: self.sentinel_password.clone(),
+            }
+        } else {
+            ServerConfig::Centralized { server }
+        };
+        Config {
+            server,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            database: (self.db != 0).then_some(self.db),
+            ..Config::default()
+        }
+    }
+
+    fn tls_config(&self) -> Result<TlsConfig> {
+        let no_files = self.ssl_ca_certs.is_none()
+            && self.ssl_certfile.is_none()
+            && self.ssl_keyfile.is_none();
+        let connector = if no_files {
+            TlsConnector::default_rustls()
+                .map_err(|e| Error::config_with("cannot load the system's CA certificates", e))?
+        } else {
+            TlsConnector::from(crate::tls::client_config(
+                self.ssl_ca_certs.as_deref(),
+                self.ssl_certfile.as_deref(),
+                self.ssl_keyfile.as_deref(),
+            )?)
+        };
+        Ok(TlsConfig::from(connector))
+    }
+
+    /// The timeout for connecting and for each command; `None` waits forever.
+    pub fn timeout(&self) -> Option<Duration> {
+        (self.timeout > 0).then(|| Duration::from_secs(self.timeout))
+    }
+}
+
+/// What a [`RedisStore`](crate::RedisStore) needs besides a client: the key namespace and the
+/// expiry. Used with [`RedisStore::from_client`](crate::RedisStore::from_client);
+/// [`RedisConfig::store_options`] derives it from a configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Rasa's `key_prefix` (alphanumeric); `None` or empty for none.
+    pub key_prefix: Option<String>,
+    /// Rasa's `record_exp`, in seconds.
+    pub record_exp: Option<u64>,
+}
+
+impl RedisOptions {
+    /// No prefix, no expiry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the key prefix.
+    #[must_use]
+    pub fn key_prefix(mut self, key_prefix: impl Into<String>) -> Self {
+        self.key_prefix = Some(key_prefix.into());
+        self
+    }
+
+    /// Sets the expiry, in seconds.
+    #[must_use]
+    pub fn record_exp(mut self, seconds: u64) -> Self {
+        self.record_exp = Some(seconds);
+        self
+    }
+
+    /// Checks the prefix and the expiry.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the prefix is not alphanumeric or is `tracker`, or the expiry
+    /// is 0.
+    pub fn validate(&self) -> Result<()> {
+        if self.record_exp == Some(0) {
+            return Err(Error::config(
+                "record_exp must be at least 1 second; leave it out for no expiry",
+            ));
+        }
+        KeyLayout::new(self.key_prefix.as_deref()).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_paths() {
+        assert_eq!(url_path("redis-cluster://h:1/3"), Some("3"));
+        assert_eq!(url_path("redis-cluster://h:1/?node=a:1"), None);
+        assert_eq!(url_path("redis-cluster://h:1?node=a:1/2"), None);
+        assert_eq!(url_path("redis://h"), None);
+    }
+
+    #[test]
+    fn redacts_url_passwords() {
+        assert_eq!(
+            redact_url("redis://user:s3cret@host:1/2"),
+            "redis://user:<redacted>@host:1/2"
+        );
+        assert_eq!(
+            redact_url("rediss://:s3cret@host"),
+            "rediss://:<redacted>@host"
+        );
+        assert_eq!(
+            redact_url("redis-sentinel://h:1?sentinelServiceName=m&sentinelPassword=pw&node=a:2"),
+            "redis-sentinel://h:1?sentinelServiceName=m&sentinelPassword=<redacted>&node=a:2"
+        );
+        assert_eq!(redact_url("localhost"), "localhost");
+        assert_eq!(redact_url("redis://host:1"), "redis://host:1");
+    }
+}

@@ -1,0 +1,187 @@
+//! fred's errors as the store's [`Error`]: what a caller can act on, with the fred error kept
+//! as the `source`.
+
+use fred::error::{Error as FredError, ErrorKind as FredKind};
+use tracker_core::{Error, ErrorKind};
+
+/// Server replies after which the same command may succeed later: a server still loading its
+/// data set, busy with a script, a cluster changing or down, a failover in progress, or out of
+/// memory.
+const TEMPORARY_REPLIES: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "READONLY",
+    "NOREPLICAS",
+    "MOVED",
+    "ASK",
+    "OOM",
+];
+
+/// Server replies that mean the configured credentials or permissions are wrong.
+const CONFIG_REPLIES: &[&str] = &["NOAUTH", "WRONGPASS", "NOPERM"];
+
+/// The first word of a server error reply, if the error is one.
+fn reply_code(error: &FredError) -> &str {
+    error
+        .details()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+}
+
+/// Whether an I/O error is a TLS handshake that failed on certificates (untrusted server
+/// certificate, client certificate missing or refused): retrying will not help. fred keeps
+/// only the text of the I/O error, where rustls' error shows as `InvalidData`.
+fn is_tls_rejection(error: &FredError) -> bool {
+    let details = error.details();
+    *error.kind() == FredKind::IO
+        && (details.contains("InvalidCertificate")
+            || details.contains("AlertReceived")
+            || details.contains("kind: InvalidData"))
+}
+
+/// What a caller can do about a fred error: [`ErrorKind::Unavailable`] for connection, I/O,
+/// timeout, cluster-state and overload errors (`LOADING`, `BUSY`, `TRYAGAIN`, `CLUSTERDOWN`,
+/// ...), [`ErrorKind::Config`] for bad configuration, URLs, credentials and TLS (including a
+/// handshake refused over certificates), and
+/// [`ErrorKind::Backend`] for anything else.
+pub fn classify(error: &FredError) -> ErrorKind {
+    let code = reply_code(error);
+    if TEMPORARY_REPLIES.contains(&code) {
+        return ErrorKind::Unavailable;
+    }
+    if CONFIG_REPLIES.contains(&code) {
+        return ErrorKind::Config;
+    }
+    if is_tls_rejection(error) {
+        return ErrorKind::Config;
+    }
+    match error.kind() {
+        FredKind::IO
+        | FredKind::Timeout
+        | FredKind::Canceled
+        | FredKind::Cluster
+        | FredKind::Backpressure
+        | FredKind::Routing
+        | FredKind::Sentinel => ErrorKind::Unavailable,
+        FredKind::Config | FredKind::Url | FredKind::Auth | FredKind::Tls => ErrorKind::Config,
+        _ => ErrorKind::Backend,
+    }
+}
+
+/// Converts a fred error raised while doing `operation`, keeping it as the source.
+pub fn from_fred(operation: impl Into<String>, error: FredError) -> Error {
+    let message = operation.into();
+    match classify(&error) {
+        ErrorKind::Unavailable => Error::unavailable(message, error),
+        ErrorKind::Config => Error::config_with(message, error),
+        _ => Error::backend(message, error),
+    }
+}
+
+/// Whether a fred error is a script's `CORRUPT ...` reply or a `WRONGTYPE` reply: stored data
+/// of the conversation that this store cannot read.
+pub(crate) fn is_corrupt_reply(error: &FredError) -> bool {
+    let details = error.details();
+    matches!(reply_code(error), "CORRUPT" | "WRONGTYPE")
+        || details.contains("CORRUPT ")
+        || details.contains("WRONGTYPE ")
+}
+
+/// A fred error of a conversation's read or write: [`Error::Corrupt`] naming the conversation
+/// when its stored data is unreadable, else as [`from_fred`].
+pub(crate) fn conversation_error(sender_id: &str, operation: &str, error: FredError) -> Error {
+    if is_corrupt_reply(&error) {
+        return Error::Corrupt {
+            sender_id: sender_id.to_owned(),
+            position: None,
+            message: format!("{operation}: {}", error.details()),
+            source: Some(Box::new(error)),
+        };
+    }
+    from_fred(format!("{operation} of conversation {sender_id:?}"), error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn reply(text: &str) -> FredError {
+        FredError::new(FredKind::Unknown, text.to_owned())
+    }
+
+    #[test]
+    fn classification() {
+        let temporary = [
+            FredError::new(FredKind::IO, "connection refused"),
+            FredError::new(FredKind::Timeout, "timed out"),
+            FredError::new(FredKind::Canceled, "canceled"),
+            FredError::new(FredKind::Cluster, "CLUSTERDOWN The cluster is down"),
+            reply("LOADING Redis is loading the dataset in memory"),
+            reply("TRYAGAIN Multiple keys request during rehashing of slot"),
+            reply("BUSY Redis is busy running a script."),
+            reply("MASTERDOWN Link with MASTER is down"),
+            reply("READONLY You can't write against a read only replica."),
+        ];
+        for error in temporary {
+            assert_eq!(classify(&error), ErrorKind::Unavailable, "{error}");
+            let core = from_fred("op", error);
+            assert!(core.is_temporary());
+            assert!(core.source().is_some_and(|s| s.is::<FredError>()));
+        }
+        let config = [
+            FredError::new(FredKind::Config, "bad"),
+            FredError::new(FredKind::Url, "bad url"),
+            FredError::new(FredKind::Auth, "WRONGPASS invalid username-password pair"),
+            reply("NOPERM this user has no permissions"),
+            FredError::new(
+                FredKind::IO,
+                "Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }",
+            ),
+            FredError::new(
+                FredKind::IO,
+                "Custom { kind: InvalidData, error: AlertReceived(CertificateRequired) }",
+            ),
+        ];
+        for error in config {
+            assert_eq!(classify(&error), ErrorKind::Config, "{error}");
+        }
+        let backend = [
+            reply("ERR unknown command"),
+            FredError::new(FredKind::Parse, "bad frame"),
+            FredError::new(
+                FredKind::InvalidArgument,
+                "WRONGTYPE Operation against a key",
+            ),
+        ];
+        for error in backend {
+            assert_eq!(classify(&error), ErrorKind::Backend, "{error}");
+        }
+    }
+
+    #[test]
+    fn corrupt_replies_name_the_conversation() {
+        let error = conversation_error(
+            "alice",
+            "read",
+            reply("ERR user_script:1: CORRUPT the head has no version"),
+        );
+        assert_eq!(error.kind(), ErrorKind::Corrupt);
+        assert!(error.to_string().contains("\"alice\""), "{error}");
+        let error = conversation_error(
+            "alice",
+            "read",
+            FredError::new(
+                FredKind::InvalidArgument,
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+        );
+        assert_eq!(error.kind(), ErrorKind::Corrupt);
+        let error = conversation_error("alice", "read", FredError::new(FredKind::IO, "reset"));
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+    }
+}

@@ -1,0 +1,22 @@
+-- Reads a conversation's version and its events from a sequence number on, atomically.
+-- KEYS[1] events list, KEYS[2] head hash
+-- ARGV[1] 'all' or 'latest' (from the event before the last session_started)
+-- Returns nil when the conversation does not exist, else {version, first seq, events}.
+local head = redis.call('HMGET', KEYS[2], 'version', 'session')
+if not head[1] then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    return redis.error_reply('CORRUPT the head has no version')
+  end
+  return false
+end
+local first = 1
+if ARGV[1] == 'latest' and head[2] then
+  local session = tonumber(head[2])
+  if not session then
+    return redis.error_reply('CORRUPT the head has a session start that is not a number')
+  end
+  if session > 1 then
+    first = session - 1
+  end
+end
+return {head[1], first, redis.call('LRANGE', KEYS[1], first - 1, -1)}

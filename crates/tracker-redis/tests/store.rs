@@ -1,0 +1,531 @@
+//! Redis-specific behaviour, on a single server and on a cluster: expiry of every key, stale
+//! appends, hash slots, corrupt data, and the index behind listings.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{TestStore, eventually, keys_of, store, store_with};
+use tracker_core::{Error, ErrorKind, Event, ReadScope, Store, TrackerStore};
+use tracker_redis::fred::prelude::*;
+use tracker_redis::fred::types::{ClusterHash, CustomCommand};
+use tracker_redis::fred::util::redis_keyslot;
+use tracker_redis::{MAX_EVENT_BYTES, RedisOptions, RedisStore, hash_tag, tracker_core};
+use tracker_testkit::Service;
+
+on_both!(
+    record_exp_expires_every_key,
+    writes_without_record_exp_remove_the_expiry,
+    expired_conversations_leave_the_index,
+    stale_append_writes_nothing,
+    conversation_keys_share_a_slot,
+    corrupt_data_is_corrupt_for_that_conversation_only,
+    listing_skips_and_prunes_missing_conversations,
+    existing_client_and_pool,
+);
+
+fn session(t: f64) -> Vec<Event> {
+    vec![
+        Event::action("action_session_start").at(t),
+        Event::session_started().at(t + 0.01),
+        Event::action("action_listen").at(t + 0.02),
+        Event::user("hi", "greet", 0.9).at(t + 1.0),
+        Event::bot("hello").at(t + 1.1),
+    ]
+}
+
+fn api(store: &TestStore) -> TrackerStore {
+    TrackerStore::new(store.0.clone())
+}
+
+/// The two keys of a conversation.
+fn conversation_keys(store: &RedisStore, id: &str) -> [String; 2] {
+    [store.layout().events(id), store.layout().head(id)]
+}
+
+async fn pttl(store: &RedisStore, key: &str) -> i64 {
+    store.client().pttl(key).await.expect("PTTL")
+}
+
+async fn exists(store: &RedisStore, key: &str) -> bool {
+    let n: i64 = store.client().exists(key).await.expect("EXISTS");
+    n == 1
+}
+
+async fn in_index(store: &RedisStore, id: &str) -> (bool, bool) {
+    let client = store.client();
+    let ids: Option<f64> = client
+        .zscore(store.layout().index(), id)
+        .await
+        .expect("ZSCORE");
+    let hint: Option<f64> = client
+        .zscore(store.layout().index_expiry(), id)
+        .await
+        .expect("ZSCORE");
+    (ids.is_some(), hint.is_some())
+}
+
+async fn all_ids(api: &TrackerStore) -> Vec<String> {
+    api.keys().await.expect("keys")
+}
+
+/// `record_exp` puts the same expiry on every key of a conversation, renewed by each write,
+/// and the whole conversation disappears.
+async fn record_exp_expires_every_key(service: Service) {
+    let Some(store) = store_with(service, Some(1)).await else {
+        return;
+    };
+    assert!(store.capabilities().expiry);
+    let api = api(&store);
+    let id = "expiring {conversation} 100%";
+    let events = session(1_700_000_000.0);
+    api.append(id, 0, &events[..3]).await.expect("append");
+    for key in conversation_keys(&store, id) {
+        let ttl = pttl(&store, &key).await;
+        assert!(ttl > 0 && ttl <= 1_000, "{key}: PTTL {ttl}");
+    }
+    api.append(id, 3, &events[3..]).await.expect("append again");
+    for key in conversation_keys(&store, id) {
+        let ttl = pttl(&store, &key).await;
+        assert!(
+            ttl > 0 && ttl <= 1_000,
+            "{key}: PTTL {ttl} after the second write"
+        );
+    }
+    let gone = eventually(Duration::from_secs(20), || async {
+        let mut any = false;
+        for key in conversation_keys(&store, id) {
+            any |= exists(&store, &key).await;
+        }
+        !any
+    })
+    .await;
+    assert!(gone, "the conversation's keys did not expire");
+    assert_eq!(api.version(id).await.expect("version"), 0);
+    assert!(api.read(id, ReadScope::All).await.expect("read").is_none());
+    assert!(!all_ids(&api).await.contains(&id.to_owned()));
+    // Every key of the namespace is gone except the index, whose entry the listing dropped.
+    assert_eq!(in_index(&store, id).await, (false, false));
+    let left = keys_of(&store).await;
+    assert!(
+        left.iter()
+            .all(|key| !key.contains(&*hash_tag(id)) && key.contains("{index}")),
+        "{left:?}"
+    );
+    // It can be created anew.
+    assert_eq!(api.append(id, 0, &events).await.expect("re-create"), 5);
+}
+
+/// A store without `record_exp` makes what it writes permanent, as Rasa's `SET` without `EX`.
+async fn writes_without_record_exp_remove_the_expiry(service: Service) {
+    let Some(expiring) = store_with(service, Some(600)).await else {
+        return;
+    };
+    let prefix = expiring.layout().key_prefix().expect("prefix").to_owned();
+    let permanent = RedisStore::from_pool(
+        expiring.pool().clone(),
+        RedisOptions::new().key_prefix(prefix),
+    )
+    .expect("same namespace, no expiry");
+    assert!(!permanent.capabilities().expiry);
+    let id = "becomes permanent";
+    let events = session(1_700_000_000.0);
+    TrackerStore::new(expiring.0.clone())
+        .append(id, 0, &events[..2])
+        .await
+        .expect("append");
+    for key in conversation_keys(&expiring, id) {
+        assert!(pttl(&expiring, &key).await > 0);
+    }
+    TrackerStore::new(permanent.clone())
+        .append(id, 2, &events[2..])
+        .await
+        .expect("append");
+    for key in conversation_keys(&expiring, id) {
+        assert_eq!(pttl(&expiring, &key).await, -1, "{key} still expires");
+    }
+}
+
+/// With `record_exp`, creating conversations drops the index entries of expired ones, so the
+/// index does not grow without listings.
+async fn expired_conversations_leave_the_index(service: Service) {
+    let Some(store) = store_with(service, Some(1)).await else {
+        return;
+    };
+    let api = api(&store);
+    let old: Vec<String> = (0..5).map(|n| format!("old {n}")).collect();
+    for id in &old {
+        api.append(id, 0, &[Event::bot("soon gone").at(1_700_000_000.0)])
+            .await
+            .expect("append");
+        assert_eq!(in_index(&store, id).await, (true, true));
+    }
+    let expired = eventually(Duration::from_secs(20), || async {
+        let mut any = false;
+        for id in &old {
+            any |= exists(&store, &store.layout().head(id)).await;
+        }
+        !any
+    })
+    .await;
+    assert!(expired, "the conversations did not expire");
+    // Hints are set a little after the keys' expiry; wait until the server's clock passed
+    // them too, then create another conversation.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    api.append("new", 0, &[Event::bot("fresh").at(1_700_000_001.0)])
+        .await
+        .expect("append");
+    for id in &old {
+        assert_eq!(in_index(&store, id).await, (false, false), "{id}");
+    }
+    assert_eq!(in_index(&store, "new").await, (true, true));
+    assert_eq!(all_ids(&api).await, ["new"]);
+}
+
+/// An append at a stale or future version changes no key at all.
+async fn stale_append_writes_nothing(service: Service) {
+    let Some(store) = store_with(service, Some(600)).await else {
+        return;
+    };
+    let api = api(&store);
+    let id = "stale {writer}";
+    let events = session(1_700_000_000.0);
+    assert_eq!(api.append(id, 0, &events).await.expect("append"), 5);
+    let snapshot = raw(&store, id).await;
+    assert_eq!(snapshot.events.len(), 5);
+    assert_eq!(snapshot.head.get("version").map(String::as_str), Some("5"));
+    assert_eq!(snapshot.head.get("session").map(String::as_str), Some("2"));
+    for expected in [0, 1, 4, 6, 100] {
+        let error = api
+            .append(id, expected, &[Event::bot("stale").at(1_700_000_100.0)])
+            .await
+            .expect_err("stale");
+        assert!(
+            matches!(
+                error,
+                Error::Conflict { ref sender_id, expected: e, actual: 5 }
+                    if sender_id == id && e == expected
+            ),
+            "{error:?}"
+        );
+        let now = raw(&store, id).await;
+        assert_eq!(now.events, snapshot.events);
+        assert_eq!(now.head, snapshot.head);
+        // The expiry was not renewed either (it only counts down).
+        for (before, after) in snapshot.ttls.iter().zip(&now.ttls) {
+            assert!(*after > 0 && after <= before, "{before} -> {after}");
+        }
+    }
+    // A conflicting first append creates nothing, not even an index entry.
+    let absent = "never created";
+    let error = api
+        .append(absent, 3, &events)
+        .await
+        .expect_err("conversation does not exist");
+    assert_eq!(error.current_version(), Some(0));
+    for key in conversation_keys(&store, absent) {
+        assert!(!exists(&store, &key).await, "{key}");
+    }
+    assert_eq!(in_index(&store, absent).await, (false, false));
+}
+
+fn corrupt<T: std::fmt::Debug>(result: tracker_core::Result<T>, id: &str, what: &str) {
+    match result {
+        Err(Error::Corrupt { sender_id, .. }) => assert_eq!(sender_id, id, "{what}"),
+        Err(other) => panic!("{what} of {id:?}: expected Corrupt, got {other:?}"),
+        Ok(value) => panic!("{what} of {id:?}: expected Corrupt, got {value:?}"),
+    }
+}
+
+struct Raw {
+    events: Vec<String>,
+    head: HashMap<String, String>,
+    ttls: Vec<i64>,
+}
+
+async fn raw(store: &RedisStore, id: &str) -> Raw {
+    let client = store.client();
+    let [events_key, head_key] = conversation_keys(store, id);
+    Raw {
+        events: client.lrange(&events_key, 0, -1).await.expect("LRANGE"),
+        head: client.hgetall(&head_key).await.expect("HGETALL"),
+        ttls: vec![pttl(store, &events_key).await, pttl(store, &head_key).await],
+    }
+}
+
+/// Every key of a conversation hashes to one slot, whatever braces and percent signs its id
+/// holds; the server agrees, and appends (which would fail with CROSSSLOT otherwise) work.
+async fn conversation_keys_share_a_slot(service: Service) {
+    let Some(store) = store(service).await else {
+        return;
+    };
+    let api = api(&store);
+    let ids = [
+        "a{b}c", "{", "}", "%", "{}", "}{", "%7B", "%7D", "%25", "x}{y", "{a}{b}", "%{%}%", "{{}}",
+    ];
+    let mut tags = std::collections::HashSet::new();
+    for id in ids {
+        let [events, head] = conversation_keys(&store, id);
+        let slot = redis_keyslot(hash_tag(id).as_bytes());
+        assert_eq!(redis_keyslot(events.as_bytes()), slot, "{events}");
+        assert_eq!(redis_keyslot(head.as_bytes()), slot, "{head}");
+        assert!(
+            tags.insert(hash_tag(id).into_owned()),
+            "tag of {id:?} not unique"
+        );
+        if store.is_clustered() {
+            for key in [&events, &head] {
+                let server: i64 = store
+                    .client()
+                    .custom(
+                        CustomCommand::new_static("CLUSTER", ClusterHash::Random, false),
+                        vec!["KEYSLOT", key.as_str()],
+                    )
+                    .await
+                    .expect("CLUSTER KEYSLOT");
+                assert_eq!(server, i64::from(slot), "{key}");
+            }
+        }
+        let events = [Event::bot(format!("for {id}")).at(1_700_000_000.0)];
+        assert_eq!(api.append(id, 0, &events).await.expect("append"), 1);
+        let read = api
+            .read(id, ReadScope::All)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(read.events, events);
+    }
+    let mut listed = all_ids(&api).await;
+    listed.sort();
+    let mut expected: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // Ids that a naive `{<id>}` tag would put in one slot get distinct tags.
+    assert_ne!(hash_tag("{a}x"), hash_tag("{a}y"));
+}
+
+/// Unreadable stored data is `Corrupt` naming its conversation; others are unaffected.
+async fn corrupt_data_is_corrupt_for_that_conversation_only(service: Service) {
+    let Some(store) = store(service).await else {
+        return;
+    };
+    let api = api(&store);
+    let client = store.client();
+    let events = session(1_700_000_000.0);
+    let ids = [
+        "bad event",
+        "bad version",
+        "wrong type",
+        "short list",
+        "fine",
+    ];
+    for id in ids {
+        api.append(id, 0, &events).await.expect("append");
+    }
+    let layout = store.layout();
+    let () = client
+        .lset(layout.events("bad event"), 3, "{not json")
+        .await
+        .expect("LSET");
+    let () = client
+        .hset(layout.head("bad version"), ("version", "five"))
+        .await
+        .expect("HSET");
+    let _: i64 = client.del(layout.events("wrong type")).await.expect("DEL");
+    let () = client
+        .set(layout.events("wrong type"), "a string", None, None, false)
+        .await
+        .expect("SET");
+    let _: String = client
+        .rpop(layout.events("short list"), None)
+        .await
+        .expect("RPOP");
+
+    match api.read("bad event", ReadScope::All).await {
+        Err(Error::Corrupt {
+            sender_id,
+            position,
+            ..
+        }) => {
+            assert_eq!(sender_id, "bad event");
+            assert_eq!(position, Some(4));
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    corrupt(
+        api.read("bad version", ReadScope::All).await,
+        "bad version",
+        "read",
+    );
+    corrupt(api.version("bad version").await, "bad version", "version");
+    corrupt(
+        api.append("bad version", 5, &events[..1]).await,
+        "bad version",
+        "append",
+    );
+    corrupt(
+        api.read("wrong type", ReadScope::LatestSession).await,
+        "wrong type",
+        "read",
+    );
+    corrupt(
+        api.append("wrong type", 5, &events[..1]).await,
+        "wrong type",
+        "append",
+    );
+    corrupt(
+        api.read("short list", ReadScope::All).await,
+        "short list",
+        "read",
+    );
+    corrupt(
+        api.append("short list", 5, &events[..1]).await,
+        "short list",
+        "append",
+    );
+    assert_eq!(
+        api.append("short list", 5, &events[..1])
+            .await
+            .expect_err("corrupt")
+            .kind(),
+        ErrorKind::Corrupt
+    );
+    let fine = api
+        .read("fine", ReadScope::All)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(fine.events, events);
+    // Listing does not read events: every conversation is listed.
+    let mut listed = all_ids(&api).await;
+    listed.sort();
+    let mut expected: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // Deleting repairs a conversation.
+    assert!(api.delete("bad version").await.expect("delete"));
+    assert_eq!(
+        api.append("bad version", 0, &events).await.expect("anew"),
+        5
+    );
+}
+
+/// Index entries without a conversation (expired, or left by a writer that stopped between
+/// steps) are skipped, never break paging, and are removed.
+async fn listing_skips_and_prunes_missing_conversations(service: Service) {
+    let Some(store) = store(service).await else {
+        return;
+    };
+    let api = api(&store);
+    let ids: Vec<String> = (0..9).map(|n| format!("conversation {n}")).collect();
+    for id in &ids {
+        api.append(id, 0, &[Event::bot("here").at(1_700_000_000.0)])
+            .await
+            .expect("append");
+    }
+    // Remove some conversations behind the store's back, and add index entries for
+    // conversations that were never written.
+    let client = store.client();
+    for id in [&ids[0], &ids[4], &ids[5], &ids[8]] {
+        for key in conversation_keys(&store, id) {
+            let _: i64 = client.del(key).await.expect("DEL");
+        }
+    }
+    let ghosts = ["conversation 4a", "conversation 4b", "zzz"];
+    for ghost in ghosts {
+        let _: i64 = client
+            .zadd(
+                store.layout().index(),
+                None,
+                None,
+                false,
+                false,
+                (0.0, ghost),
+            )
+            .await
+            .expect("ZADD");
+    }
+    let expected: Vec<String> = [1, 2, 3, 6, 7].iter().map(|n| ids[*n].clone()).collect();
+    for limit in [1, 2, 3, 5, 100] {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = api.list(cursor, limit).await.expect("list");
+            assert!(page.sender_ids.len() <= limit);
+            seen.extend(page.sender_ids);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "page size {limit}");
+    }
+    for gone in [&ids[0], &ids[4], &ids[5], &ids[8]] {
+        assert_eq!(in_index(&store, gone).await, (false, false), "{gone}");
+    }
+    for ghost in ghosts {
+        assert_eq!(in_index(&store, ghost).await, (false, false), "{ghost}");
+    }
+}
+
+/// A store on a client or pool the caller built, with the re-exported fred.
+async fn existing_client_and_pool(service: Service) {
+    let Some(url) = tracker_testkit::service_url(service).await else {
+        return;
+    };
+    let prefix = common::fresh_prefix();
+    let config = Config::from_url(&url.url).expect("URL");
+    let client = Builder::from_config(config.clone())
+        .build()
+        .expect("client");
+    client.init().await.expect("connect");
+    let store = TestStore(
+        RedisStore::from_client(client, RedisOptions::new().key_prefix(prefix.clone()))
+            .expect("store"),
+    );
+    assert_eq!(store.is_clustered(), service == Service::RedisCluster);
+    let api = api(&store);
+    api.append("a", 0, &session(1_700_000_000.0))
+        .await
+        .expect("append");
+
+    let pool = Builder::from_config(config).build_pool(3).expect("pool");
+    pool.init().await.expect("connect");
+    let pooled =
+        RedisStore::from_pool(pool, RedisOptions::new().key_prefix(prefix)).expect("store");
+    let read = TrackerStore::new(pooled.clone())
+        .retrieve("a")
+        .await
+        .expect("retrieve")
+        .expect("shared namespace");
+    assert_eq!(read.events().len(), 5);
+    assert_eq!(pooled.capabilities().max_event_bytes, Some(MAX_EVENT_BYTES));
+    assert!(pooled.capabilities().native_latest_session);
+    assert!(!pooled.capabilities().expiry);
+    assert!(
+        RedisStore::from_pool(pooled.pool().clone(), RedisOptions::new().key_prefix("a-b"))
+            .is_err()
+    );
+}
+
+/// Connecting to a port where nothing listens is `Unavailable` (temporary).
+#[tokio::test]
+async fn unreachable_server_is_unavailable() {
+    let mut config = tracker_redis::RedisConfig::from_url("redis://127.0.0.1:1");
+    config.timeout = 5;
+    let error = RedisStore::connect(&config)
+        .await
+        .expect_err("nothing listens");
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error:?}");
+    assert!(error.is_temporary());
+    assert!(std::error::Error::source(&error).is_some());
+}
+
+/// A bad configuration fails before connecting.
+#[tokio::test]
+async fn bad_configuration_is_config() {
+    let config = tracker_redis::RedisConfig::new().with_key_prefix("not-alnum");
+    let error = RedisStore::connect(&config).await.expect_err("bad prefix");
+    assert_eq!(error.kind(), ErrorKind::Config);
+}
