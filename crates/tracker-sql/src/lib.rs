@@ -6,6 +6,7 @@ mod error;
 #[cfg(feature = "postgres")]
 mod explain;
 mod migrate;
+mod rasa;
 pub mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;

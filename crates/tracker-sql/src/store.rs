@@ -45,7 +45,7 @@ pub type SqlitePool = DeadPool<SqliteConnection>;
 pub(crate) const INSERT_CHUNK: usize = 1_000;
 
 #[derive(Clone)]
-enum Pool {
+pub(crate) enum Pool {
     #[cfg(feature = "postgres")]
     Postgres(PgPool),
     #[cfg(feature = "mysql")]
@@ -59,7 +59,7 @@ enum Pool {
 /// Cloning shares the connection pool.
 #[derive(Clone)]
 pub struct SqlStore {
-    pool: Pool,
+    pub(crate) pool: Pool,
     dialect: Dialect,
     display: String,
 }
@@ -193,6 +193,7 @@ macro_rules! with_connection {
         }
     };
 }
+pub(crate) use with_connection;
 
 /// The query reading a conversation's events (`seq`, `data`): all of them, or from the
 /// event before the last `session_started` on.

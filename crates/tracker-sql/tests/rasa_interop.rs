@@ -165,6 +165,27 @@ macro_rules! interop {
                 .expect("Rasa's rows");
         }
 
+        // Read as it is, without migrating (for moving conversations elsewhere).
+        let reader = SqlStore::connect(&SqlConfig {
+            migrate: false,
+            ..$config.clone()
+        })
+        .await
+        .expect("connect without migrating");
+        let ids = reader.rasa_sender_ids().await.expect("Rasa's sender ids");
+        assert_eq!(ids.len(), conversations.len());
+        for (id, _, _) in &conversations {
+            let expected: Vec<String> = rasa_read!(&mut *conn, id.as_str())
+                .into_iter()
+                .map(|row| row.data.expect("data"))
+                .collect();
+            let events = reader.read_rasa(id).await.expect("read").expect("exists");
+            let texts: Vec<String> = events.iter().map(Event::to_rasa_json).collect();
+            assert_eq!(texts, expected, "{id}: Rasa-format read");
+        }
+        assert!(reader.read_rasa("nobody").await.expect("read").is_none());
+        drop(reader);
+
         let store = SqlStore::connect(&$config)
             .await
             .expect("connect and migrate");

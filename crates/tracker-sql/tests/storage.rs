@@ -61,6 +61,9 @@ macro_rules! corrupt_rows_are_reported {
         assert!(matches!(error, tracker_core::Error::Corrupt { position: Some(2), .. }), "{error}");
         // The latest session starts at seq 1, so the NULL row is read there too.
         assert!(store.retrieve(&good).await.is_err());
+        for id in [&bad, &good] {
+            assert!(store.delete(id).await.expect("delete"));
+        }
     }};
 }
 

@@ -1,0 +1,427 @@
+//! The subcommands.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tracker_store::json::to_python_json;
+use tracker_store::sql::{SqlConfig, SqlStore};
+use tracker_store::{
+    Error, Event, EventVerbosity, ReadScope, Result, SenderId, TrackerStore, event,
+};
+
+use crate::output::{
+    Summary, error_line, iso_time, last_activity, parse_age, progress, transcript,
+};
+use crate::rasa::RasaSource;
+use crate::transfer::{copy_conversation, difference};
+use crate::{Cli, Command};
+
+/// Opens the store of `--endpoints`, or the default SQLite file.
+async fn open(endpoints: Option<&Path>) -> Result<TrackerStore> {
+    match endpoints {
+        Some(path) => tracker_store::from_endpoints_file(path).await,
+        None => Ok(TrackerStore::new(
+            SqlStore::connect(&SqlConfig::default()).await?,
+        )),
+    }
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let mut store = open(cli.endpoints.as_deref()).await?;
+    if let Some(path) = &cli.domain {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config_with(format!("reading {}", path.display()), e))?;
+        let domain: tracker_store::Domain = serde_norway::from_str(&text)
+            .map_err(|e| Error::config_with(format!("{} is not a domain", path.display()), e))?;
+        store = store.with_domain(domain);
+    }
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::List { limit, cursor, all } => list(&store, limit, cursor, all).await,
+        Command::Show {
+            id,
+            include_events,
+            transcript: as_transcript,
+        } => show(&store, &id, &include_events, as_transcript).await,
+        Command::Export { output } => export(&store, output.as_deref(), quiet).await,
+        Command::Import { file } => import(&store, &file, quiet).await,
+        Command::Migrate {
+            to,
+            from_rasa,
+            verify,
+        } => match (to, from_rasa) {
+            (Some(to), None) => migrate_to(&store, &to, verify, quiet).await,
+            (None, Some(rasa)) => migrate_from_rasa(&store, &rasa, verify, quiet).await,
+            _ => Err(Error::invalid_input(
+                "migrate needs --to OTHER.yml or --from-rasa RASA_ENDPOINTS.yml",
+            )),
+        },
+        Command::Delete { ids } => delete(&store, &ids).await,
+        Command::Prune {
+            inactive_for,
+            dry_run,
+        } => prune(&store, &inactive_for, dry_run, quiet).await,
+    }
+}
+
+async fn list(
+    store: &TrackerStore,
+    limit: usize,
+    mut cursor: Option<String>,
+    all: bool,
+) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{:<40} {:>8}  last activity", "conversation", "events");
+    loop {
+        let page = store.list(cursor, limit).await?;
+        for id in &page.sender_ids {
+            let Some(latest) = store.read(id, ReadScope::LatestSession).await? else {
+                continue;
+            };
+            let activity = last_activity(&latest.events).map_or("-".to_owned(), iso_time);
+            let _ = writeln!(out, "{id:<40} {:>8}  {activity}", latest.version);
+        }
+        match page.next_cursor {
+            Some(next) if all => cursor = Some(next),
+            Some(next) => {
+                let _ = writeln!(out, "more: --cursor {next}");
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(
+    store: &TrackerStore,
+    id: &str,
+    include_events: &str,
+    as_transcript: bool,
+) -> Result<ExitCode> {
+    let verbosity: EventVerbosity = include_events.parse().map_err(Error::invalid_input)?;
+    let Some(tracker) = store.retrieve_full_tracker(id).await? else {
+        return Err(Error::NotFound {
+            what: format!("conversation {id:?}"),
+        });
+    };
+    if as_transcript {
+        print!("{}", transcript(&tracker));
+    } else {
+        let state = tracker.current_state(verbosity);
+        let text = serde_json::to_string_pretty(&state)
+            .map_err(|e| Error::backend("rendering the tracker", e))?;
+        println!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of the export format: Rasa's `Dialogue.as_dict()`.
+fn dialogue_line(sender_id: &str, events: &[Event]) -> Result<String> {
+    let mut map = tracker_store::JsonMap::new();
+    map.insert(
+        "events".to_owned(),
+        Value::Array(events.iter().map(Event::to_value).collect()),
+    );
+    map.insert("name".to_owned(), Value::String(sender_id.to_owned()));
+    to_python_json(&Value::Object(map)).map_err(|e| Error::backend("rendering a conversation", e))
+}
+
+async fn export(store: &TrackerStore, output: Option<&Path>, quiet: bool) -> Result<ExitCode> {
+    let ids = store.keys().await?;
+    let mut writer: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| {
+                Error::invalid_input(format!("cannot write {}: {e}", path.display()))
+            })?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let bar = progress(ids.len() as u64, quiet || output.is_none(), "exporting");
+    let mut summary = Summary::start();
+    for id in &ids {
+        bar.inc(1);
+        let Some(conversation) = store.read(id, ReadScope::All).await? else {
+            continue;
+        };
+        let line = dialogue_line(id, &conversation.events)?;
+        writeln!(writer, "{line}").map_err(|e| Error::backend("writing the export", e))?;
+        summary.conversations += 1;
+        summary.events += conversation.events.len() as u64;
+    }
+    writer
+        .flush()
+        .map_err(|e| Error::backend("writing the export", e))?;
+    bar.finish_and_clear();
+    summary.print("exported", quiet);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses one export line: `{"events": [...], "name": id}` (or `sender_id`).
+fn parse_dialogue(line: &str) -> Result<(String, Vec<Event>)> {
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| Error::invalid_input(format!("not JSON: {e}")))?;
+    let name = value
+        .get("name")
+        .or_else(|| value.get("sender_id"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid_input("a conversation needs a string `name`"))?
+        .to_owned();
+    let events = match value.get("events") {
+        Some(Value::Array(items)) => event::deserialise_events(items)
+            .map_err(|e| Error::invalid_input(format!("conversation {name:?}: {e}")))?,
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => {
+            return Err(Error::invalid_input(format!(
+                "conversation {name:?}: `events` must be a list"
+            )));
+        }
+    };
+    Ok((name, events))
+}
+
+async fn import(store: &TrackerStore, file: &Path, quiet: bool) -> Result<ExitCode> {
+    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin().lock()))
+    } else {
+        Box::new(BufReader::new(std::fs::File::open(file).map_err(|e| {
+            Error::invalid_input(format!("cannot read {}: {e}", file.display()))
+        })?))
+    };
+    let bar = progress(0, quiet, "importing");
+    let mut summary = Summary::start();
+    for (number, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| Error::backend("reading the import", e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        bar.inc(1);
+        let outcome = match parse_dialogue(&line) {
+            Ok((name, events)) => copy_conversation(store, &name, &events)
+                .await
+                .map(|written| (name, written)),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok((_, written)) => {
+                summary.conversations += 1;
+                summary.events += written;
+            }
+            Err(error) => {
+                bar.suspend(|| eprintln!("line {}: {}", number + 1, error_line(&error)));
+                summary.failed += 1;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    summary.print("imported", quiet);
+    Ok(exit_code(&summary))
+}
+
+fn exit_code(summary: &Summary) -> ExitCode {
+    if summary.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn migrate_to(
+    source: &TrackerStore,
+    to: &Path,
+    verify: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let destination = tracker_store::from_endpoints_file(to).await?;
+    let ids = source.keys().await?;
+    let bar = progress(ids.len() as u64, quiet, "migrating");
+    let mut summary = Summary::start();
+    for id in &ids {
+        bar.inc(1);
+        let outcome = match source.read(id, ReadScope::All).await {
+            Ok(Some(conversation)) => copy_conversation(&destination, id, &conversation.events)
+                .await
+                .map(Some),
+            Ok(None) => Ok(None),
+            Err(error) => Err(error),
+        };
+        record(&mut summary, &bar, id, outcome);
+    }
+    bar.finish_and_clear();
+    summary.print("migrated", quiet);
+    if verify {
+        let mismatches = verify_all(&ids, &destination, quiet, |id| {
+            let source = source.clone();
+            async move {
+                Ok(source
+                    .read(&id, ReadScope::All)
+                    .await?
+                    .map(|conversation| conversation.events))
+            }
+        })
+        .await?;
+        summary.failed += mismatches;
+    }
+    Ok(exit_code(&summary))
+}
+
+async fn migrate_from_rasa(
+    destination: &TrackerStore,
+    rasa: &Path,
+    verify: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let source = std::sync::Arc::new(RasaSource::open(rasa).await?);
+    let ids = source.sender_ids().await?;
+    let bar = progress(ids.len() as u64, quiet, "migrating from Rasa");
+    let mut summary = Summary::start();
+    for id in &ids {
+        bar.inc(1);
+        let outcome = match source.read(id).await {
+            Ok(Some(events)) => copy_conversation(destination, id, &events).await.map(Some),
+            Ok(None) => Ok(None),
+            Err(error) => Err(error),
+        };
+        record(&mut summary, &bar, id, outcome);
+    }
+    bar.finish_and_clear();
+    summary.print("migrated", quiet);
+    if verify {
+        let mismatches = verify_all(&ids, destination, quiet, |id| {
+            let source = source.clone();
+            async move { source.read(&id).await }
+        })
+        .await?;
+        summary.failed += mismatches;
+    }
+    Ok(exit_code(&summary))
+}
+
+/// Counts one conversation's outcome; failures are reported and the rest continue.
+fn record(
+    summary: &mut Summary,
+    bar: &indicatif::ProgressBar,
+    id: &str,
+    outcome: Result<Option<u64>>,
+) {
+    match outcome {
+        Ok(Some(written)) => {
+            summary.conversations += 1;
+            summary.events += written;
+        }
+        Ok(None) => {}
+        Err(error) => {
+            bar.suspend(|| eprintln!("conversation {id:?}: {}", error_line(&error)));
+            summary.failed += 1;
+        }
+    }
+}
+
+/// Compares every conversation of the source with the destination; returns the number that
+/// differ.
+async fn verify_all<F, Fut>(
+    ids: &[String],
+    destination: &TrackerStore,
+    quiet: bool,
+    read_source: F,
+) -> Result<u64>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<Option<Vec<Event>>>>,
+{
+    let bar = progress(ids.len() as u64, quiet, "verifying");
+    let mut mismatches = 0;
+    for id in ids {
+        bar.inc(1);
+        let compared = async {
+            let expected = read_source(id.clone()).await?.unwrap_or_default();
+            let stored = destination
+                .read(id, ReadScope::All)
+                .await?
+                .map(|conversation| conversation.events)
+                .unwrap_or_default();
+            Ok::<_, Error>(difference(&expected, &stored))
+        };
+        let problem = match compared.await {
+            Ok(difference) => difference,
+            Err(error) => Some(error_line(&error)),
+        };
+        if let Some(problem) = problem {
+            bar.suspend(|| eprintln!("verify: conversation {id:?}: {problem}"));
+            mismatches += 1;
+        }
+    }
+    bar.finish_and_clear();
+    if !quiet {
+        eprintln!(
+            "verified {} conversations: {}",
+            ids.len(),
+            if mismatches == 0 {
+                "all identical".to_owned()
+            } else {
+                format!("{mismatches} differ")
+            }
+        );
+    }
+    Ok(mismatches)
+}
+
+async fn delete(store: &TrackerStore, ids: &[String]) -> Result<ExitCode> {
+    let mut failed = false;
+    for id in ids {
+        match store.delete(id).await {
+            Ok(true) => println!("deleted {id}"),
+            Ok(false) => {
+                eprintln!("conversation {id:?} does not exist");
+                failed = true;
+            }
+            Err(error) => {
+                eprintln!("conversation {id:?}: {}", error_line(&error));
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn prune(store: &TrackerStore, age: &str, dry_run: bool, quiet: bool) -> Result<ExitCode> {
+    let age = parse_age(age).map_err(Error::invalid_input)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let cutoff = now - age.as_secs_f64();
+    let ids = store.keys().await?;
+    let bar = progress(ids.len() as u64, quiet, "pruning");
+    let mut summary = Summary::start();
+    for id in &ids {
+        bar.inc(1);
+        SenderId::new(id.as_str())?;
+        let Some(latest) = store.read(id, ReadScope::LatestSession).await? else {
+            continue;
+        };
+        let Some(activity) = last_activity(&latest.events) else {
+            continue;
+        };
+        if activity >= cutoff {
+            continue;
+        }
+        if dry_run {
+            bar.suspend(|| println!("would delete {id} (last activity {})", iso_time(activity)));
+        } else if store.delete(id).await? {
+            bar.suspend(|| println!("deleted {id} (last activity {})", iso_time(activity)));
+        }
+        summary.conversations += 1;
+        summary.events += latest.version;
+    }
+    bar.finish_and_clear();
+    summary.print(if dry_run { "would delete" } else { "deleted" }, quiet);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,108 @@
+#![doc = include_str!("../README.md")]
+
+mod commands;
+mod output;
+mod rasa;
+mod transfer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Inspect, export, import, migrate, delete and prune conversations in a tracker store.
+#[derive(Debug, Parser)]
+#[command(name = "tracker", version, about)]
+pub struct Cli {
+    /// An endpoints.yml whose `tracker_store:` section names the store. Default: the SQLite
+    /// file `rasa.db` in the current directory.
+    #[arg(long, global = true, value_name = "FILE")]
+    endpoints: Option<PathBuf>,
+    /// A Rasa domain.yml whose slots trackers start with (as Rasa's GET tracker shows them).
+    #[arg(long, global = true, value_name = "FILE")]
+    domain: Option<PathBuf>,
+    /// No progress bars and no summary.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List conversations with their number of events and last activity.
+    List {
+        /// Conversations per page.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue after this cursor (printed at the end of a page).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// List every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a conversation as Rasa's GET /conversations/<id>/tracker returns it.
+    Show {
+        /// The conversation.
+        id: String,
+        /// Which events to include: ALL, APPLIED, AFTER_RESTART or NONE.
+        #[arg(long, default_value = "AFTER_RESTART")]
+        include_events: String,
+        /// A readable transcript instead of JSON.
+        #[arg(long)]
+        transcript: bool,
+    },
+    /// Write every conversation as JSON Lines in Rasa's Dialogue shape {"events", "name"}.
+    Export {
+        /// The file to write; standard output when absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Read conversations in the export format; safe to re-run.
+    Import {
+        /// The file to read; `-` for standard input.
+        file: PathBuf,
+    },
+    /// Copy every conversation to another store (`--to`), or from a database Rasa wrote into
+    /// this one (`--from-rasa`). Re-running continues; nothing is deleted from the source.
+    Migrate {
+        /// An endpoints.yml of the destination store.
+        #[arg(long, value_name = "OTHER.yml", conflicts_with = "from_rasa")]
+        to: Option<PathBuf>,
+        /// An endpoints.yml of Rasa's own store (SQL, Redis) to read from.
+        #[arg(long, value_name = "RASA_ENDPOINTS.yml")]
+        from_rasa: Option<PathBuf>,
+        /// Compare event counts and content of every conversation afterwards.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Delete conversations.
+    Delete {
+        /// The conversations.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete conversations with no event newer than the given age (e.g. 30d, 12h, 90m).
+    Prune {
+        /// The age: a number with s, m, h, d or w.
+        #[arg(long, value_name = "AGE")]
+        inactive_for: String,
+        /// Only show what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {}", output::error_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! End-to-end runs of the `tracker` binary: every subcommand on the embedded SQLite default,
+//! imports and migrations against each backend's test service, and migrations from Rasa's
+//! own layouts.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use tracker_store::sql::diesel::{self, Connection, RunQueryDsl, connection::SimpleConnection};
+use tracker_store::{Event, event::deserialise_events};
+use tracker_testkit::{Service, service_url};
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sample/restaurant.jsonl");
+const DOMAIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sample/domain.yml");
+
+fn tracker(dir: &Path) -> Command {
+    let mut command = Command::cargo_bin("tracker").expect("the binary is built");
+    command.current_dir(dir).arg("--quiet");
+    command
+}
+
+fn stdout(command: &mut Command) -> String {
+    let output = command.output().expect("runs");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+fn failure(command: &mut Command) -> String {
+    let output = command.output().expect("runs");
+    assert!(!output.status.success(), "{command:?} should fail");
+    String::from_utf8(output.stderr).expect("UTF-8")
+}
+
+/// The sample conversations: (name, events).
+fn sample() -> Vec<(String, Vec<Event>)> {
+    parse_export(&std::fs::read_to_string(SAMPLE).expect("sample"))
+}
+
+fn parse_export(text: &str) -> Vec<(String, Vec<Event>)> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            let events = deserialise_events(value["events"].as_array().expect("events"))
+                .expect("events parse");
+            (value["name"].as_str().expect("name").to_owned(), events)
+        })
+        .collect()
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events.iter().map(Event::to_rasa_json).collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+#[test]
+fn every_subcommand_on_the_embedded_default() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+
+    // import, twice: the second run writes nothing.
+    stdout(tracker(dir).args(["import", SAMPLE]));
+    let output = Command::cargo_bin("tracker")
+        .expect("binary")
+        .current_dir(dir)
+        .args(["import", SAMPLE])
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        summary.contains("imported 2 conversations, 0 events"),
+        "{summary}"
+    );
+    assert!(
+        dir.join("rasa.db").exists(),
+        "the default store is rasa.db here"
+    );
+
+    // list
+    let listing = stdout(tracker(dir).arg("list"));
+    assert!(
+        listing.contains("restaurant-booking") && listing.contains("67"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("chitchat-and-fallbacks") && listing.contains("51"),
+        "{listing}"
+    );
+    assert!(listing.contains("2023-12-08T02:00:59Z"), "{listing}");
+    let paged = stdout(tracker(dir).args(["list", "--limit", "1"]));
+    assert!(paged.contains("more: --cursor"), "{paged}");
+
+    // show: Rasa's tracker JSON, with the domain's slots; and a transcript.
+    let json: serde_json::Value = serde_json::from_str(&stdout(tracker(dir).args([
+        "--domain",
+        DOMAIN,
+        "show",
+        "restaurant-booking",
+        "--include-events",
+        "all",
+    ])))
+    .expect("JSON");
+    assert_eq!(json["events"].as_array().expect("events").len(), 67);
+    assert_eq!(json["slots"]["cuisine"], "mexican");
+    assert_eq!(json["latest_message"]["intent"]["name"], "chitchat");
+    let none: serde_json::Value = serde_json::from_str(&stdout(tracker(dir).args([
+        "show",
+        "restaurant-booking",
+        "--include-events",
+        "NONE",
+    ])))
+    .expect("JSON");
+    assert!(none["events"].is_null());
+    let transcript = stdout(tracker(dir).args(["show", "restaurant-booking", "--transcript"]));
+    assert!(
+        transcript.contains("user: hey there  [greet]"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("bot:  Hey! How can I help you?"),
+        "{transcript}"
+    );
+    let error =
+        failure(tracker(dir).args(["show", "restaurant-booking", "--include-events", "SOME"]));
+    assert!(
+        error.starts_with("error: ") && error.lines().count() == 1,
+        "{error}"
+    );
+    let error = failure(tracker(dir).args(["show", "nobody"]));
+    assert!(error.contains("nobody"), "{error}");
+
+    // export: the same conversations, event for event.
+    let exported = stdout(tracker(dir).arg("export"));
+    let mut read = parse_export(&exported);
+    read.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected = sample();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(read.len(), expected.len());
+    for ((name, events), (expected_name, expected_events)) in read.iter().zip(&expected) {
+        assert_eq!(name, expected_name);
+        assert_eq!(texts(events), texts(expected_events), "{name}");
+    }
+    let file = dir.join("export.jsonl");
+    stdout(tracker(dir).args(["export", "--output"]).arg(&file));
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("export file"),
+        exported
+    );
+
+    // migrate --to another store, with --verify; re-running writes nothing.
+    let other = write(
+        dir,
+        "other.yml",
+        "tracker_store:\n  type: sql\n  dialect: sqlite\n  db: other.db\n",
+    );
+    stdout(
+        tracker(dir)
+            .args(["migrate", "--verify", "--to"])
+            .arg(&other),
+    );
+    stdout(
+        tracker(dir)
+            .args(["migrate", "--verify", "--to"])
+            .arg(&other),
+    );
+    let copied = stdout(tracker(dir).args(["--endpoints"]).arg(&other).arg("export"));
+    assert_eq!(copied, exported);
+
+    // --verify catches an altered event (and re-running refuses to overwrite it).
+    let mut conn = diesel::SqliteConnection::establish(&dir.join("other.db").display().to_string())
+        .expect("open");
+    conn.batch_execute(
+        "UPDATE events SET data = replace(data, 'hey there', 'hey THERE') \
+         WHERE sender_id = 'restaurant-booking' AND seq = 4",
+    )
+    .expect("alter an event");
+    let error = failure(
+        tracker(dir)
+            .args(["migrate", "--verify", "--to"])
+            .arg(&other),
+    );
+    assert!(error.contains("restaurant-booking"), "{error}");
+    assert!(error.contains("event 4 differs"), "{error}");
+
+    // delete
+    let deleted = stdout(tracker(dir).args(["delete", "chitchat-and-fallbacks"]));
+    assert!(deleted.contains("deleted chitchat-and-fallbacks"));
+    failure(tracker(dir).args(["delete", "chitchat-and-fallbacks"]));
+    assert!(!stdout(tracker(dir).arg("list")).contains("chitchat-and-fallbacks"));
+
+    // prune: the sample is from 2023, so it is older than a day, not older than 100 years.
+    let kept = stdout(tracker(dir).args(["prune", "--inactive-for", "36500d"]));
+    assert!(kept.is_empty(), "{kept}");
+    let dry = stdout(tracker(dir).args(["prune", "--dry-run", "--inactive-for", "1d"]));
+    assert!(dry.contains("would delete restaurant-booking"), "{dry}");
+    assert!(stdout(tracker(dir).arg("list")).contains("restaurant-booking"));
+    stdout(tracker(dir).args(["prune", "--inactive-for", "1d"]));
+    assert!(!stdout(tracker(dir).arg("list")).contains("restaurant-booking"));
+    failure(tracker(dir).args(["prune", "--inactive-for", "soon"]));
+}
+
+#[test]
+fn import_reports_bad_lines_and_continues() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let file = write(
+        dir,
+        "mixed.jsonl",
+        "{\"events\": [{\"event\": \"bot\", \"timestamp\": 1.5, \"text\": \"ok\"}], \"name\": \"good\"}\nnot json\n{\"events\": 3, \"name\": \"bad\"}\n",
+    );
+    let output = Command::cargo_bin("tracker")
+        .expect("binary")
+        .current_dir(dir)
+        .arg("import")
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+    assert!(stdout(tracker(dir).arg("list")).contains("good"));
+}
+
+/// Imports the sample into a server store (through an endpoints file that reads the test URL
+/// from the environment), and migrates it there from a local store, with --verify.
+fn server_round_trip(yaml: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let prefix = format!("cli{}", uuid::Uuid::new_v4().simple());
+    // Give the sample conversations ids of their own on a shared server.
+    let sample = std::fs::read_to_string(SAMPLE)
+        .expect("sample")
+        .replace("\"name\": \"", &format!("\"name\": \"{prefix}-"));
+    let file = write(dir, "sample.jsonl", &sample);
+    let server = write(dir, "server.yml", yaml);
+    let show = |endpoints: &Path| {
+        stdout(tracker(dir).arg("--endpoints").arg(endpoints).args([
+            "show",
+            &format!("{prefix}-restaurant-booking"),
+            "--include-events",
+            "ALL",
+        ]))
+    };
+
+    // import, twice
+    stdout(
+        tracker(dir)
+            .arg("--endpoints")
+            .arg(&server)
+            .arg("import")
+            .arg(&file),
+    );
+    stdout(
+        tracker(dir)
+            .arg("--endpoints")
+            .arg(&server)
+            .arg("import")
+            .arg(&file),
+    );
+    let shown = show(&server);
+    let json: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
+    assert_eq!(json["events"].as_array().expect("events").len(), 67);
+    for name in ["restaurant-booking", "chitchat-and-fallbacks"] {
+        stdout(
+            tracker(dir)
+                .arg("--endpoints")
+                .arg(&server)
+                .args(["delete", &format!("{prefix}-{name}")]),
+        );
+    }
+
+    // migrate --to the server from a local store, twice, verified
+    let local = write(
+        dir,
+        "local.yml",
+        "tracker_store:\n  type: sqlite\n  db: local.db\n",
+    );
+    stdout(
+        tracker(dir)
+            .arg("--endpoints")
+            .arg(&local)
+            .arg("import")
+            .arg(&file),
+    );
+    for _ in 0..2 {
+        stdout(
+            tracker(dir)
+                .arg("--endpoints")
+                .arg(&local)
+                .args(["migrate", "--verify", "--to"])
+                .arg(&server),
+        );
+    }
+    assert_eq!(show(&server), show(&local));
+    assert_eq!(show(&server), shown);
+    for name in ["restaurant-booking", "chitchat-and-fallbacks"] {
+        stdout(
+            tracker(dir)
+                .arg("--endpoints")
+                .arg(&server)
+                .args(["delete", &format!("{prefix}-{name}")]),
+        );
+    }
+}
+
+#[test]
+fn postgres_store() {
+    if service(Service::Postgres).is_none() {
+        return;
+    }
+    server_round_trip("tracker_store:\n  type: sql\n  url: ${TRACKER_TEST_POSTGRES_URL}\n");
+}
+
+#[test]
+fn mysql_store() {
+    if service(Service::Mysql).is_none() {
+        return;
+    }
+    server_round_trip("tracker_store:\n  type: mysql\n  url: ${TRACKER_TEST_MYSQL_URL}\n");
+}
+
+#[test]
+fn redis_store() {
+    if service(Service::Redis).is_none() {
+        return;
+    }
+    server_round_trip("tracker_store:\n  type: redis\n  url: ${TRACKER_TEST_REDIS_URL}\n");
+}
+
+/// The URL of a test service (or `None` after the harness's loud skip), from a plain test.
+fn service(service: Service) -> Option<tracker_testkit::ServiceUrl> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(service_url(service))
+}
+
+/// Rasa's SQLite database: its DDL and its rows, as Rasa's SQLTrackerStore writes them.
+fn rasa_sqlite(path: &Path, conversations: &[(String, Vec<Event>)]) {
+    let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("open");
+    conn.batch_execute(
+        "CREATE TABLE events (id INTEGER NOT NULL, sender_id VARCHAR(255) NOT NULL, \
+         type_name VARCHAR(255) NOT NULL, timestamp FLOAT, intent_name VARCHAR(255), \
+         action_name VARCHAR(255), data TEXT, PRIMARY KEY (id)); \
+         CREATE INDEX ix_events_sender_id ON events (sender_id);",
+    )
+    .expect("Rasa's DDL");
+    // Rasa writes turn by turn, so conversations interleave.
+    let longest = conversations.iter().map(|c| c.1.len()).max().unwrap_or(0);
+    for index in 0..longest {
+        for (name, events) in conversations {
+            let Some(event) = events.get(index) else {
+                continue;
+            };
+            let quote = |text: Option<&str>| {
+                text.map_or("NULL".to_owned(), |t| {
+                    format!("'{}'", t.replace('\'', "''"))
+                })
+            };
+            diesel::sql_query(format!(
+                "INSERT INTO events (sender_id, type_name, timestamp, intent_name, action_name, data) \
+                 VALUES ({}, {}, {}, {}, {}, {})",
+                quote(Some(name)),
+                quote(Some(event.type_name())),
+                event.timestamp,
+                quote(event.intent_name()),
+                quote(event.name()),
+                quote(Some(&event.to_rasa_json())),
+            ))
+            .execute(&mut conn)
+            .expect("Rasa's row");
+        }
+    }
+}
+
+#[test]
+fn migrate_from_rasas_sql_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let conversations = sample();
+    rasa_sqlite(&dir.join("rasa-own.db"), &conversations);
+    let rasa = write(
+        dir,
+        "rasa.yml",
+        "tracker_store:\n  type: SQL\n  db: rasa-own.db\n",
+    );
+    let output = stdout(
+        tracker(dir)
+            .args(["--endpoints"])
+            .arg(write(
+                dir,
+                "new.yml",
+                "tracker_store:\n  type: sqlite\n  db: new.db\n",
+            ))
+            .args(["migrate", "--verify", "--from-rasa"])
+            .arg(&rasa),
+    );
+    assert!(output.is_empty(), "{output}");
+    let exported = parse_export(&stdout(tracker(dir).args([
+        "--endpoints",
+        "new.yml",
+        "export",
+    ])));
+    assert_eq!(exported.len(), 2);
+    for (name, events) in &exported {
+        let (_, expected) = conversations
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a sample conversation");
+        assert_eq!(texts(events), texts(expected));
+    }
+    // Rasa's table was read, not migrated.
+    let mut conn =
+        diesel::SqliteConnection::establish(&dir.join("rasa-own.db").display().to_string())
+            .expect("open");
+    let columns = diesel::sql_query("SELECT * FROM pragma_table_info('events') WHERE name = 'seq'")
+        .execute(&mut conn)
+        .expect("pragma");
+    assert_eq!(columns, 0, "the Rasa database must not be altered");
+}
+
+#[test]
+fn migrate_from_rasas_redis() {
+    let Some(redis) = service(Service::Redis) else {
+        return;
+    };
+    use tracker_store::redis::fred::prelude::*;
+    let prefix = format!("cli{}", uuid::Uuid::new_v4().simple());
+    let conversations = sample();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = runtime.block_on(async {
+        let client = Builder::from_config(Config::from_url(&redis.url).expect("url"))
+            .build()
+            .expect("client");
+        client.init().await.expect("connect");
+        for (name, events) in &conversations {
+            // Rasa's value: json.dumps({"events": [...], "name": id}).
+            let mut record = tracker_store::JsonMap::new();
+            record.insert(
+                "events".into(),
+                serde_json::Value::Array(events.iter().map(Event::to_value).collect()),
+            );
+            record.insert("name".into(), serde_json::Value::String(name.clone()));
+            let text = tracker_store::json::to_python_json(&serde_json::Value::Object(record))
+                .expect("render");
+            let _: () = client
+                .set(format!("{prefix}:tracker:{name}"), text, None, None, false)
+                .await
+                .expect("SET");
+        }
+        client
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let rasa = write(
+        dir,
+        "rasa.yml",
+        &format!(
+            "tracker_store:\n  type: redis\n  url: ${{TRACKER_TEST_REDIS_URL}}\n  key_prefix: {prefix}\n"
+        ),
+    );
+    stdout(
+        tracker(dir)
+            .args(["migrate", "--verify", "--from-rasa"])
+            .arg(&rasa),
+    );
+    let exported = parse_export(&stdout(tracker(dir).arg("export")));
+    assert_eq!(exported.len(), 2);
+    for (name, events) in &exported {
+        let (_, expected) = conversations
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a sample conversation");
+        assert_eq!(texts(events), texts(expected));
+    }
+    runtime.block_on(async {
+        for (name, _) in &conversations {
+            let _: i64 = client
+                .del(format!("{prefix}:tracker:{name}"))
+                .await
+                .expect("DEL");
+        }
+    });
+}
