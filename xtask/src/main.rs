@@ -6,15 +6,19 @@
 //! | `lint` | format check and clippy only |
 //! | `test` | `cargo test --workspace` |
 //! | `doc` | `cargo doc --workspace --no-deps` with warnings as errors |
+//! | `bench [--quick] [--only a,b]` | starts the local services (`.ci/services.sh`), builds `tracker-bench` in release mode and writes `docs/benchmarks.md` and `docs/benchmarks.json` |
 //!
 //! Plain `cargo test --workspace` works without this tool.
 
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask <ci|lint|test|doc>";
+const USAGE: &str = "usage: cargo xtask <ci|lint|test|doc|bench [--quick] [--only a,b]>";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
+    if task.as_deref() == Some("bench") {
+        return bench(std::env::args().skip(2).collect());
+    }
     let steps: &[&[&str]] = match task.as_deref() {
         Some("ci") => &[FMT, CLIPPY, TEST],
         Some("lint") => &[FMT, CLIPPY],
@@ -62,6 +66,33 @@ fn run(args: &[&str]) -> bool {
         Err(error) => {
             eprintln!("xtask: could not run cargo: {error}");
             false
+        }
+    }
+}
+
+/// Starts the services the benchmark measures, then runs it in release mode.
+fn bench(args: Vec<String>) -> ExitCode {
+    let script = "source .ci/services.sh && start_services >&2 && \
+                  cargo run --release --package tracker-bench -- \"$@\"";
+    eprintln!(
+        "xtask: starting services and running tracker-bench {}",
+        args.join(" ")
+    );
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg("bench")
+        .args(&args)
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("xtask: the benchmark failed: {status}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("xtask: could not run bash: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,123 @@
+//! `tracker-bench`: measures every backend against the local test services and writes
+//! `docs/benchmarks.md` and `docs/benchmarks.json`. Run it through `cargo xtask bench`, which
+//! starts the services and builds in release mode.
+//!
+//! Scenarios, per backend:
+//! 1. save cost as one conversation grows turn by turn (p50/p99 of early and late turns);
+//! 2. throughput with 1, 8 and 64 concurrent conversations;
+//! 3. latest-session read of a 50-event session in a 1,000-event conversation, next to the
+//!    raw driver's best query;
+//! 4. bulk import, next to the raw driver's fastest bulk path.
+
+mod backends;
+mod report;
+mod scenarios;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Sizes of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Turns of the growing conversation (scenario 1).
+    pub turns: usize,
+    /// Saves per concurrency level (scenario 2).
+    pub throughput_saves: usize,
+    /// Reads measured (scenario 3).
+    pub reads: usize,
+    /// Conversations imported (scenario 4), 20 events each.
+    pub bulk_conversations: usize,
+}
+
+impl Sizes {
+    const FULL: Self = Self {
+        turns: 1_000,
+        throughput_saves: 2_000,
+        reads: 300,
+        bulk_conversations: 10_000,
+    };
+    const QUICK: Self = Self {
+        turns: 100,
+        throughput_saves: 200,
+        reads: 50,
+        bulk_conversations: 300,
+    };
+}
+
+struct Args {
+    quick: bool,
+    only: Option<Vec<String>>,
+    markdown: PathBuf,
+    json: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        quick: false,
+        only: None,
+        markdown: PathBuf::from("docs/benchmarks.md"),
+        json: PathBuf::from("docs/benchmarks.json"),
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--only" => {
+                let list = iter.next().ok_or("--only needs a list of backends")?;
+                args.only = Some(list.split(',').map(str::to_owned).collect());
+            }
+            "--markdown" => {
+                args.markdown = iter.next().ok_or("--markdown needs a path")?.into();
+            }
+            "--json" => args.json = iter.next().ok_or("--json needs a path")?.into(),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!(
+                "error: {error}\nusage: tracker-bench [--quick] [--only memory,sqlite,...] [--markdown FILE] [--json FILE]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let sizes = if args.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
+    let mut results = Vec::new();
+    for backend in backends::all() {
+        if let Some(only) = &args.only
+            && !only.iter().any(|name| name == backend.name)
+        {
+            continue;
+        }
+        eprintln!("== {} ({})", backend.name, backend.label);
+        match scenarios::run(&backend, sizes).await {
+            Ok(result) => results.push(result),
+            Err(error) => {
+                eprintln!("   skipped: {error}");
+                results.push(report::BackendResult::skipped(&backend, error.to_string()));
+            }
+        }
+    }
+    let run = report::Run::new(args.quick, sizes, results);
+    if let Err(error) = run.write(&args.markdown, &args.json) {
+        eprintln!("error: writing the report: {error}");
+        return ExitCode::FAILURE;
+    }
+    eprintln!(
+        "wrote {} and {}",
+        args.markdown.display(),
+        args.json.display()
+    );
+    ExitCode::SUCCESS
+}
