@@ -238,35 +238,16 @@ async fn migrate_to(
 ) -> Result<ExitCode> {
     let destination = tracker_store::from_endpoints_file(to).await?;
     let ids = source.keys().await?;
-    let bar = progress(ids.len() as u64, quiet, "migrating");
-    let mut summary = Summary::start();
-    for id in &ids {
-        bar.inc(1);
-        let outcome = match source.read(id, ReadScope::All).await {
-            Ok(Some(conversation)) => copy_conversation(&destination, id, &conversation.events)
-                .await
-                .map(Some),
-            Ok(None) => Ok(None),
-            Err(error) => Err(error),
-        };
-        record(&mut summary, &bar, id, outcome);
-    }
-    bar.finish_and_clear();
-    summary.print("migrated", quiet);
-    if verify {
-        let mismatches = verify_all(&ids, &destination, quiet, |id| {
-            let source = source.clone();
-            async move {
-                Ok(source
-                    .read(&id, ReadScope::All)
-                    .await?
-                    .map(|conversation| conversation.events))
-            }
-        })
-        .await?;
-        summary.failed += mismatches;
-    }
-    Ok(exit_code(&summary))
+    let read = |id: String| {
+        let source = source.clone();
+        async move {
+            Ok(source
+                .read(&id, ReadScope::All)
+                .await?
+                .map(|conversation| conversation.events))
+        }
+    };
+    migrate(&ids, &destination, verify, quiet, "migrating", read).await
 }
 
 async fn migrate_from_rasa(
@@ -277,11 +258,40 @@ async fn migrate_from_rasa(
 ) -> Result<ExitCode> {
     let source = std::sync::Arc::new(RasaSource::open(rasa).await?);
     let ids = source.sender_ids().await?;
-    let bar = progress(ids.len() as u64, quiet, "migrating from Rasa");
+    let read = |id: String| {
+        let source = source.clone();
+        async move { source.read(&id).await }
+    };
+    migrate(
+        &ids,
+        destination,
+        verify,
+        quiet,
+        "migrating from Rasa",
+        read,
+    )
+    .await
+}
+
+/// Copies the conversations `read_source` gives for `ids` into `destination`, then verifies
+/// them if asked. Failures are reported per conversation and the rest continue.
+async fn migrate<F, Fut>(
+    ids: &[String],
+    destination: &TrackerStore,
+    verify: bool,
+    quiet: bool,
+    what: &str,
+    read_source: F,
+) -> Result<ExitCode>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<Option<Vec<Event>>>>,
+{
+    let bar = progress(ids.len() as u64, quiet, what);
     let mut summary = Summary::start();
-    for id in &ids {
+    for id in ids {
         bar.inc(1);
-        let outcome = match source.read(id).await {
+        let outcome = match read_source(id.clone()).await {
             Ok(Some(events)) => copy_conversation(destination, id, &events).await.map(Some),
             Ok(None) => Ok(None),
             Err(error) => Err(error),
@@ -291,12 +301,7 @@ async fn migrate_from_rasa(
     bar.finish_and_clear();
     summary.print("migrated", quiet);
     if verify {
-        let mismatches = verify_all(&ids, destination, quiet, |id| {
-            let source = source.clone();
-            async move { source.read(&id).await }
-        })
-        .await?;
-        summary.failed += mismatches;
+        summary.failed += verify_all(ids, destination, quiet, read_source).await?;
     }
     Ok(exit_code(&summary))
 }

@@ -236,6 +236,24 @@ pub struct ListPage {
     pub next_cursor: Option<String>,
 }
 
+impl ListPage {
+    /// A page from the ids a store read in listing order after the cursor, asking for one
+    /// more than `limit`: the extra id is not returned, it only tells that more follow (the
+    /// next cursor is then the page's last id, for stores that page by id).
+    pub fn from_lookahead(mut sender_ids: Vec<String>, limit: usize) -> Self {
+        let next_cursor = if sender_ids.len() > limit {
+            sender_ids.truncate(limit);
+            sender_ids.last().cloned()
+        } else {
+            None
+        };
+        Self {
+            sender_ids,
+            next_cursor,
+        }
+    }
+}
+
 /// What a store can do and its limits. Callers are checked against the limits before the
 /// store is called, so a too-large append is an [`Error::InvalidInput`], never a partial
 /// write.

@@ -153,21 +153,12 @@ impl Store for MemoryStore {
             Some(cursor) => Bound::Excluded(cursor.as_str()),
             None => Bound::Unbounded,
         };
-        let mut range = conversations.range::<str, _>((lower, Bound::Unbounded));
-        let sender_ids: Vec<String> = range
-            .by_ref()
-            .take(request.limit)
+        let sender_ids = conversations
+            .range::<str, _>((lower, Bound::Unbounded))
+            .take(request.limit.saturating_add(1))
             .map(|(id, _)| id.clone())
             .collect();
-        let next_cursor = if range.next().is_some() {
-            sender_ids.last().cloned()
-        } else {
-            None
-        };
-        Ok(ListPage {
-            sender_ids,
-            next_cursor,
-        })
+        Ok(ListPage::from_lookahead(sender_ids, request.limit))
     }
 
     async fn delete(&self, sender_id: &SenderId) -> Result<bool> {

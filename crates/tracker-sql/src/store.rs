@@ -538,7 +538,7 @@ impl Store for SqlStore {
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
         let context = "listing conversations";
         let limit = i64::try_from(request.limit).unwrap_or(i64::MAX - 1);
-        let mut sender_ids: Vec<String> = with_connection!(self, context, |conn| {
+        let sender_ids: Vec<String> = with_connection!(self, context, |conn| {
             // One row per conversation: its first event. Literal SQL so that the partial
             // index's predicate matches in every plan.
             let mut query = events::table
@@ -555,16 +555,7 @@ impl Store for SqlStore {
                 .await
                 .map_err(|e| query_error(context, e))?
         });
-        let next_cursor = if sender_ids.len() > request.limit {
-            sender_ids.truncate(request.limit);
-            sender_ids.last().cloned()
-        } else {
-            None
-        };
-        Ok(ListPage {
-            sender_ids,
-            next_cursor,
-        })
+        Ok(ListPage::from_lookahead(sender_ids, request.limit))
     }
 
     async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
