@@ -49,8 +49,16 @@ start_redis() {
     eval "$(bash .ci/redis-cluster.sh)"
 }
 
+start_mongo() {
+    # The CongoDB stand-in (no MongoDB server can be installed here); see crates/tracker-mongo.
+    local url
+    url=$(bash .ci/mongo-server.sh)
+    export TRACKER_TEST_MONGO_URL="${TRACKER_TEST_MONGO_URL:-$url}"
+}
+
 start_services() {
     start_postgres
     start_mariadb
     start_redis
+    start_mongo
 }

@@ -61,3 +61,22 @@ async fn redis_from_endpoints_yml() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_from_endpoints_yml() {
+    if service_url(Service::Mongo).await.is_none() {
+        return;
+    }
+    let db = format!(
+        "registry{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    round_trip(&format!(
+        "tracker_store:\n  type: mongod\n  url: ${{TRACKER_TEST_MONGO_URL}}\n  db: {db}\n"
+    ))
+    .await;
+    round_trip(&format!(
+        "tracker_store:\n  type: MongoDB\n  url: ${{TRACKER_TEST_MONGO_URL}}\n  db: {db}\n  collection: other\n"
+    ))
+    .await;
+}

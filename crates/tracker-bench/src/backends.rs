@@ -29,6 +29,7 @@ enum Kind {
     Mysql,
     Redis,
     RedisCluster,
+    Mongo,
 }
 
 /// Every backend, in report order.
@@ -63,6 +64,11 @@ pub fn all() -> Vec<Backend> {
             name: "redis-cluster",
             label: "Redis Cluster, 3 local masters",
             kind: Kind::RedisCluster,
+        },
+        Backend {
+            name: "mongo-standin",
+            label: "CongoDB, a MongoDB stand-in in Node.js (not MongoDB: its figures say nothing about a real server)",
+            kind: Kind::Mongo,
         },
     ]
 }
@@ -152,6 +158,22 @@ impl Backend {
                 Ok(Opened {
                     store: TrackerStore::new(store),
                     raw: Raw::Sql(Box::new(raw)),
+                })
+            }
+            Kind::Mongo => {
+                let url = env("TRACKER_TEST_MONGO_URL")?;
+                let config: tracker_store::mongo::MongoConfig =
+                    serde_json::from_value(serde_json::json!({
+                        "url": url,
+                        "db": format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+                    }))
+                    .map_err(|e| e.to_string())?;
+                let store = tracker_store::mongo::MongoStore::connect(&config)
+                    .await
+                    .map_err(error)?;
+                Ok(Opened {
+                    store: TrackerStore::new(store),
+                    raw: Raw::None,
                 })
             }
             Kind::Redis | Kind::RedisCluster => {

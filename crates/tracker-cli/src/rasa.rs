@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use serde_json::Value;
+use tracker_store::mongo::{MongoConfig, MongoStore};
 use tracker_store::redis::{RedisConfig, RedisStore};
 use tracker_store::sql::{SqlConfig, SqlStore};
 use tracker_store::{Error, Event, Result, StoreConfig};
@@ -14,6 +15,8 @@ pub enum RasaSource {
     Sql(SqlStore),
     /// Rasa's Redis `tracker:<id>` values.
     Redis(RedisStore),
+    /// Rasa's MongoDB `conversations` documents.
+    Mongo(MongoStore),
 }
 
 impl RasaSource {
@@ -55,12 +58,19 @@ impl RasaSource {
             "" | "memory" | "in_memory" => Err(Error::config(
                 "Rasa's in-memory tracker store keeps nothing to migrate from",
             )),
-            "mongod" | "mongo" | "mongodb" | "dynamo" | "dynamodb" => Err(Error::unsupported(
+            "mongod" | "mongo" | "mongodb" => {
+                let mut mongo: MongoConfig = serde_json::from_value(Value::Object(keys))
+                    .map_err(|e| Error::config_with("invalid MongoDB store configuration", e))?;
+                // Rasa's collection is read as it is.
+                mongo.ensure_indexes = false;
+                Ok(Self::Mongo(MongoStore::connect(&mongo).await?))
+            }
+            "dynamo" | "dynamodb" => Err(Error::unsupported(
                 "tracker",
                 format!("reading Rasa's {name} store (not part of this release yet)"),
             )),
             other => Err(Error::config(format!(
-                "unknown Rasa tracker store type {other:?}: expected sql or redis"
+                "unknown Rasa tracker store type {other:?}: expected sql, redis or mongod"
             ))),
         }
     }
@@ -70,6 +80,7 @@ impl RasaSource {
         match self {
             Self::Sql(store) => store.rasa_sender_ids().await,
             Self::Redis(store) => store.rasa_sender_ids().await,
+            Self::Mongo(store) => store.rasa_sender_ids().await,
         }
     }
 
@@ -78,6 +89,10 @@ impl RasaSource {
         match self {
             Self::Sql(store) => store.read_rasa(sender_id).await,
             Self::Redis(store) => Ok(store
+                .read_rasa(sender_id)
+                .await?
+                .map(|conversation| conversation.events)),
+            Self::Mongo(store) => Ok(store
                 .read_rasa(sender_id)
                 .await?
                 .map(|conversation| conversation.events)),

@@ -498,3 +498,77 @@ fn migrate_from_rasas_redis() {
         }
     });
 }
+
+#[test]
+fn migrate_from_rasas_mongo() {
+    let Some(mongo) = service(Service::Mongo) else {
+        return;
+    };
+    use tracker_store::mongo::mongodb::{self, bson};
+    let db = format!("clirasa{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let conversations = sample();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = mongodb::Client::with_uri_str(&mongo.url)
+            .await
+            .expect("client");
+        let collection = client
+            .database(&db)
+            .collection::<bson::Document>("conversations");
+        for (name, events) in &conversations {
+            // Rasa's document: the tracker's state fields and the `events` array.
+            let events: Vec<bson::Bson> = events
+                .iter()
+                .map(|event| bson::to_bson(&event.to_value()).expect("BSON"))
+                .collect();
+            collection
+                .insert_one(bson::doc! {
+                    "sender_id": name,
+                    "slots": {},
+                    "latest_message": {},
+                    "paused": false,
+                    "events": events,
+                })
+                .await
+                .expect("insert");
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let rasa = write(
+        dir,
+        "rasa.yml",
+        &format!(
+            "tracker_store:\n  type: mongod\n  url: ${{TRACKER_TEST_MONGO_URL}}\n  db: {db}\n"
+        ),
+    );
+    stdout(
+        tracker(dir)
+            .args(["migrate", "--verify", "--from-rasa"])
+            .arg(&rasa),
+    );
+    let exported = parse_export(&stdout(tracker(dir).arg("export")));
+    assert_eq!(exported.len(), 2);
+    for (name, events) in &exported {
+        let (_, expected) = conversations
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a sample conversation");
+        // The stand-in turns whole-number floats into integers, so compare what it keeps.
+        let shape = |events: &[Event]| -> Vec<(String, Option<String>)> {
+            events
+                .iter()
+                .map(|e| {
+                    (
+                        e.type_name().to_owned(),
+                        e.to_value()["text"].as_str().map(str::to_owned),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(shape(events), shape(expected), "{name}");
+    }
+}

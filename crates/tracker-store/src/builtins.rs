@@ -39,6 +39,20 @@ pub(crate) const REDIS_KEYS: &[&str] = &[
     "timeout",
 ];
 
+/// Keys of Rasa's `MongoTrackerStore` plus this store's own.
+#[cfg(feature = "mongo")]
+pub(crate) const MONGO_KEYS: &[&str] = &[
+    "url",
+    "db",
+    "username",
+    "password",
+    "auth_source",
+    "collection",
+    "ensure_indexes",
+    "bucket_events",
+    "bucket_bytes",
+];
+
 pub(crate) fn register(registry: &mut Registry) {
     #[cfg(feature = "memory")]
     registry.register_builtin("memory", &[], |_keys| async {
@@ -66,6 +80,17 @@ pub(crate) fn register(registry: &mut Registry) {
             })?;
         let store: std::sync::Arc<dyn tracker_core::Store> =
             std::sync::Arc::new(tracker_redis::RedisStore::connect(&config).await?);
+        Ok(store)
+    });
+
+    #[cfg(feature = "mongo")]
+    registry.register_builtin("mongod", MONGO_KEYS, |keys| async move {
+        let config: tracker_mongo::MongoConfig =
+            serde_json::from_value(serde_json::Value::Object(keys)).map_err(|e| {
+                tracker_core::Error::config_with("invalid MongoDB tracker store configuration", e)
+            })?;
+        let store: std::sync::Arc<dyn tracker_core::Store> =
+            std::sync::Arc::new(tracker_mongo::MongoStore::connect(&config).await?);
         Ok(store)
     });
 

@@ -13,6 +13,9 @@ pub use tracker_core::*;
 /// The in-memory store.
 #[cfg(feature = "memory")]
 pub use tracker_memory as memory;
+/// The MongoDB store.
+#[cfg(feature = "mongo")]
+pub use tracker_mongo as mongo;
 /// The Redis store.
 #[cfg(feature = "redis")]
 pub use tracker_redis as redis;

@@ -60,7 +60,7 @@ const BUILTINS: &[Builtin] = &[
         name: "mongod",
         aliases: &["mongod", "mongo", "mongodb"],
         feature: "mongo",
-        unavailable: "the MongoDB store is not part of this release yet",
+        unavailable: "enable the `mongo` feature of tracker-store",
     },
     Builtin {
         name: "dynamo",
@@ -151,7 +151,8 @@ impl Registry {
             feature = "sqlite",
             feature = "postgres",
             feature = "mysql",
-            feature = "redis"
+            feature = "redis",
+            feature = "mongo"
         )),
         allow(dead_code)
     )]

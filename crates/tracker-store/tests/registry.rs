@@ -161,7 +161,7 @@ async fn every_configuration_error_is_a_clear_config_error() {
     // stands for a build with every feature off).
     let empty = Registry::new();
     for (text, expect) in [
-        ("type: mongo", "not available in this build"),
+        ("type: mongo", "`mongo` feature"),
         ("type: DynamoDB", "not available in this build"),
         ("type: redis", "`redis` feature"),
         ("type: postgres\nurl: localhost", "`postgres`"),

@@ -1,0 +1,15 @@
+//! The whole conformance suite, twice: with the default bucket sizes, and with heads that keep
+//! only 3 events, so that nearly every append seals a bucket and the roll-over paths face every
+//! case (32 concurrent writers included). Each case gets its own collections.
+
+mod common;
+
+/// Default bucket sizes (500 events / 512 KiB in the head).
+mod default_buckets {
+    tracker_conformance::conformance_suite!(crate::common::store());
+}
+
+/// Heads of at most 3 events and 2 KiB.
+mod small_buckets {
+    tracker_conformance::conformance_suite!(crate::common::small_buckets());
+}
