@@ -56,9 +56,19 @@ start_mongo() {
     export TRACKER_TEST_MONGO_URL="${TRACKER_TEST_MONGO_URL:-$url}"
 }
 
+start_dynamo() {
+    # moto's DynamoDB server, single-threaded (DynamoDB Local cannot be had here); see
+    # crates/tracker-dynamo. Static credentials for the local server only.
+    eval "$(bash .ci/dynamo-server.sh)"
+    export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-tracker-store-test}"
+    export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-tracker-store-test}"
+    export AWS_REGION="${AWS_REGION:-us-east-1}"
+}
+
 start_services() {
     start_postgres
     start_mariadb
     start_redis
     start_mongo
+    start_dynamo
 }

@@ -80,3 +80,27 @@ async fn mongo_from_endpoints_yml() {
     ))
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_from_endpoints_yml() {
+    if service_url(Service::Dynamo).await.is_none() {
+        return;
+    }
+    // Credentials come from the standard AWS chain; CI exports static ones for the local
+    // server.
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        tracker_testkit::skip(
+            "dynamo",
+            "AWS_ACCESS_KEY_ID is not set (the AWS credential chain)",
+        );
+        return;
+    }
+    let table = format!(
+        "registry{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    round_trip(&format!(
+        "tracker_store:\n  type: dynamo\n  table_name: {table}\n  region: us-east-1\n  endpoint_url: ${{TRACKER_TEST_DYNAMO_URL}}\n"
+    ))
+    .await;
+}

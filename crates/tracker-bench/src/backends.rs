@@ -18,6 +18,9 @@ pub struct Backend {
     pub name: &'static str,
     /// What it runs on.
     pub label: &'static str,
+    /// A local stand-in for a cloud or unavailable server: measured with the quick sizes,
+    /// and its figures describe the stand-in, not the real service.
+    pub stand_in: bool,
     kind: Kind,
 }
 
@@ -30,6 +33,7 @@ enum Kind {
     Redis,
     RedisCluster,
     Mongo,
+    Dynamo,
 }
 
 /// Every backend, in report order.
@@ -38,37 +42,50 @@ pub fn all() -> Vec<Backend> {
         Backend {
             name: "memory",
             label: "in process",
+            stand_in: false,
             kind: Kind::Memory,
         },
         Backend {
             name: "sqlite",
             label: "SQLite file (bundled), WAL",
+            stand_in: false,
             kind: Kind::Sqlite,
         },
         Backend {
             name: "postgres",
             label: "PostgreSQL, local server",
+            stand_in: false,
             kind: Kind::Postgres,
         },
         Backend {
             name: "mariadb",
             label: "MariaDB, local server",
+            stand_in: false,
             kind: Kind::Mysql,
         },
         Backend {
             name: "redis",
             label: "Redis, local single node",
+            stand_in: false,
             kind: Kind::Redis,
         },
         Backend {
             name: "redis-cluster",
             label: "Redis Cluster, 3 local masters",
+            stand_in: false,
             kind: Kind::RedisCluster,
         },
         Backend {
             name: "mongo-standin",
             label: "CongoDB, a MongoDB stand-in in Node.js (not MongoDB: its figures say nothing about a real server)",
+            stand_in: true,
             kind: Kind::Mongo,
+        },
+        Backend {
+            name: "dynamo-standin",
+            label: "moto's DynamoDB server, single-threaded Python (not DynamoDB: its figures say nothing about the real service)",
+            stand_in: true,
+            kind: Kind::Dynamo,
         },
     ]
 }
@@ -169,6 +186,23 @@ impl Backend {
                     }))
                     .map_err(|e| e.to_string())?;
                 let store = tracker_store::mongo::MongoStore::connect(&config)
+                    .await
+                    .map_err(error)?;
+                Ok(Opened {
+                    store: TrackerStore::new(store),
+                    raw: Raw::None,
+                })
+            }
+            Kind::Dynamo => {
+                let url = env("TRACKER_TEST_DYNAMO_URL")?;
+                let config = tracker_store::dynamo::DynamoConfig {
+                    endpoint_url: Some(url),
+                    ..tracker_store::dynamo::DynamoConfig::with_table(format!(
+                        "bench{}",
+                        &uuid::Uuid::new_v4().simple().to_string()[..8]
+                    ))
+                };
+                let store = tracker_store::dynamo::DynamoStore::connect(&config)
                     .await
                     .map_err(error)?;
                 Ok(Opened {

@@ -101,6 +101,11 @@ async fn main() -> ExitCode {
             continue;
         }
         eprintln!("== {} ({})", backend.name, backend.label);
+        let sizes = if backend.stand_in {
+            Sizes::QUICK
+        } else {
+            sizes
+        };
         match scenarios::run(&backend, sizes).await {
             Ok(result) => results.push(result),
             Err(error) => {

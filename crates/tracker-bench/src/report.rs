@@ -70,6 +70,8 @@ pub struct BackendResult {
     pub read: Option<Read>,
     pub bulk: Option<Bulk>,
     pub rss_mib: Option<f64>,
+    /// Measured with the quick sizes although the run is a full one.
+    pub reduced: bool,
 }
 
 impl BackendResult {
@@ -84,6 +86,7 @@ impl BackendResult {
             read: None,
             bulk: None,
             rss_mib: None,
+            reduced: false,
         }
     }
 }
@@ -313,9 +316,14 @@ impl Run {
         for result in &self.results {
             let _ = writeln!(
                 out,
-                "- `{}`: {}{}",
+                "- `{}`: {}{}{}",
                 result.name,
                 result.label,
+                if result.reduced {
+                    "; measured with the --quick sizes"
+                } else {
+                    ""
+                },
                 result
                     .skipped
                     .as_ref()
@@ -353,6 +361,7 @@ impl Run {
                 "label": r.label,
                 "skipped": r.skipped,
                 "rss_mib_after": r.rss_mib,
+                "quick_sizes": r.reduced,
                 "save_growth": r.growth.as_ref().map(|g| json!({
                     "turns": g.turns, "early": latency(&g.early), "late": latency(&g.late), "ratio_p50": g.ratio,
                 })),

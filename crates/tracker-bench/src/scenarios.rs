@@ -68,6 +68,7 @@ pub async fn run(backend: &Backend, sizes: Sizes) -> Result<BackendResult, Strin
         read: Some(read),
         bulk: Some(bulk),
         rss_mib: crate::report::rss_mib(),
+        reduced: false,
     })
 }
 

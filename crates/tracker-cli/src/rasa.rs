@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use serde_json::Value;
+use tracker_store::dynamo::{DynamoStore, aws_config, aws_sdk_dynamodb};
 use tracker_store::mongo::{MongoConfig, MongoStore};
 use tracker_store::redis::{RedisConfig, RedisStore};
 use tracker_store::sql::{SqlConfig, SqlStore};
@@ -17,6 +18,8 @@ pub enum RasaSource {
     Redis(RedisStore),
     /// Rasa's MongoDB `conversations` documents.
     Mongo(MongoStore),
+    /// Rasa's DynamoDB `states` items, in the named table.
+    Dynamo(DynamoStore, String),
 }
 
 impl RasaSource {
@@ -65,12 +68,21 @@ impl RasaSource {
                 mongo.ensure_indexes = false;
                 Ok(Self::Mongo(MongoStore::connect(&mongo).await?))
             }
-            "dynamo" | "dynamodb" => Err(Error::unsupported(
-                "tracker",
-                format!("reading Rasa's {name} store (not part of this release yet)"),
-            )),
+            "dynamo" | "dynamodb" => {
+                let text = |key: &str| keys.get(key).and_then(Value::as_str).map(str::to_owned);
+                let table = text("table_name").unwrap_or_else(|| "states".to_owned());
+                let region = text("region").unwrap_or_else(|| "us-east-1".to_owned());
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_config::Region::new(region));
+                if let Some(url) = text("endpoint_url") {
+                    loader = loader.endpoint_url(url);
+                }
+                let client = aws_sdk_dynamodb::Client::new(&loader.load().await);
+                // Rasa's table is only read; the store's own table is not used.
+                Ok(Self::Dynamo(DynamoStore::new(client, table.clone()), table))
+            }
             other => Err(Error::config(format!(
-                "unknown Rasa tracker store type {other:?}: expected sql, redis or mongod"
+                "unknown Rasa tracker store type {other:?}: expected sql, redis, mongod or dynamo"
             ))),
         }
     }
@@ -81,6 +93,7 @@ impl RasaSource {
             Self::Sql(store) => store.rasa_sender_ids().await,
             Self::Redis(store) => store.rasa_sender_ids().await,
             Self::Mongo(store) => store.rasa_sender_ids().await,
+            Self::Dynamo(store, table) => store.rasa_sender_ids(table).await,
         }
     }
 
@@ -94,6 +107,10 @@ impl RasaSource {
                 .map(|conversation| conversation.events)),
             Self::Mongo(store) => Ok(store
                 .read_rasa(sender_id)
+                .await?
+                .map(|conversation| conversation.events)),
+            Self::Dynamo(store, table) => Ok(store
+                .read_rasa(table, sender_id)
                 .await?
                 .map(|conversation| conversation.events)),
         }

@@ -572,3 +572,117 @@ fn migrate_from_rasas_mongo() {
         assert_eq!(shape(events), shape(expected), "{name}");
     }
 }
+
+#[test]
+fn migrate_from_rasas_dynamo() {
+    let Some(dynamo) = service(Service::Dynamo) else {
+        return;
+    };
+    use tracker_store::dynamo::aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType,
+    };
+    use tracker_store::dynamo::{aws_config, aws_sdk_dynamodb};
+    fn attribute(value: &serde_json::Value) -> AttributeValue {
+        use serde_json::Value;
+        match value {
+            Value::Null => AttributeValue::Null(true),
+            Value::Bool(flag) => AttributeValue::Bool(*flag),
+            Value::Number(number) => AttributeValue::N(number.to_string()),
+            Value::String(text) => AttributeValue::S(text.clone()),
+            Value::Array(values) => AttributeValue::L(values.iter().map(attribute).collect()),
+            Value::Object(map) => {
+                AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), attribute(v))).collect())
+            }
+        }
+    }
+    let table = format!("clirasa{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let conversations = sample();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(&dynamo.url)
+                .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "test", "test", None, None, "static",
+                ))
+                .load()
+                .await;
+            let client = aws_sdk_dynamodb::Client::new(&config);
+            // Rasa's table: hash key `sender_id` only, one item per conversation.
+            client
+                .create_table()
+                .table_name(&table)
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("sender_id")
+                        .key_type(KeyType::Hash)
+                        .build()
+                        .expect("key"),
+                )
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("sender_id")
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .expect("attribute"),
+                )
+                .billing_mode(BillingMode::PayPerRequest)
+                .send()
+                .await
+                .expect("create Rasa's table");
+            for (name, events) in &conversations {
+                let events: Vec<AttributeValue> =
+                    events.iter().map(|e| attribute(&e.to_value())).collect();
+                client
+                    .put_item()
+                    .table_name(&table)
+                    .item("sender_id", AttributeValue::S(name.clone()))
+                    .item("name", AttributeValue::S(name.clone()))
+                    .item("events", AttributeValue::L(events))
+                    .send()
+                    .await
+                    .expect("Rasa's item");
+            }
+        });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let rasa = write(
+        dir,
+        "rasa.yml",
+        &format!(
+            "tracker_store:\n  type: dynamo\n  table_name: {table}\n  region: us-east-1\n  endpoint_url: ${{TRACKER_TEST_DYNAMO_URL}}\n"
+        ),
+    );
+    stdout(
+        tracker(dir)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .args(["migrate", "--verify", "--from-rasa"])
+            .arg(&rasa),
+    );
+    let exported = parse_export(&stdout(tracker(dir).arg("export")));
+    assert_eq!(exported.len(), 2);
+    for (name, events) in &exported {
+        let (_, expected) = conversations
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a sample conversation");
+        // DynamoDB numbers come back as Rasa reads them (floats), so compare the shape.
+        let shape = |events: &[Event]| -> Vec<(String, Option<String>)> {
+            events
+                .iter()
+                .map(|e| {
+                    (
+                        e.type_name().to_owned(),
+                        e.to_value()["text"].as_str().map(str::to_owned),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(shape(events), shape(expected), "{name}");
+    }
+}

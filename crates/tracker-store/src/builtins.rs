@@ -53,6 +53,10 @@ pub(crate) const MONGO_KEYS: &[&str] = &[
     "bucket_bytes",
 ];
 
+/// Keys of Rasa's `DynamoTrackerStore` plus this store's own.
+#[cfg(feature = "dynamo")]
+pub(crate) const DYNAMO_KEYS: &[&str] = &["table_name", "region", "endpoint_url", "migrate"];
+
 pub(crate) fn register(registry: &mut Registry) {
     #[cfg(feature = "memory")]
     registry.register_builtin("memory", &[], |_keys| async {
@@ -91,6 +95,17 @@ pub(crate) fn register(registry: &mut Registry) {
             })?;
         let store: std::sync::Arc<dyn tracker_core::Store> =
             std::sync::Arc::new(tracker_mongo::MongoStore::connect(&config).await?);
+        Ok(store)
+    });
+
+    #[cfg(feature = "dynamo")]
+    registry.register_builtin("dynamo", DYNAMO_KEYS, |keys| async move {
+        let config: tracker_dynamo::DynamoConfig =
+            serde_json::from_value(serde_json::Value::Object(keys)).map_err(|e| {
+                tracker_core::Error::config_with("invalid DynamoDB tracker store configuration", e)
+            })?;
+        let store: std::sync::Arc<dyn tracker_core::Store> =
+            std::sync::Arc::new(tracker_dynamo::DynamoStore::connect(&config).await?);
         Ok(store)
     });
 

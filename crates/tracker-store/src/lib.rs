@@ -10,6 +10,9 @@ pub use registry::{Registry, StoreFuture, builtin_features};
 
 pub use tracker_core::*;
 
+/// The DynamoDB store.
+#[cfg(feature = "dynamo")]
+pub use tracker_dynamo as dynamo;
 /// The in-memory store.
 #[cfg(feature = "memory")]
 pub use tracker_memory as memory;

@@ -66,7 +66,7 @@ const BUILTINS: &[Builtin] = &[
         name: "dynamo",
         aliases: &["dynamo", "dynamodb"],
         feature: "dynamo",
-        unavailable: "the DynamoDB store is not part of this release yet",
+        unavailable: "enable the `dynamo` feature of tracker-store",
     },
 ];
 
@@ -152,7 +152,8 @@ impl Registry {
             feature = "postgres",
             feature = "mysql",
             feature = "redis",
-            feature = "mongo"
+            feature = "mongo",
+            feature = "dynamo"
         )),
         allow(dead_code)
     )]

@@ -162,7 +162,7 @@ async fn every_configuration_error_is_a_clear_config_error() {
     let empty = Registry::new();
     for (text, expect) in [
         ("type: mongo", "`mongo` feature"),
-        ("type: DynamoDB", "not available in this build"),
+        ("type: DynamoDB", "`dynamo` feature"),
         ("type: redis", "`redis` feature"),
         ("type: postgres\nurl: localhost", "`postgres`"),
         ("type: in_memory", "`memory` feature"),

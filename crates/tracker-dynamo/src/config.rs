@@ -1,0 +1,171 @@
+//! Configuration with the keys and defaults of Rasa's `DynamoTrackerStore`.
+
+use serde::Deserialize;
+use tracker_core::{Error, Result};
+
+/// Rasa's default table name.
+pub const DEFAULT_TABLE_NAME: &str = "states";
+/// Rasa's default region.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Configuration of [`DynamoStore`](crate::DynamoStore): the keys of Rasa's
+/// `DynamoTrackerStore` in `endpoints.yml` (`table_name`, `region`), with Rasa's defaults,
+/// plus `endpoint_url` and `migrate`.
+///
+/// Credentials come from the standard AWS chain (environment, shared config and credentials
+/// files, web identity, ECS and EC2 instance metadata), as boto3's do for Rasa; there is no
+/// credential key.
+///
+/// ```
+/// let config: tracker_dynamo::DynamoConfig = serde_json::from_value(serde_json::json!({
+///     "table_name": "conversations", "region": "eu-west-1"
+/// })).expect("valid configuration");
+/// assert_eq!(config.table_name, "conversations");
+/// assert_eq!(config.endpoint_url, None);
+/// assert!(config.migrate);
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct DynamoConfig {
+    /// The table (default `states`, Rasa's). A table of Rasa's own layout (key `sender_id`
+    /// only) is refused with a [`Error::Config`]: give this store a table of its own and
+    /// import Rasa's conversations (see [`crate::rasa`]).
+    pub table_name: String,
+    /// The AWS region (default `us-east-1`, as Rasa; like Rasa's, the region is always set
+    /// from the configuration, so `AWS_REGION` does not change it).
+    pub region: String,
+    /// A DynamoDB-compatible endpoint such as `http://localhost:8000` (DynamoDB Local, moto,
+    /// ScyllaDB Alternator). Default: the region's AWS endpoint, or `AWS_ENDPOINT_URL_DYNAMODB`
+    /// / `AWS_ENDPOINT_URL` from the environment.
+    pub endpoint_url: Option<String>,
+    /// Create the table at connect if it does not exist (default `true`, as Rasa creates
+    /// its table at start-up). With `false`, connecting to a missing table is a
+    /// [`Error::Config`].
+    pub migrate: bool,
+}
+
+impl Default for DynamoConfig {
+    fn default() -> Self {
+        Self {
+            table_name: DEFAULT_TABLE_NAME.to_owned(),
+            region: DEFAULT_REGION.to_owned(),
+            endpoint_url: None,
+            migrate: true,
+        }
+    }
+}
+
+impl DynamoConfig {
+    /// Rasa's defaults with another table.
+    pub fn with_table(table_name: impl Into<String>) -> Self {
+        Self {
+            table_name: table_name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the values: a table name DynamoDB accepts (3 to 255 characters of `a-z`,
+    /// `A-Z`, `0-9`, `_`, `-`, `.`), a non-empty region, and an `http://` or `https://`
+    /// endpoint.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key at fault.
+    pub fn validate(&self) -> Result<()> {
+        validate_table_name(&self.table_name)?;
+        if self.region.trim().is_empty() {
+            return Err(Error::config("`region` is empty"));
+        }
+        if let Some(url) = &self.endpoint_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(Error::config(format!(
+                "`endpoint_url` {url:?} must start with http:// or https://"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a table name against DynamoDB's rules.
+pub(crate) fn validate_table_name(name: &str) -> Result<()> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !(3..=255).contains(&name.len()) || !valid_chars {
+        return Err(Error::config(format!(
+            "`table_name` {name:?} is not a DynamoDB table name (3 to 255 characters of a-z, A-Z, 0-9, `_`, `-`, `.`)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracker_core::ErrorKind;
+
+    fn parse(value: serde_json::Value) -> DynamoConfig {
+        serde_json::from_value(value).expect("config")
+    }
+
+    #[test]
+    fn rasa_defaults() {
+        let config = parse(serde_json::json!({}));
+        assert_eq!(config, DynamoConfig::default());
+        assert_eq!(config.table_name, "states");
+        assert_eq!(config.region, "us-east-1");
+        assert_eq!(config.endpoint_url, None);
+        assert!(config.migrate);
+        config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn rasa_keys_and_ours() {
+        // Rasa's documented example, plus keys Rasa's factory passes along and ignores.
+        let config = parse(serde_json::json!({
+            "type": "dynamo", "table_name": "rasa", "region": "eu-central-1",
+            "endpoint_url": "http://127.0.0.1:8000", "migrate": false, "url": "ignored"
+        }));
+        assert_eq!(config.table_name, "rasa");
+        assert_eq!(config.region, "eu-central-1");
+        assert_eq!(
+            config.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
+        assert!(!config.migrate);
+        config.validate().expect("valid");
+        assert_eq!(DynamoConfig::with_table("t_1.x-y").table_name, "t_1.x-y");
+    }
+
+    #[test]
+    fn bad_values() {
+        assert!(
+            serde_json::from_value::<DynamoConfig>(serde_json::json!({"migrate": "x"})).is_err()
+        );
+        assert!(
+            serde_json::from_value::<DynamoConfig>(serde_json::json!({"table_name": 7})).is_err()
+        );
+        let long = "x".repeat(256);
+        for name in ["ab", "with space", "ünï", long.as_str()] {
+            let error = DynamoConfig::with_table(name).validate().expect_err(name);
+            assert_eq!(error.kind(), ErrorKind::Config);
+            assert!(error.to_string().contains("table_name"), "{error}");
+        }
+        let region = DynamoConfig {
+            region: " ".to_owned(),
+            ..DynamoConfig::default()
+        };
+        assert_eq!(
+            region.validate().expect_err("region").kind(),
+            ErrorKind::Config
+        );
+        let endpoint = DynamoConfig {
+            endpoint_url: Some("localhost:8000".to_owned()),
+            ..DynamoConfig::default()
+        };
+        assert_eq!(
+            endpoint.validate().expect_err("endpoint").kind(),
+            ErrorKind::Config
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Clients and stores on the test server shared by the integration tests.
+
+#![allow(dead_code)]
+
+use tracker_dynamo::DynamoStore;
+use tracker_dynamo::aws_sdk_dynamodb::Client;
+use tracker_dynamo::aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use tracker_testkit::{Service, service_url};
+
+/// The region every test uses.
+pub const REGION: &str = "us-east-1";
+
+/// Static credentials: local servers accept any, and no AWS credential chain (environment,
+/// files, instance metadata) is consulted.
+pub fn credentials() -> Credentials {
+    Credentials::new("test", "test", None, None, "tracker-dynamo-tests")
+}
+
+/// A client for the DynamoDB server at `url`.
+pub fn client_for(url: &str) -> Client {
+    let config = tracker_dynamo::aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(credentials())
+        .build();
+    Client::from_conf(config)
+}
+
+/// The test server's URL, or `None` after a loud skip.
+pub async fn url() -> Option<String> {
+    service_url(Service::Dynamo)
+        .await
+        .map(|service| service.url)
+}
+
+/// A client for the test server, or `None` after a loud skip.
+pub async fn client() -> Option<Client> {
+    Some(client_for(&url().await?))
+}
+
+/// A table name no other test (or run) uses.
+pub fn fresh_table(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
+
+/// A store on a new table of the test server, or `None` after a loud skip.
+pub async fn store() -> Option<DynamoStore> {
+    let store = DynamoStore::new(client().await?, fresh_table("tracker"));
+    assert!(store.migrate().await.expect("create the table"));
+    Some(store)
+}
+
+/// A store on a new table whose queries and scans return at most `items` items per page.
+pub async fn store_with_page_size(items: u32) -> Option<DynamoStore> {
+    Some(store().await?.with_page_size(items))
+}

@@ -1,0 +1,482 @@
+//! Reading and importing Rasa's `DynamoTrackerStore` tables, on items in exactly the shape
+//! Rasa 3.6 writes through boto3: `{"events": [...], "name": id, "sender_id": id}`, floats
+//! turned into `Decimal`s rounded to 9 decimals (`replace_floats_with_decimals`), integers as
+//! integers, `None` as `NULL`.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+use tracker_conformance::golden;
+use tracker_core::{ErrorKind, Event, EventKind, ReadScope, TrackerStore};
+use tracker_dynamo::DynamoStore;
+use tracker_dynamo::aws_sdk_dynamodb::Client;
+use tracker_dynamo::aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ProvisionedThroughput,
+    ScalarAttributeType,
+};
+use tracker_dynamo::rasa::RasaConversation;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Rasa's table: hash key `sender_id` only, 5/5 provisioned capacity (Rasa's bootstrap);
+/// with `session_date` as range key for a Rasa 1.x/2.x table.
+async fn rasa_table(client: &Client, legacy: bool) -> String {
+    let name = common::fresh_table("states");
+    let mut request = client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("sender_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("definition"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("sender_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .provisioned_throughput(
+            ProvisionedThroughput::builder()
+                .read_capacity_units(5)
+                .write_capacity_units(5)
+                .build()
+                .expect("throughput"),
+        );
+    if legacy {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("session_date")
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .expect("definition"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("session_date")
+                    .key_type(KeyType::Range)
+                    .build()
+                    .expect("key"),
+            );
+    }
+    request.send().await.expect("create Rasa's table");
+    name
+}
+
+/// Python's `Decimal(repr(x)).quantize(Decimal("1e-9"))` (round half to even), as text.
+fn rasa_decimal(x: f64) -> String {
+    let text = format!("{x}");
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest.to_owned()),
+        None => ("", text.clone()),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits.as_str(), ""));
+    if frac.len() <= 9 {
+        return format!("{sign}{int}.{frac:0<9}");
+    }
+    let mut kept: Vec<u8> = format!("{int}{}", &frac[..9]).into_bytes();
+    let rest = &frac[9..];
+    let first = rest.as_bytes()[0];
+    let round_up = first > b'5'
+        || (first == b'5'
+            && (rest[1..].bytes().any(|b| b != b'0')
+                || (kept.last().copied().unwrap_or(b'0') - b'0') % 2 == 1));
+    if round_up {
+        let mut at = kept.len();
+        loop {
+            if at == 0 {
+                kept.insert(0, b'1');
+                break;
+            }
+            at -= 1;
+            if kept[at] == b'9' {
+                kept[at] = b'0';
+            } else {
+                kept[at] += 1;
+                break;
+            }
+        }
+    }
+    let kept = String::from_utf8(kept).expect("digits");
+    let split = kept.len() - 9;
+    format!("{sign}{}.{}", &kept[..split], &kept[split..])
+}
+
+/// A JSON value as Rasa stores it in DynamoDB (through `replace_floats_with_decimals` and
+/// boto3's serialiser).
+fn rasa_attribute(value: &Value) -> AttributeValue {
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(flag) => AttributeValue::Bool(*flag),
+        Value::Number(number) if number.is_f64() => {
+            AttributeValue::N(rasa_decimal(number.as_f64().expect("float")))
+        }
+        Value::Number(number) => AttributeValue::N(number.to_string()),
+        Value::String(text) => AttributeValue::S(text.clone()),
+        Value::Array(values) => AttributeValue::L(values.iter().map(rasa_attribute).collect()),
+        Value::Object(map) => AttributeValue::M(
+            map.iter()
+                .map(|(k, v)| (k.clone(), rasa_attribute(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// What Rasa reads back from such an item (`replace_decimals_with_floats`): every number a
+/// float of the stored decimal; map keys sorted (DynamoDB keeps no order).
+fn as_rasa_reads_it(value: &Value) -> Value {
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let stored = rasa_decimal(number.as_f64().expect("float"));
+            json!(stored.parse::<f64>().expect("decimal"))
+        }
+        Value::Number(number) => json!(number.as_f64().expect("number")),
+        Value::Array(values) => Value::Array(values.iter().map(as_rasa_reads_it).collect()),
+        Value::Object(map) => {
+            let sorted: BTreeMap<&String, &Value> = map.iter().collect();
+            Value::Object(
+                sorted
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), as_rasa_reads_it(v)))
+                    .collect(),
+            )
+        }
+        other => other.clone(),
+    }
+}
+
+/// Rasa's item for a conversation.
+fn rasa_item(sender_id: &str, events: &[Value]) -> Item {
+    HashMap::from([
+        (
+            "sender_id".to_owned(),
+            AttributeValue::S(sender_id.to_owned()),
+        ),
+        ("name".to_owned(), AttributeValue::S(sender_id.to_owned())),
+        (
+            "events".to_owned(),
+            AttributeValue::L(events.iter().map(rasa_attribute).collect()),
+        ),
+    ])
+}
+
+async fn put(client: &Client, table: &str, item: Item) {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("put Rasa's item");
+}
+
+/// An item in DynamoDB's JSON notation (as the console and `aws dynamodb get-item` show it).
+fn from_dynamo_json(value: &Value) -> AttributeValue {
+    let (kind, inner) = value
+        .as_object()
+        .and_then(|map| map.iter().next())
+        .expect("a typed value");
+    match kind.as_str() {
+        "S" => AttributeValue::S(inner.as_str().expect("S").to_owned()),
+        "N" => AttributeValue::N(inner.as_str().expect("N").to_owned()),
+        "BOOL" => AttributeValue::Bool(inner.as_bool().expect("BOOL")),
+        "NULL" => AttributeValue::Null(true),
+        "L" => AttributeValue::L(
+            inner
+                .as_array()
+                .expect("L")
+                .iter()
+                .map(from_dynamo_json)
+                .collect(),
+        ),
+        "M" => AttributeValue::M(
+            inner
+                .as_object()
+                .expect("M")
+                .iter()
+                .map(|(k, v)| (k.clone(), from_dynamo_json(v)))
+                .collect(),
+        ),
+        other => panic!("unexpected type {other}"),
+    }
+}
+
+async fn setup() -> Option<(DynamoStore, Client, String)> {
+    let store = common::store().await?;
+    let client = store.client().clone();
+    let table = rasa_table(&client, false).await;
+    Some((store, client, table))
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events.iter().map(Event::to_rasa_json).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_an_item_exactly_as_rasa_stored_it() {
+    let Some((store, client, table)) = setup().await else {
+        return;
+    };
+    // A conversation as `aws dynamodb get-item` shows Rasa 3.6's item.
+    let item = json!({
+        "sender_id": {"S": "rasa-alice"},
+        "name": {"S": "rasa-alice"},
+        "events": {"L": [
+            {"M": {"event": {"S": "action"}, "timestamp": {"N": "1700000000.123456789"},
+                   "name": {"S": "action_session_start"}, "policy": {"NULL": true},
+                   "confidence": {"N": "1"}, "action_text": {"NULL": true},
+                   "hide_rule_turn": {"BOOL": false}}},
+            {"M": {"event": {"S": "session_started"}, "timestamp": {"N": "1700000000.200000000"}}},
+            {"M": {"event": {"S": "user"}, "timestamp": {"N": "1700000001.5"}, "text": {"S": "hi ü"},
+                   "parse_data": {"M": {
+                       "intent": {"M": {"name": {"S": "greet"}, "confidence": {"N": "0.987654321"}}},
+                       "entities": {"L": [{"M": {"entity": {"S": "name"}, "start": {"N": "0"},
+                                                 "end": {"N": "2"}, "value": {"S": "hi"}}}]},
+                       "text": {"S": "hi ü"}, "message_id": {"S": "m1"}, "metadata": {"M": {}},
+                       "intent_ranking": {"L": [{"M": {"name": {"S": "greet"},
+                                                      "confidence": {"N": "0.987654321"}}}]}}},
+                   "input_channel": {"S": "rest"}, "message_id": {"S": "m1"},
+                   "metadata": {"M": {}}}},
+            {"M": {"event": {"S": "slot"}, "timestamp": {"N": "1700000002"}, "name": {"S": "count"},
+                   "value": {"N": "3"}}},
+            {"M": {"event": {"S": "slot"}, "timestamp": {"N": "1700000002"}, "name": {"S": "profile"},
+                   "value": {"M": {"z": {"L": [{"N": "1"}, {"NULL": true}, {"BOOL": true}]},
+                                    "a": {"S": ""}}}}},
+            {"M": {"event": {"S": "bot"}, "timestamp": {"N": "1700000003"}, "text": {"S": "Hey!"},
+                   "data": {"M": {"buttons": {"L": [{"M": {"title": {"S": "yes"},
+                                                            "payload": {"S": "/affirm"}}}]}}},
+                   "metadata": {"M": {"utter_action": {"S": "utter_greet"}}}}},
+            {"M": {"topic": {"S": "legacy, skipped"}}},
+            {"M": {"event": {"S": "action"}, "timestamp": {"N": "1700000004"},
+                   "name": {"S": "action_listen"}, "policy": {"S": "policy_2_TEDPolicy"},
+                   "confidence": {"N": "0.999999999"}}}
+        ]}
+    });
+    let item: Item = item
+        .as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| (k.clone(), from_dynamo_json(v)))
+        .collect();
+    put(&client, &table, item).await;
+
+    let RasaConversation { sender_id, events } = store
+        .read_rasa(&table, "rasa-alice")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(sender_id, "rasa-alice");
+    assert_eq!(events.len(), 7, "the map without `event` is skipped");
+    assert!(events[0].is_action("action_session_start"));
+    assert_eq!(events[0].timestamp, 1_700_000_000.123_456_8);
+    assert!(matches!(events[1].kind, EventKind::SessionStarted));
+    let user = events[2].to_value();
+    assert_eq!(user["text"], "hi ü");
+    assert_eq!(
+        user["parse_data"]["intent"]["confidence"],
+        json!(0.987654321)
+    );
+    // Numbers come back as floats, as Rasa reads them.
+    assert_eq!(user["parse_data"]["entities"][0]["start"], json!(0.0));
+    assert_eq!(events[3].to_value()["value"], json!(3.0));
+    assert_eq!(
+        events[4].to_rasa_json(),
+        r#"{"event": "slot", "timestamp": 1700000002.0, "name": "profile", "value": {"a": "", "z": [1.0, null, true]}}"#
+    );
+    assert_eq!(
+        events[5].to_value()["data"]["buttons"][0]["payload"],
+        "/affirm"
+    );
+    assert_eq!(events[6].to_value()["confidence"], json!(0.999999999));
+
+    // Imported, it reads back as the same events.
+    assert_eq!(
+        store
+            .import_rasa(&table, "rasa-alice")
+            .await
+            .expect("import"),
+        Some(7)
+    );
+    let tracker = TrackerStore::new(store.clone())
+        .retrieve_full_tracker("rasa-alice")
+        .await
+        .expect("retrieve")
+        .expect("imported");
+    assert_eq!(texts(tracker.events()), texts(&events));
+    assert!(
+        store
+            .read_rasa(&table, "nobody")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        store.import_rasa(&table, "nobody").await.expect("import"),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_every_golden_event_as_rasa_does() {
+    let Some((store, client, table)) = setup().await else {
+        return;
+    };
+    let values = golden::event_values();
+    put(&client, &table, rasa_item("golden", &values)).await;
+    let read = store
+        .read_rasa(&table, "golden")
+        .await
+        .expect("read")
+        .expect("exists");
+    let expected: Vec<Event> = values
+        .iter()
+        .map(|value| Event::from_value(as_rasa_reads_it(value)).expect("golden event parses"))
+        .collect();
+    assert_eq!(texts(&read.events), texts(&expected));
+    // Spot checks of the rounding: 9 decimals, then a float.
+    let confidence = read.events[0].to_value()["confidence"].clone();
+    assert_eq!(confidence, json!(0.987654321));
+    assert_eq!(read.events[0].timestamp, 1_700_000_123.456_789);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_rasa_sender_ids_across_pages() {
+    let Some((store, client, table)) = setup().await else {
+        return;
+    };
+    let mut ids: Vec<String> = (0..30).map(|n| format!("rasa-{n:02} ü")).collect();
+    for id in &ids {
+        let event = json!({"event": "bot", "timestamp": 1700000000.25, "text": id});
+        put(&client, &table, rasa_item(id, &[event])).await;
+    }
+    ids.sort();
+    // Pages of 4 items: the scan follows LastEvaluatedKey eight times.
+    let paged = store.clone().with_page_size(4);
+    assert_eq!(paged.rasa_sender_ids(&table).await.expect("list"), ids);
+    assert_eq!(store.rasa_sender_ids(&table).await.expect("list"), ids);
+    let error = store
+        .rasa_sender_ids("no-such-table")
+        .await
+        .expect_err("missing table");
+    assert_eq!(error.kind(), ErrorKind::Config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_long_conversations_in_several_appends_and_resumes() {
+    let Some((store, client, table)) = setup().await else {
+        return;
+    };
+    let golden = golden::event_values();
+    let values: Vec<Value> = (0..250).map(|n| golden[n % golden.len()].clone()).collect();
+    put(&client, &table, rasa_item("long", &values)).await;
+    let expected: Vec<Event> = values
+        .iter()
+        .map(|value| Event::from_value(as_rasa_reads_it(value)).expect("parses"))
+        .collect();
+    let tracker_store = TrackerStore::new(store.clone());
+
+    // An import that stopped after its first append: importing again appends the rest.
+    tracker_store
+        .append("long", 0, &expected[..99])
+        .await
+        .expect("first part");
+    assert_eq!(
+        store.import_rasa(&table, "long").await.expect("resume"),
+        Some(250)
+    );
+    let read = tracker_store
+        .read("long", ReadScope::All)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(texts(&read.events), texts(&expected));
+    // Complete already: nothing more is written.
+    assert_eq!(
+        store.import_rasa(&table, "long").await.expect("again"),
+        Some(250)
+    );
+    assert_eq!(tracker_store.version("long").await.expect("version"), 250);
+
+    // Other events under the same id: a conflict, nothing written.
+    put(&client, &table, rasa_item("taken", &values[..3])).await;
+    tracker_store
+        .append("taken", 0, &[Event::bot("mine").at(1.0)])
+        .await
+        .expect("append");
+    let error = store
+        .import_rasa(&table, "taken")
+        .await
+        .expect_err("conflict");
+    assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+    assert_eq!(tracker_store.version("taken").await.expect("version"), 1);
+
+    // An item without events imports as nothing.
+    put(
+        &client,
+        &table,
+        HashMap::from([
+            ("sender_id".to_owned(), AttributeValue::S("empty".into())),
+            ("name".to_owned(), AttributeValue::S("empty".into())),
+        ]),
+    )
+    .await;
+    assert_eq!(
+        store.import_rasa(&table, "empty").await.expect("import"),
+        Some(0)
+    );
+    assert!(!tracker_store.exists("empty").await.expect("exists"));
+
+    // An item that is not Rasa's: Corrupt, naming the conversation.
+    put(
+        &client,
+        &table,
+        HashMap::from([
+            ("sender_id".to_owned(), AttributeValue::S("broken".into())),
+            ("events".to_owned(), AttributeValue::S("not a list".into())),
+        ]),
+    )
+    .await;
+    let error = store
+        .read_rasa(&table, "broken")
+        .await
+        .expect_err("corrupt");
+    assert_eq!(error.kind(), ErrorKind::Corrupt);
+    assert!(error.to_string().contains("broken"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_tables_read_the_newest_item() {
+    let Some(store) = common::store().await else {
+        return;
+    };
+    let client = store.client().clone();
+    let table = rasa_table(&client, true).await;
+    for (date, count) in [(1_600_000_000_u64, 2_usize), (1_600_000_500, 3)] {
+        let events: Vec<Value> = (0..count)
+            .map(|n| json!({"event": "bot", "timestamp": 1600000000.5, "text": format!("{n}")}))
+            .collect();
+        let mut item = rasa_item("legacy", &events);
+        item.insert(
+            "session_date".to_owned(),
+            AttributeValue::N(date.to_string()),
+        );
+        put(&client, &table, item).await;
+    }
+    let read = store
+        .read_rasa(&table, "legacy")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.events.len(), 3);
+    assert_eq!(
+        store.rasa_sender_ids(&table).await.expect("list"),
+        ["legacy"],
+        "one id per conversation"
+    );
+}
