@@ -278,9 +278,26 @@ impl RedisConfig {
     }
 
     fn config_from_url(&self, url: &str) -> Result<Config> {
-        let mut config = Config::from_url(url).map_err(|e| {
+        // fred builds its own TLS setup for `rediss://` URLs with rustls' process-wide default
+        // provider, which panics when the program also links another provider (the AWS SDK
+        // does). Give fred the plain scheme and set TLS up here with an explicit provider.
+        let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
+        let tls_scheme =
+            (scheme.starts_with("rediss") || scheme.starts_with("valkeys")).then(|| {
+                scheme
+                    .replacen("rediss", "redis", 1)
+                    .replacen("valkeys", "valkey", 1)
+            });
+        let plain = match &tls_scheme {
+            Some(scheme) => format!("{scheme}://{rest}"),
+            None => url.to_owned(),
+        };
+        let mut config = Config::from_url(&plain).map_err(|e| {
             Error::config_with(format!("url {:?} is not valid", redact_url(url)), e)
         })?;
+        if tls_scheme.is_some() {
+            config.tls = Some(self.tls_config()?);
+        }
         if config.username.is_none() {
             config.username.clone_from(&self.username);
         }
@@ -359,19 +376,11 @@ impl RedisConfig {
     }
 
     fn tls_config(&self) -> Result<TlsConfig> {
-        let no_files = self.ssl_ca_certs.is_none()
-            && self.ssl_certfile.is_none()
-            && self.ssl_keyfile.is_none();
-        let connector = if no_files {
-            TlsConnector::default_rustls()
-                .map_err(|e| Error::config_with("cannot load the system's CA certificates", e))?
-        } else {
-            TlsConnector::from(crate::tls::client_config(
-                self.ssl_ca_certs.as_deref(),
-                self.ssl_certfile.as_deref(),
-                self.ssl_keyfile.as_deref(),
-            )?)
-        };
+        let connector = TlsConnector::from(crate::tls::client_config(
+            self.ssl_ca_certs.as_deref(),
+            self.ssl_certfile.as_deref(),
+            self.ssl_keyfile.as_deref(),
+        )?);
         Ok(TlsConfig::from(connector))
     }
 

@@ -1,4 +1,5 @@
-//! A rustls client configuration from Rasa's `ssl_ca_certs`, `ssl_certfile` and `ssl_keyfile`.
+//! The rustls client configuration: the system's CA certificates plus Rasa's `ssl_ca_certs`,
+//! `ssl_certfile` and `ssl_keyfile`.
 
 use std::path::Path;
 
@@ -40,7 +41,13 @@ pub(crate) fn client_config(
             "no CA certificates to trust: the system has none; set ssl_ca_certs",
         ));
     }
-    let builder = ClientConfig::builder().with_root_certificates(roots);
+    // The ring provider explicitly: rustls cannot choose a process-wide default when a
+    // program also links another provider (the AWS SDK brings aws-lc-rs).
+    let provider = std::sync::Arc::new(fred::rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::config_with("the TLS provider supports no protocol version", e))?
+        .with_root_certificates(roots);
     match (certfile, keyfile) {
         (None, None) => Ok(builder.with_no_client_auth()),
         (Some(certfile), Some(keyfile)) => {
