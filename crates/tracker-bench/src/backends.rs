@@ -18,8 +18,8 @@ pub struct Backend {
     pub name: &'static str,
     /// What it runs on.
     pub label: &'static str,
-    /// A local stand-in for a cloud or unavailable server: measured with the quick sizes,
-    /// and its figures describe the stand-in, not the real service.
+    /// A local stand-in for a cloud or unavailable server: measured with small sizes, and its
+    /// figures describe the stand-in, not the real service.
     pub stand_in: bool,
     kind: Kind,
 }

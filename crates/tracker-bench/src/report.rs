@@ -70,7 +70,7 @@ pub struct BackendResult {
     pub read: Option<Read>,
     pub bulk: Option<Bulk>,
     pub rss_mib: Option<f64>,
-    /// Measured with the quick sizes although the run is a full one.
+    /// Measured with the small stand-in sizes.
     pub reduced: bool,
 }
 
@@ -320,7 +320,7 @@ impl Run {
                 result.name,
                 result.label,
                 if result.reduced {
-                    "; measured with the --quick sizes"
+                    "; measured with small sizes (50 turns, 64 saves per concurrency level, 20 reads, 50 conversations imported)"
                 } else {
                     ""
                 },

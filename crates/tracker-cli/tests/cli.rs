@@ -272,6 +272,35 @@ fn server_round_trip(yaml: &str) {
     let shown = show(&server);
     let json: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
     assert_eq!(json["events"].as_array().expect("events").len(), 67);
+    // list, export and a dry-run prune see them (the server may hold other conversations)
+    let listing = stdout(
+        tracker(dir)
+            .arg("--endpoints")
+            .arg(&server)
+            .args(["list", "--all"]),
+    );
+    assert!(
+        listing.contains(&format!("{prefix}-restaurant-booking")),
+        "{listing}"
+    );
+    let exported = parse_export(&stdout(
+        tracker(dir).arg("--endpoints").arg(&server).arg("export"),
+    ));
+    let ours = exported
+        .iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .count();
+    assert_eq!(ours, 2);
+    let dry = stdout(tracker(dir).arg("--endpoints").arg(&server).args([
+        "prune",
+        "--dry-run",
+        "--inactive-for",
+        "1d",
+    ]));
+    assert!(
+        dry.contains(&format!("would delete {prefix}-restaurant-booking")),
+        "{dry}"
+    );
     for name in ["restaurant-booking", "chitchat-and-fallbacks"] {
         stdout(
             tracker(dir)
@@ -346,6 +375,35 @@ fn service(service: Service) -> Option<tracker_testkit::ServiceUrl> {
         .build()
         .expect("runtime")
         .block_on(service_url(service))
+}
+
+#[test]
+fn mongo_store() {
+    if service(Service::Mongo).is_none() {
+        return;
+    }
+    let db = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    server_round_trip(&format!(
+        "tracker_store:\n  type: mongod\n  url: ${{TRACKER_TEST_MONGO_URL}}\n  db: {db}\n"
+    ));
+}
+
+#[test]
+fn dynamo_store() {
+    if service(Service::Dynamo).is_none() {
+        return;
+    }
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        tracker_testkit::skip(
+            "dynamo",
+            "AWS_ACCESS_KEY_ID is not set (the AWS credential chain)",
+        );
+        return;
+    }
+    let table = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    server_round_trip(&format!(
+        "tracker_store:\n  type: dynamo\n  table_name: {table}\n  endpoint_url: ${{TRACKER_TEST_DYNAMO_URL}}\n"
+    ));
 }
 
 /// Rasa's SQLite database: its DDL and its rows, as Rasa's SQLTrackerStore writes them.
