@@ -51,6 +51,29 @@ fn parse_export(text: &str) -> Vec<(String, Vec<Event>)> {
         .collect()
 }
 
+/// Checks that `exported` holds the sample conversations with the same event types and texts.
+fn assert_same_shapes(exported: &[(String, Vec<Event>)], sample: &[(String, Vec<Event>)]) {
+    let shape = |events: &[Event]| -> Vec<(String, Option<String>)> {
+        events
+            .iter()
+            .map(|e| {
+                (
+                    e.type_name().to_owned(),
+                    e.to_value()["text"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(exported.len(), sample.len());
+    for (name, events) in exported {
+        let (_, expected) = sample
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a sample conversation");
+        assert_eq!(shape(events), shape(expected), "{name}");
+    }
+}
+
 fn texts(events: &[Event]) -> Vec<String> {
     events.iter().map(Event::to_rasa_json).collect()
 }
@@ -608,27 +631,12 @@ fn migrate_from_rasas_mongo() {
             .args(["migrate", "--verify", "--from-rasa"])
             .arg(&rasa),
     );
-    let exported = parse_export(&stdout(tracker(dir).arg("export")));
-    assert_eq!(exported.len(), 2);
-    for (name, events) in &exported {
-        let (_, expected) = conversations
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("a sample conversation");
-        // The stand-in turns whole-number floats into integers, so compare what it keeps.
-        let shape = |events: &[Event]| -> Vec<(String, Option<String>)> {
-            events
-                .iter()
-                .map(|e| {
-                    (
-                        e.type_name().to_owned(),
-                        e.to_value()["text"].as_str().map(str::to_owned),
-                    )
-                })
-                .collect()
-        };
-        assert_eq!(shape(events), shape(expected), "{name}");
-    }
+    // The stand-in and DynamoDB's numbers change whole-number floats and integers, so
+    // compare what every store keeps: event types and texts, in order.
+    assert_same_shapes(
+        &parse_export(&stdout(tracker(dir).arg("export"))),
+        &conversations,
+    );
 }
 
 #[test]
@@ -722,25 +730,10 @@ fn migrate_from_rasas_dynamo() {
             .args(["migrate", "--verify", "--from-rasa"])
             .arg(&rasa),
     );
-    let exported = parse_export(&stdout(tracker(dir).arg("export")));
-    assert_eq!(exported.len(), 2);
-    for (name, events) in &exported {
-        let (_, expected) = conversations
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("a sample conversation");
-        // DynamoDB numbers come back as Rasa reads them (floats), so compare the shape.
-        let shape = |events: &[Event]| -> Vec<(String, Option<String>)> {
-            events
-                .iter()
-                .map(|e| {
-                    (
-                        e.type_name().to_owned(),
-                        e.to_value()["text"].as_str().map(str::to_owned),
-                    )
-                })
-                .collect()
-        };
-        assert_eq!(shape(events), shape(expected), "{name}");
-    }
+    // The stand-in and DynamoDB's numbers change whole-number floats and integers, so
+    // compare what every store keeps: event types and texts, in order.
+    assert_same_shapes(
+        &parse_export(&stdout(tracker(dir).arg("export"))),
+        &conversations,
+    );
 }
