@@ -55,50 +55,52 @@ where
     .map_err(|e| Error::backend("running schema migrations", e))?
 }
 
+/// Runs `$migrations` on a connection taken from `$pool`, between the server-side lock and
+/// unlock statements, so concurrent migrators wait for each other.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! migrate_locked {
+    ($pool:expr, $migrations:expr, $lock:expr, $unlock:expr) => {{
+        let object = $pool
+            .get()
+            .await
+            .map_err(|e| pool_error("running schema migrations", e))?;
+        let connection = deadpool::managed::Object::take(object);
+        run_blocking(connection, |conn| {
+            conn.batch_execute(&$lock)
+                .map_err(|e| query_error("locking for schema migrations", e))?;
+            let result = conn
+                .run_pending_migrations($migrations)
+                .map(names)
+                .map_err(migration_error);
+            let unlock = conn.batch_execute(&$unlock);
+            let applied = result?;
+            unlock.map_err(|e| query_error("unlocking after schema migrations", e))?;
+            Ok(applied)
+        })
+        .await
+    }};
+}
+
 /// Migrates a PostgreSQL database, holding an advisory lock.
 #[cfg(feature = "postgres")]
 pub(crate) async fn postgres(pool: &crate::store::PgPool) -> Result<Vec<String>> {
-    let object = pool
-        .get()
-        .await
-        .map_err(|e| pool_error("running schema migrations", e))?;
-    let connection = deadpool::managed::Object::take(object);
-    run_blocking(connection, |conn| {
-        conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_LOCK_KEY})"))
-            .map_err(|e| query_error("locking for schema migrations", e))?;
-        let result = conn
-            .run_pending_migrations(POSTGRES)
-            .map(names)
-            .map_err(migration_error);
-        let unlock = conn.batch_execute(&format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})"));
-        let applied = result?;
-        unlock.map_err(|e| query_error("unlocking after schema migrations", e))?;
-        Ok(applied)
-    })
-    .await
+    migrate_locked!(
+        pool,
+        POSTGRES,
+        format!("SELECT pg_advisory_lock({PG_LOCK_KEY})"),
+        format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})")
+    )
 }
 
 /// Migrates a MySQL / MariaDB database, holding a named lock.
 #[cfg(feature = "mysql")]
 pub(crate) async fn mysql(pool: &crate::store::MysqlPool) -> Result<Vec<String>> {
-    let object = pool
-        .get()
-        .await
-        .map_err(|e| pool_error("running schema migrations", e))?;
-    let connection = deadpool::managed::Object::take(object);
-    run_blocking(connection, |conn| {
-        conn.batch_execute("DO GET_LOCK('tracker_store_migrations', 600)")
-            .map_err(|e| query_error("locking for schema migrations", e))?;
-        let result = conn
-            .run_pending_migrations(MYSQL)
-            .map(names)
-            .map_err(migration_error);
-        let unlock = conn.batch_execute("DO RELEASE_LOCK('tracker_store_migrations')");
-        let applied = result?;
-        unlock.map_err(|e| query_error("unlocking after schema migrations", e))?;
-        Ok(applied)
-    })
-    .await
+    migrate_locked!(
+        pool,
+        MYSQL,
+        "DO GET_LOCK('tracker_store_migrations', 600)",
+        "DO RELEASE_LOCK('tracker_store_migrations')"
+    )
 }
 
 /// Migrates an SQLite database inside one immediate transaction, so concurrent migrators
