@@ -33,7 +33,7 @@ die() {
     exit 1
 }
 
-for tool in node npm tar flock sha1sum setsid; do
+for tool in node npm tar flock sha1sum nohup; do
     command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install nodejs npm tar util-linux)"
 done
 
@@ -90,8 +90,9 @@ fi
 cp "$HERE/congodb/server.mjs" "$DIR/server.mjs"
 
 say "starting CongoDB on $HOST:$PORT (log: $DIR/server.log)"
-# setsid: the server outlives this script and is not in its process group.
-setsid node "$DIR/server.mjs" "$DIR" "$PORT" >"$DIR/server.log" 2>&1 </dev/null 9>&- &
+# nohup, not setsid: setsid forks when it is a process group leader (a shell with job
+# control), and `$!` would then name a process that has already exited.
+nohup node "$DIR/server.mjs" "$DIR" "$PORT" >"$DIR/server.log" 2>&1 </dev/null 9>&- &
 echo $! >"$DIR/server.pid"
 
 for _ in $(seq 120); do
