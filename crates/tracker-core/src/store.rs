@@ -107,7 +107,8 @@ impl Append {
     /// Validates and renders an append.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for an empty event list or a non-finite timestamp.
+    /// [`Error::InvalidInput`] for an empty event list, a non-finite timestamp, or a sequence
+    /// number past `u64::MAX`.
     pub fn new<'a>(
         sender_id: SenderId,
         expected_version: u64,
@@ -122,8 +123,19 @@ impl Append {
                     event.type_name()
                 )));
             }
+            let seq = u64::try_from(offset)
+                .ok()
+                .and_then(|offset| expected_version.checked_add(offset))
+                .and_then(|seq| seq.checked_add(1))
+                .ok_or_else(|| {
+                    Error::invalid_input(format!(
+                        "event {} of an append at version {expected_version} would be numbered \
+                         past the largest sequence number",
+                        offset + 1
+                    ))
+                })?;
             records.push(EventRecord {
-                seq: expected_version + 1 + offset as u64,
+                seq,
                 type_name: event.type_name().to_owned(),
                 timestamp: event.timestamp,
                 intent_name: event.intent_name().map(str::to_owned),
