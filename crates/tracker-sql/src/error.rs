@@ -3,7 +3,7 @@
 use diesel::result::{ConnectionError, DatabaseErrorKind};
 use diesel_async::pooled_connection::PoolError;
 use diesel_async::pooled_connection::deadpool::PoolError as DeadpoolError;
-use tracker_core::Error;
+use tracker_core::{BoxError, Error, ErrorKind};
 
 use crate::schema::SEQ_CONSTRAINT;
 
@@ -46,10 +46,10 @@ fn is_temporary_message(message: &str) -> bool {
     .any(|needle| message.contains(needle))
 }
 
-/// Classifies a query error.
-pub(crate) fn query_error(context: &str, error: diesel::result::Error) -> Error {
+/// Whether a query error goes away when the server is reachable again or a lock is released.
+fn is_temporary_query(error: &diesel::result::Error) -> bool {
     use diesel::result::Error as E;
-    let temporary = match &error {
+    match error {
         E::DatabaseError(kind, info) => match kind {
             DatabaseErrorKind::ClosedConnection
             | DatabaseErrorKind::UnableToSendCommand
@@ -58,11 +58,85 @@ pub(crate) fn query_error(context: &str, error: diesel::result::Error) -> Error 
         },
         E::BrokenTransactionManager => true,
         _ => false,
-    };
-    if temporary {
+    }
+}
+
+/// Classifies a query error.
+pub(crate) fn query_error(context: &str, error: diesel::result::Error) -> Error {
+    if is_temporary_query(&error) {
         Error::unavailable(context, error)
     } else {
         Error::backend(context, error)
+    }
+}
+
+/// A connection failure classified where the driver's error is at hand (see `tls.rs`).
+///
+/// diesel's [`ConnectionError`] has no variant for a typed error except a boxed
+/// query-builder error inside `CouldntSetupConfiguration`; that box carries the
+/// classification through the connection pool to [`connection_error`].
+#[derive(Debug)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct ConnectFailure {
+    kind: ErrorKind,
+    message: String,
+    /// The server turned the client away (pg_hba.conf, authentication): another `sslmode`
+    /// may be accepted.
+    pub(crate) refused_by_server: bool,
+    source: BoxError,
+}
+
+impl ConnectFailure {
+    /// A failure of `kind`, said in `message` (which must hold no credentials).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn new(kind: ErrorKind, message: String, source: impl Into<BoxError>) -> Self {
+        Self {
+            kind,
+            message,
+            refused_by_server: false,
+            source: source.into(),
+        }
+    }
+
+    /// A failure of the session setup on a connection that was opened.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn setup(error: ConnectionError) -> Self {
+        let kind = match &error {
+            ConnectionError::CouldntSetupConfiguration(query) if !is_temporary_query(query) => {
+                ErrorKind::Backend
+            }
+            _ => ErrorKind::Unavailable,
+        };
+        Self::new(kind, "setting up the session failed".to_owned(), error)
+    }
+
+    /// Wraps the failure for diesel and the pool.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn into_connection_error(self) -> ConnectionError {
+        ConnectionError::CouldntSetupConfiguration(diesel::result::Error::QueryBuilderError(
+            Box::new(self),
+        ))
+    }
+
+    fn into_error(self, context: &str) -> Error {
+        let message = format!("{context}: {}", self.message);
+        match self.kind {
+            ErrorKind::Config => Error::config_with(message, self.source),
+            ErrorKind::Unavailable => Error::unavailable(message, self.source),
+            _ => Error::backend(message, self.source),
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConnectFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
     }
 }
 
@@ -70,6 +144,17 @@ pub(crate) fn query_error(context: &str, error: diesel::result::Error) -> Error 
 pub(crate) fn connection_error(context: &str, error: ConnectionError) -> Error {
     match error {
         ConnectionError::InvalidConnectionUrl(_) => Error::config_with(context, error),
+        ConnectionError::CouldntSetupConfiguration(diesel::result::Error::QueryBuilderError(
+            inner,
+        )) if inner.is::<ConnectFailure>() => match inner.downcast::<ConnectFailure>() {
+            Ok(failure) => failure.into_error(context),
+            Err(inner) => Error::unavailable(
+                context,
+                ConnectionError::CouldntSetupConfiguration(
+                    diesel::result::Error::QueryBuilderError(inner),
+                ),
+            ),
+        },
         _ => Error::unavailable(context, error),
     }
 }

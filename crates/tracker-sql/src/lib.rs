@@ -11,6 +11,8 @@ pub mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+#[cfg(feature = "postgres")]
+mod tls;
 
 pub use config::{DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, Dialect, SqlConfig};
 #[cfg(feature = "mysql")]

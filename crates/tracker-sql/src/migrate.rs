@@ -179,9 +179,10 @@ async fn database_count(
 /// Connects to `login_url` and creates `database` unless it exists (Rasa's `login_db`).
 #[cfg(feature = "postgres")]
 pub(crate) async fn ensure_postgres_database(login_url: &str, database: &str) -> Result<()> {
-    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    use diesel_async::SimpleAsyncConnection;
     let context = "connecting to `login_db`";
-    let mut conn = AsyncPgConnection::establish(login_url)
+    let mut conn = crate::tls::PgConnector::from_url(login_url)?
+        .connect()
         .await
         .map_err(|e| crate::error::connection_error(context, e))?;
     let found = database_count(&mut conn, database)

@@ -9,7 +9,7 @@ use diesel::sql_types::{BigInt, Bool, Nullable};
 use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use diesel_async::pooled_connection::ManagerConfig;
 use diesel_async::pooled_connection::deadpool::Pool as DeadPool;
 use tracker_core::{
@@ -286,7 +286,16 @@ impl SqlStore {
         let pool = match target.dialect {
             #[cfg(feature = "postgres")]
             Dialect::Postgres => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&target.url);
+                // Every connection through one connector: libpq's `sslmode` and certificate
+                // files, read once here.
+                let connector =
+                    std::sync::Arc::new(crate::tls::PgConnector::from_url(&target.url)?);
+                let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+                manager_config.custom_setup = crate::tls::setup(connector);
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                    &target.url,
+                    manager_config,
+                );
                 Pool::Postgres(build_pool!(manager, target.pool_size))
             }
             #[cfg(feature = "mysql")]

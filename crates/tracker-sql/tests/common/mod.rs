@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod servers;
+
 use tracker_sql::{SqlConfig, SqlStore};
 use tracker_testkit::{Service, service_url};
 

@@ -1,0 +1,321 @@
+//! PostgreSQL over TLS with libpq's `sslmode` and `sslrootcert`, against a private PostgreSQL
+//! server with `ssl=on` whose `pg_hba.conf` allows TLS connections only, with certificates
+//! made by `openssl` for this run. Skipped (a failure under `CI`) when PostgreSQL's server
+//! programs or `openssl` are missing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::servers::{Postgres, Server};
+use tracker_sql::tracker_core::{Error, ErrorKind, Event, TrackerStore};
+use tracker_sql::{SqlConfig, SqlStore};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A self-signed CA `name.crt` / `name.key`.
+fn ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN=tracker-sql test {name}"),
+        ],
+    );
+}
+
+/// A P-256 key `name.key` and certificate `name.crt` signed by `ca`, with `extensions`.
+fn issue(dir: &Path, ca: &str, name: &str, subject: &str, extensions: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), extensions).expect("write");
+    let (key, csr, crt, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}.ext"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            subject,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            &crt,
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+/// Certificates in a directory of their own, removed on drop.
+struct Pki(std::path::PathBuf);
+
+impl Pki {
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The password of the SCRAM user; must never appear in an error.
+const PASSWORD: &str = "s3cr3t-Pa55word";
+
+/// A PostgreSQL server with TLS on, reachable over TCP only through TLS (`hostssl`), with a
+/// trust user `postgres` and a SCRAM user `scram`; and the CA that issued its certificate
+/// plus an unrelated CA.
+fn start() -> Option<(Postgres, Pki)> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        tracker_testkit::skip(
+            "postgres-tls",
+            "openssl is not installed (Debian: apt-get install openssl)",
+        );
+        return None;
+    }
+    let mut server = Postgres::init("postgres-tls")?;
+    let pki = Pki(
+        std::env::temp_dir().join(format!("tracker-sql-pki-{}", uuid::Uuid::new_v4().simple()))
+    );
+    std::fs::create_dir_all(&pki.0).expect("pki dir");
+    ca(&pki.0, "ca");
+    ca(&pki.0, "other-ca");
+    issue(
+        &pki.0,
+        "ca",
+        "server",
+        "/CN=localhost",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    let read = |name: &str| std::fs::read(pki.0.join(name)).expect("read a certificate");
+    let cert = server.write("server.crt", &read("server.crt"));
+    let key = server.write("server.key", &read("server.key"));
+    server.set("ssl", "on");
+    server.set("ssl_cert_file", &cert.display().to_string());
+    server.set("ssl_key_file", &key.display().to_string());
+    server.hba(
+        "local all all trust\n\
+         hostssl all scram 127.0.0.1/32 scram-sha-256\n\
+         hostssl all all 127.0.0.1/32 trust\n",
+    );
+    server.start();
+    server.psql(&format!(
+        "CREATE ROLE scram LOGIN SUPERUSER PASSWORD '{PASSWORD}'"
+    ));
+    Some((server, pki))
+}
+
+async fn connect(url: &str) -> tracker_sql::tracker_core::Result<SqlStore> {
+    let config = SqlConfig {
+        pool_size: Some(4),
+        ..SqlConfig::from_url(url)
+    };
+    SqlStore::connect(&config).await
+}
+
+/// Writes a conversation and reads it back.
+async fn round_trip(store: SqlStore) {
+    let store = TrackerStore::new(store);
+    let sender = format!("tls-{}", uuid::Uuid::new_v4().simple());
+    let events = [
+        Event::user("hi over TLS", "greet", 0.9).at(1_700_000_000.0),
+        Event::bot("hello over TLS").at(1_700_000_001.0),
+    ];
+    assert_eq!(store.append(&sender, 0, &events).await.expect("append"), 2);
+    let read = store
+        .retrieve_full_tracker(&sender)
+        .await
+        .expect("retrieve")
+        .expect("stored");
+    assert_eq!(read.events(), events);
+    assert!(store.delete(&sender).await.expect("delete"));
+}
+
+/// An error that must be a configuration error (not temporary) saying `what`, without the
+/// password.
+fn assert_config_error(error: &Error, what: &str) {
+    assert_eq!(error.kind(), ErrorKind::Config, "{error:?}");
+    assert!(!error.is_temporary(), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains(what), "{text:?} does not say {what:?}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(!format!("{error:?}").contains(PASSWORD), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmodes_against_a_tls_only_server() {
+    let Some((server, pki)) = start() else {
+        return;
+    };
+    let ca = pki.path("ca.crt");
+    let other_ca = pki.path("other-ca.crt");
+
+    // require: encrypted, certificate not checked; the server accepts TCP only over TLS.
+    round_trip(
+        connect(&server.url_for("postgres", "sslmode=require"))
+            .await
+            .expect("sslmode=require"),
+    )
+    .await;
+    // prefer (also the default) and allow end up on TLS too.
+    for query in ["", "sslmode=prefer", "sslmode=allow"] {
+        connect(&server.url_for("postgres", query))
+            .await
+            .unwrap_or_else(|e| panic!("{query:?}: {e:?}"));
+    }
+
+    // verify-full with the right CA, by host name and by IP address (both in the
+    // certificate).
+    let url = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={ca}",
+        server.port
+    );
+    round_trip(connect(&url).await.expect("verify-full via localhost")).await;
+    let url = server.url_for("postgres", &format!("sslmode=verify-full&sslrootcert={ca}"));
+    round_trip(connect(&url).await.expect("verify-full via 127.0.0.1")).await;
+
+    // verify-full with a CA that did not issue the server's certificate.
+    let url = server.url_for(
+        "postgres",
+        &format!("sslmode=verify-full&sslrootcert={other_ca}"),
+    );
+    let error = connect(&url).await.expect_err("untrusted CA");
+    assert_config_error(&error, "untrusted CA");
+    // So does require once a CA file is given (libpq's rule).
+    let url = server.url_for(
+        "postgres",
+        &format!("sslmode=require&sslrootcert={other_ca}"),
+    );
+    let error = connect(&url).await.expect_err("require with a CA file");
+    assert_config_error(&error, "untrusted CA");
+
+    // verify-full against a host name the certificate does not name (connecting to
+    // 127.0.0.1 through `hostaddr`); verify-ca does not check the name.
+    let wrong_host = |mode: &str| {
+        format!(
+            "postgres://postgres@db.example.invalid:{}/postgres?hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={ca}",
+            server.port
+        )
+    };
+    let error = connect(&wrong_host("verify-full"))
+        .await
+        .expect_err("name mismatch");
+    assert_config_error(&error, "host name mismatch");
+    assert!(error.to_string().contains("db.example.invalid"), "{error}");
+    round_trip(
+        connect(&wrong_host("verify-ca"))
+            .await
+            .expect("verify-ca ignores the name"),
+    )
+    .await;
+
+    // disable: the server allows no plaintext connection over TCP.
+    let error = connect(&server.url_for("postgres", "sslmode=disable"))
+        .await
+        .expect_err("plaintext refused");
+    assert_config_error(&error, "no pg_hba.conf entry");
+
+    // A CA file that does not exist is a configuration error before any connection.
+    let error = connect(&server.url_for(
+        "postgres",
+        "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+    ))
+    .await
+    .expect_err("missing sslrootcert");
+    assert_config_error(&error, "/nonexistent/ca.pem");
+
+    // Rasa's endpoints.yml keys, TLS through `query`, with a SCRAM password and channel
+    // binding required (so the tls-server-end-point hash must be right).
+    let config = |password: &str| SqlConfig {
+        dialect: "postgresql".to_owned(),
+        url: Some("localhost".to_owned()),
+        port: Some(server.port),
+        db: "postgres".to_owned(),
+        username: Some("scram".to_owned()),
+        password: Some(password.to_owned()),
+        query: BTreeMap::from([
+            ("sslmode".to_owned(), "verify-full".to_owned()),
+            ("sslrootcert".to_owned(), ca.clone()),
+            ("channel_binding".to_owned(), "require".to_owned()),
+        ]),
+        pool_size: Some(4),
+        ..SqlConfig::default()
+    };
+    round_trip(
+        SqlStore::connect(&config(PASSWORD))
+            .await
+            .expect("query map with verify-full"),
+    )
+    .await;
+    let error = SqlStore::connect(&config("wrong-password"))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(error.kind(), ErrorKind::Config, "{error:?}");
+    assert!(
+        !format!("{error:?}").contains("wrong-password"),
+        "{error:?}"
+    );
+
+    // The same from YAML, as in endpoints.yml.
+    let yaml = format!(
+        "dialect: postgresql\nurl: localhost\nport: {}\ndb: postgres\nusername: scram\npassword: {PASSWORD}\nquery:\n  sslmode: verify-full\n  sslrootcert: {ca}\n",
+        server.port
+    );
+    let config: SqlConfig = serde_norway::from_str(&yaml).expect("endpoints.yml keys");
+    round_trip(SqlStore::connect(&config).await.expect("YAML config")).await;
+    drop(server);
+}
