@@ -20,6 +20,11 @@ const TEMPORARY_REPLIES: &[&str] = &[
     "OOM",
 ];
 
+/// fred's own errors of kind `Unknown` that are connection failures: a command whose
+/// connection dropped every time it was sent (`max_command_attempts`), and a cluster command
+/// for a primary the client has no connection to.
+const CONNECTION_FAILURES: &[&str] = &["Too many failed write attempts", "Failed to route command"];
+
 /// Server replies that mean the configured credentials or permissions are wrong.
 const CONFIG_REPLIES: &[&str] = &["NOAUTH", "WRONGPASS", "NOPERM"];
 
@@ -45,9 +50,9 @@ fn is_tls_rejection(error: &FredError) -> bool {
 
 /// What a caller can do about a fred error: [`ErrorKind::Unavailable`] for connection, I/O,
 /// timeout, cluster-state and overload errors (`LOADING`, `BUSY`, `TRYAGAIN`, `CLUSTERDOWN`,
-/// ...), [`ErrorKind::Config`] for bad configuration, URLs, credentials and TLS (including a
-/// handshake refused over certificates), and
-/// [`ErrorKind::Backend`] for anything else.
+/// ..., and fred's "too many failed write attempts" and "failed to route command"),
+/// [`ErrorKind::Config`] for bad configuration, URLs, credentials and TLS (including a
+/// handshake refused over certificates), and [`ErrorKind::Backend`] for anything else.
 pub fn classify(error: &FredError) -> ErrorKind {
     let code = reply_code(error);
     if TEMPORARY_REPLIES.contains(&code) {
@@ -58,6 +63,13 @@ pub fn classify(error: &FredError) -> ErrorKind {
     }
     if is_tls_rejection(error) {
         return ErrorKind::Config;
+    }
+    if *error.kind() == FredKind::Unknown
+        && CONNECTION_FAILURES
+            .iter()
+            .any(|failure| error.details().starts_with(failure))
+    {
+        return ErrorKind::Unavailable;
     }
     match error.kind() {
         FredKind::IO
@@ -126,6 +138,9 @@ mod tests {
             reply("BUSY Redis is busy running a script."),
             reply("MASTERDOWN Link with MASTER is down"),
             reply("READONLY You can't write against a read only replica."),
+            FredError::new(FredKind::Unknown, "Too many failed write attempts."),
+            FredError::new(FredKind::Unknown, "Failed to route command."),
+            FredError::new(FredKind::Cluster, "MOVED 3999 127.0.0.1:7102"),
         ];
         for error in temporary {
             assert_eq!(classify(&error), ErrorKind::Unavailable, "{error}");

@@ -4,6 +4,7 @@
 mod config;
 pub mod error;
 mod keys;
+mod nodes;
 pub mod rasa;
 mod scripts;
 mod store;

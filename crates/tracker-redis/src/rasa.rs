@@ -92,18 +92,24 @@ impl RedisStore {
     /// string); [`Error::Unavailable`] / [`Error::Backend`] for Redis failures.
     pub async fn read_rasa(&self, sender_id: &str) -> Result<Option<RasaConversation>> {
         let key = self.layout().rasa(sender_id);
-        let value: Value = self.pool().get(&key).await.map_err(|e| {
-            if crate::error::is_corrupt_reply(&e) {
-                Error::Corrupt {
-                    sender_id: sender_id.to_owned(),
-                    position: None,
-                    message: format!("Rasa record at key {key:?} is not a string"),
-                    source: Some(Box::new(e)),
+        let value: Value = self
+            .on_key(&key, |client| {
+                let key = key.clone();
+                async move { client.get(key).await }
+            })
+            .await
+            .map_err(|e| {
+                if crate::error::is_corrupt_reply(&e) {
+                    Error::Corrupt {
+                        sender_id: sender_id.to_owned(),
+                        position: None,
+                        message: format!("Rasa record at key {key:?} is not a string"),
+                        source: Some(Box::new(e)),
+                    }
+                } else {
+                    from_fred(format!("reading Rasa's key {key:?}"), e)
                 }
-            } else {
-                from_fred(format!("reading Rasa's key {key:?}"), e)
-            }
-        })?;
+            })?;
         let text = match value {
             Value::Null => return Ok(None),
             Value::String(text) => text.to_string(),

@@ -1,13 +1,14 @@
 //! The store implementation.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use fred::clients::{Client, Pool};
-use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, SortedSetsInterface};
-use fred::types::Value;
-use fred::types::config::ReconnectPolicy;
-use fred::types::{Builder, Key};
+use fred::interfaces::{
+    ClientLike, FredResult, HashesInterface, KeysInterface, SortedSetsInterface,
+};
+use fred::types::{Builder, Key, Value};
 use tracker_core::{
     Append, Capabilities, Error, EventData, ListPage, ListRequest, ReadScope, Result, SenderId,
     Store, StoredConversation, StoredEvent, async_trait,
@@ -15,6 +16,7 @@ use tracker_core::{
 
 use crate::error::{conversation_error, from_fred};
 use crate::keys::KeyLayout;
+use crate::nodes::{Nodes, is_redirection, reconnect_policy};
 use crate::scripts::{APPEND, DELETE, FORGET, PRUNE, READ, Script, TOUCH};
 use crate::{RedisConfig, RedisOptions};
 
@@ -39,6 +41,8 @@ pub struct RedisStore {
 
 struct Inner {
     pool: Pool,
+    /// In a cluster, the store's own connection to each primary (see [`crate::nodes`]).
+    nodes: Option<Nodes>,
     layout: KeyLayout,
     record_exp: Option<u64>,
     clustered: bool,
@@ -58,7 +62,8 @@ impl fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects with `config`: builds a fred pool of `pool_size` connections, with
     /// reconnection (exponential back-off) and the configured timeouts, and waits until it
-    /// is connected.
+    /// is connected. In a cluster the store also opens its own connection to each primary
+    /// when it first needs it (see the crate documentation).
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid configuration or rejected credentials;
@@ -80,7 +85,7 @@ impl RedisStore {
                     performance.default_command_timeout = timeout;
                 }
             })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+            .set_policy(reconnect_policy());
         let pool = builder
             .build_pool(config.pool_size)
             .map_err(|e| from_fred("building the Redis client", e))?;
@@ -105,7 +110,9 @@ impl RedisStore {
         Self::from_pool(pool, options)
     }
 
-    /// A store on an existing, connected fred pool (call `init()` on it first).
+    /// A store on an existing, connected fred pool (call `init()` on it first). In a
+    /// cluster, the store's connections to each primary copy the pool's configuration
+    /// (credentials, TLS, timeouts, reconnection policy).
     ///
     /// # Errors
     /// [`Error::Config`] for invalid options.
@@ -113,9 +120,11 @@ impl RedisStore {
         options.validate()?;
         let layout = KeyLayout::new(options.key_prefix.as_deref())?;
         let clustered = pool.is_clustered();
+        let nodes = clustered.then(|| Nodes::new(&pool));
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                nodes,
                 layout,
                 record_exp: options.record_exp,
                 clustered,
@@ -148,13 +157,39 @@ impl RedisStore {
         self.inner.record_exp
     }
 
-    async fn run(
-        &self,
-        script: &Script,
-        keys: Vec<String>,
-        args: Vec<Value>,
-    ) -> fred::prelude::FredResult<Value> {
-        script.run(self.client(), keys, args).await
+    /// Runs `command` on the client for `key`: in a cluster, the store's connection to the
+    /// primary that owns the key's slot (see [`crate::nodes`]), or the cluster client when
+    /// that primary is not known yet or answers with a redirection; else one of the pool's
+    /// connections. `command` may run twice (after a redirection, which executes nothing).
+    pub(crate) async fn on_key<T, F, Fut>(&self, key: &str, command: F) -> FredResult<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = FredResult<T>>,
+    {
+        if let Some(nodes) = &self.inner.nodes
+            && let Some(client) = nodes.for_key(self.client(), key)
+        {
+            match command(client).await {
+                Err(error) if is_redirection(&error) => tracing::debug!(
+                    store = "redis",
+                    key,
+                    %error,
+                    "the slot has moved; sending through the cluster client"
+                ),
+                result => return result,
+            }
+        }
+        command(self.client().clone()).await
+    }
+
+    /// Runs a script; all its keys are in one slot.
+    async fn run(&self, script: &Script, keys: Vec<String>, args: Vec<Value>) -> FredResult<Value> {
+        let first = keys.first().cloned().unwrap_or_default();
+        self.on_key(&first, |client| {
+            let (keys, args) = (keys.clone(), args.clone());
+            async move { script.run(&client, keys, args).await }
+        })
+        .await
     }
 
     /// `record_exp` in milliseconds, as a script argument (`''` without expiry).
@@ -185,6 +220,24 @@ impl RedisStore {
     async fn exist(&self, sender_ids: &[String]) -> Result<Vec<bool>> {
         if sender_ids.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.inner.clustered {
+            // The heads are in different slots: one EXISTS each, concurrently, each to its
+            // primary.
+            let checks = sender_ids.iter().map(|id| {
+                let head = self.inner.layout.head(id);
+                async move {
+                    self.on_key(&head, |client| {
+                        let head = head.clone();
+                        async move { client.exists::<i64, _>(head).await }
+                    })
+                    .await
+                }
+            });
+            let found = futures::future::try_join_all(checks)
+                .await
+                .map_err(|e| from_fred("checking conversations", e))?;
+            return Ok(found.into_iter().map(|n| n > 0).collect());
         }
         let pipeline = self.client().pipeline();
         for id in sender_ids {
@@ -314,10 +367,12 @@ impl Store for RedisStore {
 
     async fn version(&self, sender_id: &SenderId) -> Result<u64> {
         let id = sender_id.as_str();
+        let head = self.inner.layout.head(id);
         let version: Value = self
-            .inner
-            .pool
-            .hget(self.inner.layout.head(id), "version")
+            .on_key(&head, |client| {
+                let head = head.clone();
+                async move { client.hget(head, "version").await }
+            })
             .await
             .map_err(|e| conversation_error(id, "version", e))?;
         match version {
@@ -490,9 +545,14 @@ impl Store for RedisStore {
             // One more than still needed, to tell whether another page follows.
             let want = (limit - sender_ids.len()).min(LIST_BATCH) + 1;
             let batch: Vec<String> = self
-                .inner
-                .pool
-                .zrangebylex(&index, lower.as_str(), "+", Some((0, want as i64)))
+                .on_key(&index, |client| {
+                    let (index, lower) = (index.clone(), lower.clone());
+                    async move {
+                        client
+                            .zrangebylex(&index, lower.as_str(), "+", Some((0, want as i64)))
+                            .await
+                    }
+                })
                 .await
                 .map_err(|e| from_fred("listing conversations", e))?;
             let exists = self.exist(&batch).await?;
@@ -545,13 +605,13 @@ impl Store for RedisStore {
         }
         // Cluster: the conversation's keys (one slot), then the index entry (another slot),
         // then put the entry back if a writer re-created the conversation meanwhile.
+        let head = layout.head(id);
+        let events = layout.events(id);
         let deleted: i64 = self
-            .inner
-            .pool
-            .del(vec![
-                Key::from(layout.events(id)),
-                Key::from(layout.head(id)),
-            ])
+            .on_key(&head, |client| {
+                let keys = vec![Key::from(events.as_str()), Key::from(head.as_str())];
+                async move { client.del(keys).await }
+            })
             .await
             .map_err(|e| conversation_error(id, "delete", e))?;
         self.run(

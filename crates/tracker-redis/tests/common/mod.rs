@@ -176,6 +176,8 @@ pub struct LocalServers {
     pub children: Vec<std::process::Child>,
     /// Their working directory.
     pub dir: std::path::PathBuf,
+    /// How each process was started (program, arguments, port), to start it again.
+    commands: Vec<(String, Vec<String>, u16)>,
 }
 
 impl LocalServers {
@@ -205,27 +207,53 @@ impl LocalServers {
         Some(Self {
             children: Vec::new(),
             dir,
+            commands: Vec::new(),
         })
     }
 
-    /// Starts `program args` in the directory and waits until `port` accepts connections.
-    pub fn spawn(&mut self, program: &str, args: &[&str], port: u16) {
-        let child = std::process::Command::new(program)
+    /// Starts `program args` in the directory and waits until `port` accepts connections;
+    /// returns the process' index (for [`LocalServers::kill`] and [`LocalServers::restart`]).
+    pub fn spawn(&mut self, program: &str, args: &[&str], port: u16) -> usize {
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        let child = self.start(program, &args, port);
+        self.children.push(child);
+        self.commands.push((program.to_owned(), args, port));
+        self.children.len() - 1
+    }
+
+    fn start(&self, program: &str, args: &[String], port: u16) -> std::process::Child {
+        let mut child = std::process::Command::new(program)
             .args(args)
             .current_dir(&self.dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {program}: {e}"));
-        self.children.push(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{program} did not listen on {port}"
-            );
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{program} did not listen on {port}");
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        child
+    }
+
+    /// Kills process `index` with SIGKILL (no shutdown, no final write) and reaps it.
+    pub fn kill(&mut self, index: usize) {
+        let child = &mut self.children[index];
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Starts process `index` again with the same program, arguments and port (after
+    /// [`LocalServers::kill`]).
+    pub fn restart(&mut self, index: usize) {
+        let (program, args, port) = self.commands[index].clone();
+        let child = self.start(&program, &args, port);
+        self.children[index] = child;
     }
 }
 
@@ -237,6 +265,38 @@ impl Drop for LocalServers {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Runs `redis-cli` against `127.0.0.1:port` and returns its output (empty when it fails
+/// or takes more than 5 seconds, as against a server that is down).
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    use std::io::Read;
+
+    let mut child = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run redis-cli");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait().expect("wait for redis-cli") {
+            Some(_) => break,
+            None if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return String::new();
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let mut output = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut output);
+    }
+    output
 }
 
 /// A loopback port nothing listens on (at the time of asking).
