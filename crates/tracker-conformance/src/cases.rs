@@ -13,6 +13,12 @@ use tracker_core::{
 
 use crate::golden;
 
+mod hostile;
+mod races;
+
+pub use hostile::hostile_input_round_trips;
+pub use races::{race_on_many_conversations, race_on_one_conversation};
+
 /// A sender id prefix no other case (or run) uses.
 fn fresh(case: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

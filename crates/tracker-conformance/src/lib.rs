@@ -37,6 +37,9 @@ macro_rules! conformance_suite {
             unusual_sender_ids,
             large_event,
             invalid_input_is_rejected,
+            hostile_input_round_trips,
+            race_on_one_conversation,
+            race_on_many_conversations,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -23,12 +23,39 @@ enum Fault {
     DeleteKeepsData,
     /// Acknowledges appends over 1 KiB without storing them.
     DropsLargeEvents,
+    /// Checks the expected version, then writes in a second step (check-then-act).
+    CheckThenWrite,
+    /// Acknowledges every 50th append without storing it.
+    LosesSomeAppends,
+    /// Compares sender ids case-insensitively, as a case-insensitive collation does.
+    FoldsCase,
 }
 
 #[derive(Debug, Clone)]
 struct Broken {
     inner: MemoryStore,
     fault: Fault,
+    appends: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Broken {
+    fn id(&self, sender_id: &SenderId) -> SenderId {
+        if self.fault == Fault::FoldsCase {
+            SenderId::new(sender_id.as_str().to_lowercase()).expect("a valid id")
+        } else {
+            sender_id.clone()
+        }
+    }
+
+    /// The same events appended to another id at another expected version.
+    fn rebased(append: &Append, sender_id: SenderId, expected: u64) -> Result<Append> {
+        let events: Vec<tracker_core::Event> = append
+            .records()
+            .iter()
+            .map(|r| tracker_core::Event::from_json(&r.json).expect("own json"))
+            .collect();
+        Append::new(sender_id, expected, &events)
+    }
 }
 
 #[async_trait]
@@ -42,24 +69,45 @@ impl Store for Broken {
     }
 
     async fn version(&self, sender_id: &SenderId) -> Result<u64> {
-        self.inner.version(sender_id).await
+        self.inner.version(&self.id(sender_id)).await
     }
 
     async fn append(&self, append: &Append) -> Result<u64> {
         if self.fault == Fault::DropsLargeEvents && append.json_bytes() > 1024 {
             return Ok(append.new_version());
         }
-        if self.fault == Fault::IgnoresExpectedVersion {
-            let current = self.inner.version(append.sender_id()).await?;
-            let events: Vec<tracker_core::Event> = append
-                .records()
-                .iter()
-                .map(|r| tracker_core::Event::from_json(&r.json).expect("own json"))
-                .collect();
-            let rebased = Append::new(append.sender_id().clone(), current, &events)?;
-            return self.inner.append(&rebased).await;
+        let count = self
+            .appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.fault {
+            Fault::IgnoresExpectedVersion => {
+                let current = self.inner.version(append.sender_id()).await?;
+                let rebased = Self::rebased(append, append.sender_id().clone(), current)?;
+                self.inner.append(&rebased).await
+            }
+            Fault::CheckThenWrite => {
+                let current = self.inner.version(append.sender_id()).await?;
+                if current != append.expected_version() {
+                    return Err(tracker_core::Error::Conflict {
+                        sender_id: append.sender_id().as_str().to_owned(),
+                        expected: append.expected_version(),
+                        actual: current,
+                    });
+                }
+                tokio::task::yield_now().await;
+                let current = self.inner.version(append.sender_id()).await?;
+                let rebased = Self::rebased(append, append.sender_id().clone(), current)?;
+                self.inner.append(&rebased).await?;
+                Ok(append.new_version())
+            }
+            Fault::LosesSomeAppends if count % 50 == 49 => Ok(append.new_version()),
+            Fault::FoldsCase => {
+                let folded = self.id(append.sender_id());
+                let rebased = Self::rebased(append, folded, append.expected_version())?;
+                self.inner.append(&rebased).await
+            }
+            _ => self.inner.append(append).await,
         }
-        self.inner.append(append).await
     }
 
     async fn read(
@@ -67,7 +115,7 @@ impl Store for Broken {
         sender_id: &SenderId,
         scope: ReadScope,
     ) -> Result<Option<StoredConversation>> {
-        let read = self.inner.read(sender_id, scope).await?;
+        let read = self.inner.read(&self.id(sender_id), scope).await?;
         if self.fault == Fault::LatestSessionTooShort && scope == ReadScope::LatestSession {
             return Ok(read.map(|mut conversation| {
                 if conversation.events.len() > 1 && conversation.events[0].seq > 1 {
@@ -94,7 +142,7 @@ impl Store for Broken {
         if self.fault == Fault::DeleteKeepsData {
             return Ok(true);
         }
-        self.inner.delete(sender_id).await
+        self.inner.delete(&self.id(sender_id)).await
     }
 }
 
@@ -102,6 +150,7 @@ fn broken(fault: Fault) -> Broken {
     Broken {
         inner: MemoryStore::new(),
         fault,
+        appends: Default::default(),
     }
 }
 
@@ -121,6 +170,34 @@ async fn conflicts_are_checked() {
     must_fail(
         "racing appends accepted",
         cases::concurrent_writers_one_wins(store),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn races_are_checked() {
+    must_fail(
+        "check-then-write appends",
+        cases::race_on_one_conversation(broken(Fault::CheckThenWrite)),
+    )
+    .await;
+    must_fail(
+        "acknowledged appends lost under a race",
+        cases::race_on_one_conversation(broken(Fault::LosesSomeAppends)),
+    )
+    .await;
+    must_fail(
+        "acknowledged appends lost on many conversations",
+        cases::race_on_many_conversations(broken(Fault::LosesSomeAppends)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cross_talk_is_checked() {
+    must_fail(
+        "ids folded to lower case",
+        cases::hostile_input_round_trips(broken(Fault::FoldsCase)),
     )
     .await;
 }
@@ -169,5 +246,8 @@ async fn the_reference_store_passes_the_same_cases() {
     cases::list_pages_are_complete(store.clone()).await;
     cases::latest_session_and_full_reads(store.clone()).await;
     cases::delete_then_read(store.clone()).await;
-    cases::large_event(store).await;
+    cases::large_event(store.clone()).await;
+    cases::hostile_input_round_trips(store.clone()).await;
+    cases::race_on_one_conversation(store.clone()).await;
+    cases::race_on_many_conversations(store).await;
 }

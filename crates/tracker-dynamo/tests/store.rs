@@ -701,3 +701,109 @@ async fn an_unreachable_endpoint_is_unavailable() {
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
     assert!(error.is_temporary());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_items_are_corrupt_for_their_conversation_only() {
+    let Some(dynamo) = common::store().await else {
+        return;
+    };
+    let table = dynamo.table_name().to_owned();
+    let client = dynamo.client().clone();
+    let store = TrackerStore::new(dynamo);
+    let healthy = fresh_id("healthy");
+    let healthy_events = bots(0, 3, "healthy");
+    store
+        .append(&healthy, 0, &healthy_events)
+        .await
+        .expect("append");
+
+    // Each damage is done to a conversation of its own: (what, seq, attribute, value), where
+    // no value removes the item.
+    let damages: [(&str, u64, &str, Option<AttributeValue>); 5] = [
+        (
+            "data that is not JSON",
+            2,
+            DATA,
+            Some(AttributeValue::S("{not json".into())),
+        ),
+        (
+            "data that is no event",
+            2,
+            DATA,
+            Some(AttributeValue::S("[1, 2]".into())),
+        ),
+        (
+            "data of the wrong type",
+            2,
+            DATA,
+            Some(AttributeValue::N("7".into())),
+        ),
+        ("an event item missing", 2, DATA, None),
+        (
+            "a head version that is no number",
+            HEAD_SEQ,
+            VERSION,
+            Some(AttributeValue::S("three".into())),
+        ),
+    ];
+    for (what, seq, attribute, value) in damages {
+        let id = fresh_id("corrupt");
+        store
+            .append(&id, 0, &bots(0, 3, "doomed"))
+            .await
+            .expect("append");
+        match value {
+            Some(value) => {
+                client
+                    .update_item()
+                    .table_name(&table)
+                    .key(HASH_KEY, AttributeValue::S(id.clone()))
+                    .key(RANGE_KEY, AttributeValue::N(seq.to_string()))
+                    .update_expression("SET #a = :v")
+                    .expression_attribute_names("#a", attribute)
+                    .expression_attribute_values(":v", value)
+                    .send()
+                    .await
+                    .expect("damage the item");
+            }
+            None => {
+                client
+                    .delete_item()
+                    .table_name(&table)
+                    .key(HASH_KEY, AttributeValue::S(id.clone()))
+                    .key(RANGE_KEY, AttributeValue::N(seq.to_string()))
+                    .send()
+                    .await
+                    .expect("remove the item");
+            }
+        }
+        for scope in [ReadScope::All, ReadScope::LatestSession] {
+            let error = store
+                .read(&id, scope)
+                .await
+                .expect_err(&format!("{what}: a read must fail"));
+            assert_eq!(error.kind(), ErrorKind::Corrupt, "{what}: {error}");
+            assert!(
+                error.to_string().contains(&id),
+                "{what}: the error names the conversation: {error}"
+            );
+        }
+        let read = store
+            .read(&healthy, ReadScope::All)
+            .await
+            .expect("the other conversation reads")
+            .expect("exists");
+        assert_eq!(texts(&read.events), texts(&healthy_events), "{what}");
+        assert!(
+            store.keys().await.expect("keys").contains(&healthy),
+            "{what}: listing still works"
+        );
+        assert!(
+            store
+                .delete(&id)
+                .await
+                .expect("a corrupt conversation can be deleted")
+        );
+        assert!(partition(&client, &table, &id).await.is_empty(), "{what}");
+    }
+}
