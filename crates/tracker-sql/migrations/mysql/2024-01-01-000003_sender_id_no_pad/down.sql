@@ -1,0 +1,2 @@
+ALTER TABLE events
+    MODIFY sender_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL;
