@@ -6,6 +6,7 @@ pub mod domain;
 pub mod error;
 pub mod event;
 pub mod json;
+pub mod redact;
 pub mod store;
 pub mod tracker;
 pub mod tracker_store;

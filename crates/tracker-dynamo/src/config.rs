@@ -1,6 +1,9 @@
 //! Configuration with the keys and defaults of Rasa's `DynamoTrackerStore`.
 
+use std::fmt;
+
 use serde::Deserialize;
+pub(crate) use tracker_core::redact::redact_url;
 use tracker_core::{Error, Result};
 
 /// Rasa's default table name.
@@ -24,7 +27,9 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// assert_eq!(config.endpoint_url, None);
 /// assert!(config.migrate);
 /// ```
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+///
+/// `Debug` and errors hide a password in `endpoint_url` (`http://user:password@host`).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct DynamoConfig {
     /// The table (default `states`, Rasa's). A table of Rasa's own layout (key `sender_id`
@@ -55,6 +60,20 @@ impl Default for DynamoConfig {
     }
 }
 
+impl fmt::Debug for DynamoConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoConfig")
+            .field("table_name", &self.table_name)
+            .field("region", &self.region)
+            .field(
+                "endpoint_url",
+                &self.endpoint_url.as_deref().map(redact_url),
+            )
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
 impl DynamoConfig {
     /// Rasa's defaults with another table.
     pub fn with_table(table_name: impl Into<String>) -> Self {
@@ -79,7 +98,8 @@ impl DynamoConfig {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return Err(Error::config(format!(
-                "`endpoint_url` {url:?} must start with http:// or https://"
+                "`endpoint_url` {:?} must start with http:// or https://",
+                redact_url(url)
             )));
         }
         Ok(())
@@ -167,5 +187,25 @@ mod tests {
             endpoint.validate().expect_err("endpoint").kind(),
             ErrorKind::Config
         );
+    }
+
+    #[test]
+    fn endpoint_passwords_are_hidden() {
+        let config = DynamoConfig {
+            endpoint_url: Some("https://user:s3cret@proxy.example:8443/".to_owned()),
+            ..DynamoConfig::default()
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(
+            debug.contains("user:<redacted>@proxy.example:8443"),
+            "{debug}"
+        );
+        let bad = DynamoConfig {
+            endpoint_url: Some("user:s3cret@proxy.example:8443".to_owned()),
+            ..DynamoConfig::default()
+        };
+        let error = bad.validate().expect_err("no scheme").to_string();
+        assert!(!error.contains("s3cret"), "{error}");
     }
 }

@@ -166,7 +166,7 @@ impl DynamoStore {
         tracing::info!(
             table = %store.table,
             region = %config.region,
-            endpoint = ?config.endpoint_url,
+            endpoint = ?config.endpoint_url.as_deref().map(crate::config::redact_url),
             "connected to the DynamoDB tracker store"
         );
         Ok(store)

@@ -8,6 +8,7 @@ use tracker_core::{Error, Result};
 
 use crate::error::from_driver;
 use crate::schema::MAX_TAIL_BYTES;
+pub(crate) use tracker_core::redact::{deserialize_password as password, redact_url};
 
 /// Rasa's default server URL.
 pub const DEFAULT_URL: &str = "mongodb://localhost:27017";
@@ -53,7 +54,9 @@ pub struct MongoConfig {
     pub db: String,
     /// User name; with it, `password` and `auth_source` replace any credentials in `url`.
     pub username: Option<String>,
-    /// Password; never shown by `Debug` or in logs.
+    /// Password; never shown by `Debug`, in logs or in errors. A string (quote one of digits
+    /// in YAML).
+    #[serde(deserialize_with = "password")]
     pub password: Option<String>,
     /// The database the user is defined in (default `admin`, Rasa's `authSource`). Used for
     /// credentials from `username`, and for credentials in `url` when the URL has no
@@ -192,9 +195,19 @@ impl MongoConfig {
     /// The driver's options: the parsed URL with the credentials applied as Rasa applies
     /// them, and `tracker-store` as the application name unless the URL names one.
     pub(crate) async fn client_options(&self) -> Result<ClientOptions> {
-        let mut options = ClientOptions::parse(self.url.as_str())
-            .await
-            .map_err(|e| from_driver(format!("invalid MongoDB url {}", self.display_url()), e))?;
+        let mut options = ClientOptions::parse(self.url.as_str()).await.map_err(|e| {
+            let message = format!("invalid MongoDB url {}", self.display_url());
+            if userinfo_is_ambiguous(&self.url) {
+                // The driver ends the user information at the first `?` or `/`, and may
+                // quote the rest of the password as a host or an option: drop its error.
+                Error::config(format!(
+                    "{message}: percent-encode `/`, `?`, `#`, `@`, `:` and `%` in the user \
+                         name and password"
+                ))
+            } else {
+                from_driver(message, e)
+            }
+        })?;
         if let Some(username) = &self.username {
             // Rasa passes username, password and authSource to the client, which win over the
             // URL; a mechanism the URL names is kept.
@@ -277,6 +290,15 @@ pub(crate) fn validate_collection_name(collection: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the user information of `url` (everything before its last `@`) holds a character
+/// that ends it for the driver, so that part of a password would be read as a host or an
+/// option.
+fn userinfo_is_ambiguous(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(['/', '?', '#']))
+}
+
 /// Whether the connection string sets `authSource` itself.
 pub(crate) fn url_has_auth_source(url: &str) -> bool {
     url.split_once('?').is_some_and(|(_, query)| {
@@ -286,28 +308,6 @@ pub(crate) fn url_has_auth_source(url: &str) -> bool {
                 .is_some_and(|key| key.eq_ignore_ascii_case("authSource"))
         })
     })
-}
-
-/// The URL with any password replaced, for logs and `Debug`.
-///
-/// Everything up to the *last* `@` counts as user information, so a password is hidden even
-/// when it holds unencoded `/`, `?` or `@` (at worst, an `@` in the options hides the hosts
-/// too).
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:<redacted>@{hosts}")
-            } else {
-                format!("{scheme}://{user}@{hosts}")
-            }
-        }
-        None => url.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -379,6 +379,7 @@ mod tests {
             redact_url("mongodb://u:a/b?c@h/?tls=true"),
             "mongodb://u:<redacted>@h/?tls=true"
         );
+        assert_eq!(redact_url("u:s3cret@h"), "u:<redacted>@h");
         assert_eq!(redact_url("mongodb://u@h"), "mongodb://u@h");
         assert_eq!(redact_url("mongodb://h:1/x"), "mongodb://h:1/x");
     }
@@ -444,6 +445,14 @@ mod tests {
         assert_eq!(credential.source.as_deref(), Some("rasa"));
         let credential = from_url("mongodb://u@h/?authMechanism=MONGODB-X509&tls=true").await;
         assert_eq!(credential.source.as_deref(), Some("$external"));
+
+        // A password with an unencoded `?`: the driver's error would quote part of it.
+        let ambiguous = MongoConfig::from_url("mongodb://u:s3cr/et?x@h:27017")
+            .client_options()
+            .await
+            .expect_err("not a valid URL");
+        let text = format!("{ambiguous} {ambiguous:?}");
+        assert!(!text.contains("s3cr") && !text.contains("et?x"), "{text}");
 
         let bad = MongoConfig::from_url("http://h").client_options().await;
         assert_eq!(

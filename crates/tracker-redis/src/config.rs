@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tracker_core::{Error, Result};
 
 use crate::keys::KeyLayout;
+use tracker_core::redact::{deserialize_password as password, redact_url};
 
 /// Configuration of [`RedisStore`](crate::RedisStore): the keys of Rasa's `RedisTrackerStore`
 /// (`url`, `port`, `db`, `username`, `password`, `key_prefix`, `record_exp`, `use_ssl`,
@@ -18,7 +19,8 @@ use crate::keys::KeyLayout;
 ///
 /// It deserialises from the `tracker_store` section of Rasa's `endpoints.yml` (the `type`
 /// key is accepted when it is `redis`); unknown keys are an error rather than silently
-/// ignored. `Debug` never shows the passwords, not even inside `url`.
+/// ignored. `Debug` never shows the passwords, not even inside `url`, and no error quotes
+/// them; a password must be a string (quote one of digits in YAML).
 ///
 /// `url` is either a host name (combined with `port`, `db`, the credentials, `use_ssl`,
 /// `cluster` and `sentinel_service_name`) or a full URL in fred's syntax:
@@ -44,6 +46,7 @@ pub struct RedisConfig {
     /// The ACL user name.
     pub username: Option<String>,
     /// The password.
+    #[serde(deserialize_with = "password")]
     pub password: Option<String>,
     /// Namespace of the keys: `<key_prefix>:ts:...` for this store, and Rasa's keys are
     /// `<key_prefix>:tracker:<sender id>`. Must be alphanumeric (Python's `str.isalnum()`);
@@ -68,6 +71,7 @@ pub struct RedisConfig {
     /// The ACL user name for the sentinel nodes (default: `username`).
     pub sentinel_username: Option<String>,
     /// The password for the sentinel nodes (default: `password`).
+    #[serde(deserialize_with = "password")]
     pub sentinel_password: Option<String>,
     /// Number of connections; commands are spread over them. Default 1 (one connection
     /// already pipelines concurrent commands).
@@ -125,38 +129,6 @@ impl fmt::Debug for RedisConfig {
             .field("timeout", &self.timeout)
             .finish()
     }
-}
-
-/// `url` with any password (and `sentinelPassword` query value) replaced by `<redacted>`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:<redacted>@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("sentinelPassword") => {
-                        format!("{key}=<redacted>")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}://{authority}{tail}")
 }
 
 /// The path of a URL without its slashes (the database), if it has one.
@@ -250,6 +222,14 @@ impl RedisConfig {
         }
         let mut config = if url.contains("://") {
             self.config_from_url(url)?
+        } else if url.contains('@') {
+            // A host name never holds `@`: this is user information without a scheme, which
+            // would otherwise reach the driver (and its logs) as a host name.
+            return Err(Error::config(format!(
+                "url {:?} holds credentials but no scheme: write redis://user:password@host, \
+                 or use the username and password keys",
+                redact_url(url)
+            )));
         } else {
             self.config_from_host(url)
         };
@@ -463,6 +443,11 @@ mod tests {
             redact_url("redis-sentinel://h:1?sentinelServiceName=m&sentinelPassword=pw&node=a:2"),
             "redis-sentinel://h:1?sentinelServiceName=m&sentinelPassword=<redacted>&node=a:2"
         );
+        assert_eq!(
+            redact_url("redis://u:a/b?c#d@host:1/2?x=y"),
+            "redis://u:<redacted>@host:1/2?x=y"
+        );
+        assert_eq!(redact_url("u:s3cret@host"), "u:<redacted>@host");
         assert_eq!(redact_url("localhost"), "localhost");
         assert_eq!(redact_url("redis://host:1"), "redis://host:1");
     }

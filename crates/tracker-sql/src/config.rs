@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer};
+pub(crate) use tracker_core::redact::redact_url;
+use tracker_core::redact::{REDACTED, deserialize_password, is_secret_key};
 use tracker_core::{Error, Result};
 
 /// Default pool size on PostgreSQL and MySQL: Rasa's `SQL_POOL_SIZE` default.
@@ -98,6 +100,7 @@ pub struct SqlConfig {
     /// User name.
     pub username: Option<String>,
     /// Password; never shown by `Debug` or in logs.
+    #[serde(deserialize_with = "deserialize_password")]
     pub password: Option<String>,
     /// PostgreSQL: a database to connect to first, to create `db` if it is missing.
     pub login_db: Option<String>,
@@ -136,9 +139,19 @@ impl fmt::Debug for SqlConfig {
             .field("port", &self.port)
             .field("db", &self.db)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
             .field("login_db", &self.login_db)
-            .field("query", &self.query)
+            .field(
+                "query",
+                &self
+                    .query
+                    .iter()
+                    .map(|(key, value)| {
+                        let value = if is_secret_key(key) { REDACTED } else { value };
+                        (key, value)
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+            )
             .field("pool_size", &self.pool_size)
             .field("migrate", &self.migrate)
             .finish()
@@ -240,7 +253,8 @@ impl SqlConfig {
             url,
             login,
             pool_size,
-            display,
+            // Also hides secrets given in `query` (`password`, `sslpassword`).
+            display: redact_url(&display),
         })
     }
 
@@ -259,6 +273,13 @@ impl SqlConfig {
             return Ok((dialect, path.clone(), None, format!("sqlite:{path}")));
         }
         let (host, port) = match host {
+            // Not quoted: the text before the `@` is a password.
+            Some(host) if host.contains('@') => {
+                return Err(Error::config(
+                    "`url` holds user information but no scheme: give `username` and \
+                     `password`, or a full URL such as postgresql://user:password@host/db",
+                ));
+            }
             Some(host) => split_host_port(host, self.port)?,
             None => ("localhost".to_owned(), self.port),
         };
@@ -380,28 +401,6 @@ fn normalise_full_url(url: &str) -> Result<(Dialect, String)> {
             (dialect, path.to_owned())
         }
     })
-}
-
-/// The URL with any password replaced, for logs.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(index) => rest.split_at(index),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:<redacted>@{host}{path}")
-            } else {
-                format!("{scheme}://{user}@{host}{path}")
-            }
-        }
-        None => url.to_owned(),
-    }
 }
 
 fn percent_encode(text: &str) -> String {

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde_json::Value;
+use tracker_core::redact::{is_secret_key, redact_url};
 use tracker_core::{Error, JsonMap, Result};
 
 /// Keys Rasa's `EndpointConfig` consumes for HTTP endpoints; they never reach a store.
@@ -21,7 +22,12 @@ pub const ENDPOINT_KEYS: &[&str] = &[
 ///   means the in-memory store.
 /// - `${NAME}` in any string value is replaced by the environment variable `NAME`; a missing
 ///   variable is an error.
+/// - A password (a key ending in `password`, at any depth) must be a string: quote a
+///   password of digits.
 /// - Every other key, `url` included, is passed to the store.
+///
+/// `Debug` hides secrets: the values of keys naming one (`password`, `token`, `secret`, ...),
+/// and passwords in URLs. No error of this type quotes a configuration value.
 #[derive(Clone, PartialEq)]
 pub struct StoreConfig {
     /// The store type as written, if any.
@@ -31,24 +37,13 @@ pub struct StoreConfig {
 }
 
 impl fmt::Debug for StoreConfig {
+    /// Shows every key, with secrets replaced by `<redacted>`: the values of keys that name a
+    /// secret (`password`, `token`, `secret`, ...) at any depth, and passwords inside URLs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let redacted: JsonMap = self
             .keys
             .iter()
-            .map(|(key, value)| {
-                let lower = key.to_ascii_lowercase();
-                let secret = ["password", "secret", "token", "key_id", "access_key"]
-                    .iter()
-                    .any(|s| lower.contains(s));
-                let shown = match value {
-                    _ if secret => Value::String("<redacted>".to_owned()),
-                    Value::String(text) if text.contains('@') && text.contains("://") => {
-                        Value::String(redact_url(text))
-                    }
-                    other => other.clone(),
-                };
-                (key.clone(), shown)
-            })
+            .map(|(key, value)| (key.clone(), redact_value(key, value)))
             .collect();
         f.debug_struct("StoreConfig")
             .field("store_type", &self.store_type)
@@ -57,16 +52,60 @@ impl fmt::Debug for StoreConfig {
     }
 }
 
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:<redacted>@{host}")
+/// `value` of `key` as `Debug` may show it.
+fn redact_value(key: &str, value: &Value) -> Value {
+    match value {
+        Value::Null => Value::Null,
+        _ if is_secret_key(key) => Value::String("<redacted>".to_owned()),
+        Value::String(text) => Value::String(redact_url(text)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| redact_value(key, v)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), redact_value(k, v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The JSON type of a value, for errors that must not show the value itself.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Checks that every password in `map` (a key ending in `password`, at any depth) is a
+/// string: a number would otherwise be rejected by the store's deserialiser with an error
+/// quoting it.
+fn check_passwords(map: &JsonMap, path: &str) -> Result<()> {
+    map.iter().try_for_each(|(key, value)| {
+        let path = format!("{path}.{key}");
+        let lower = key.to_ascii_lowercase();
+        if (lower.ends_with("password") || lower.ends_with("passwd"))
+            && !matches!(value, Value::String(_) | Value::Null)
+        {
+            return Err(Error::config(format!(
+                "{path} must be a string, not {}: quote it in endpoints.yml",
+                type_name(value)
+            )));
         }
-        _ => url.to_owned(),
+        check_nested_passwords(value, &path)
+    })
+}
+
+fn check_nested_passwords(value: &Value, path: &str) -> Result<()> {
+    match value {
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
+            check_nested_passwords(item, &format!("{path}[{index}]"))
+        }),
+        Value::Object(map) => check_passwords(map, path),
+        _ => Ok(()),
     }
 }
 
@@ -121,13 +160,15 @@ impl StoreConfig {
             Value::Object(keys) => keys,
             other => {
                 return Err(Error::config(format!(
-                    "the tracker_store section must be a mapping, not {other}"
+                    "the tracker_store section must be a mapping, not {}",
+                    type_name(&other)
                 )));
             }
         };
         for (key, value) in keys.iter_mut() {
             expand_env(value, &format!("tracker_store.{key}"))?;
         }
+        check_passwords(&keys, "tracker_store")?;
         let legacy = keys.shift_remove("store_type");
         let modern = keys.shift_remove("type");
         let store_type = match legacy.or(modern) {
@@ -135,7 +176,8 @@ impl StoreConfig {
             Some(Value::String(name)) => Some(name),
             Some(other) => {
                 return Err(Error::config(format!(
-                    "the store type must be a string, not {other}"
+                    "the store type must be a string, not {}",
+                    type_name(&other)
                 )));
             }
         };
@@ -183,7 +225,8 @@ fn expand_string(text: &str, path: &str) -> Result<String> {
         let after = &rest[start + 2..];
         let end = after
             .find('}')
-            .ok_or_else(|| Error::config(format!("unterminated ${{...}} in {path}: {text:?}")))?;
+            // The text itself is not shown: it may hold a password.
+            .ok_or_else(|| Error::config(format!("unterminated ${{...}} in {path}")))?;
         let name = &after[..end];
         let value = std::env::var(name).map_err(|_| {
             Error::config(format!(
