@@ -71,26 +71,12 @@ if ! installed; then
     installed || die "moto $MOTO_VERSION is not importable from $VENV after installing"
 fi
 
-# moto keeps every model object it ever creates in a per-class list (`instances_tracked`, for
-# its dashboard), including the copy of a whole table it takes for every TransactWriteItems:
-# without the patch below one run of the conformance suite grows the server past 4 GB. The
-# patch stops that tracking for DynamoDB's models only; nothing else uses it.
-# TRACKER_MOTO_TRACK_INSTANCES=1 keeps moto as it is.
+# moto runs from moto_server.py beside this script, single-threaded and with two patches
+# described there (TRACKER_MOTO_TRACK_INSTANCES=1 and TRACKER_MOTO_FAST_TRANSACTIONS=0 turn
+# them off).
 say "starting moto's server (single-threaded) on $URL, log $LOG"
-TRACK="${TRACKER_MOTO_TRACK_INSTANCES:-0}" nohup "$VENV/bin/python" -c "
-import os
-from werkzeug.serving import run_simple
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication as D, MotoRequestHandler as H, create_backend_app as C
-if os.environ.get('TRACK') != '1':
-    import moto.dynamodb.models
-    from moto.core.model_instances import model_data
-    class Untracked(list):
-        def append(self, item):
-            pass
-    for model in model_data['dynamodb'].values():
-        model.instances_tracked = Untracked()
-run_simple('$HOST', $PORT, D(C), threaded=False, request_handler=H)
-" >"$LOG" 2>&1 </dev/null &
+nohup "$VENV/bin/python" "$(cd "$(dirname "$0")" && pwd)/moto_server.py" "$HOST" "$PORT" \
+    >"$LOG" 2>&1 </dev/null &
 echo $! >"$PIDFILE"
 
 for _ in $(seq 120); do
