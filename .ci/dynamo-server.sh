@@ -71,9 +71,8 @@ if ! installed; then
     installed || die "moto $MOTO_VERSION is not importable from $VENV after installing"
 fi
 
-# moto runs from moto_server.py beside this script, single-threaded and with two patches
-# described there (TRACKER_MOTO_TRACK_INSTANCES=1 and TRACKER_MOTO_FAST_TRANSACTIONS=0 turn
-# them off).
+# moto runs from moto_server.py beside this script, single-threaded and with patches
+# described there that keep it fast and small without changing what it answers.
 say "starting moto's server (single-threaded) on $URL, log $LOG"
 nohup "$VENV/bin/python" "$(cd "$(dirname "$0")" && pwd)/moto_server.py" "$HOST" "$PORT" \
     >"$LOG" 2>&1 </dev/null &
