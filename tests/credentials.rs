@@ -839,6 +839,11 @@ fn mysql_credentials_never_leak() {
                     .is_some_and(|s| s.to_string().contains("denied")),
             "the server's access-denied error: {error}"
         );
+        assert_eq!(
+            error.kind(),
+            ErrorKind::Config,
+            "retrying a wrong password does not help: {error:?}"
+        );
         let yaml = format!(
             "tracker_store:\n  type: mysql\n  url: {host}\n  port: {port}\n  db: test\n  username: root\n  password: {SECRET}\n  pool_size: 1\n"
         );

@@ -46,6 +46,20 @@ fn is_temporary_message(message: &str) -> bool {
     .any(|needle| message.contains(needle))
 }
 
+/// Messages of a server refusing a connection for good: wrong credentials or a missing
+/// database (MySQL's driver reports these as text only). Retrying does not help.
+fn is_refusal_message(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "access denied",
+        "unknown database",
+        "password authentication failed",
+        "authentication plugin",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
 /// Whether a query error goes away when the server is reachable again or a lock is released.
 fn is_temporary_query(error: &diesel::result::Error) -> bool {
     use diesel::result::Error as E;
@@ -155,6 +169,13 @@ pub(crate) fn connection_error(context: &str, error: ConnectionError) -> Error {
                 ),
             ),
         },
+        ConnectionError::BadConnection(ref message) if is_refusal_message(message) => {
+            Error::config_with(context, error)
+        }
+        ConnectionError::CouldntSetupConfiguration(diesel::result::Error::DatabaseError(
+            _,
+            ref info,
+        )) if is_refusal_message(info.message()) => Error::config_with(context, error),
         _ => Error::unavailable(context, error),
     }
 }
@@ -167,5 +188,47 @@ pub(crate) fn pool_error(context: &str, error: DeadpoolError) -> Error {
         }
         DeadpoolError::Backend(PoolError::QueryError(error)) => query_error(context, error),
         other => Error::unavailable(context, other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_config_and_outages_unavailable() {
+        let refused = connection_error(
+            "connecting",
+            ConnectionError::BadConnection(
+                "Access denied for user 'root'@'localhost' (using password: YES)".into(),
+            ),
+        );
+        assert_eq!(refused.kind(), ErrorKind::Config, "{refused}");
+        assert!(!refused.is_temporary());
+        let missing = connection_error(
+            "connecting",
+            ConnectionError::BadConnection("Unknown database 'nope'".into()),
+        );
+        assert_eq!(missing.kind(), ErrorKind::Config, "{missing}");
+        // As MySQL's driver reports a refused login.
+        let denied = connection_error(
+            "connecting",
+            ConnectionError::CouldntSetupConfiguration(diesel::result::Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(
+                    "Access denied for user 'root'@'127.0.0.1' (using password: YES)".to_owned(),
+                ),
+            )),
+        );
+        assert_eq!(denied.kind(), ErrorKind::Config, "{denied}");
+        for message in [
+            "Connection refused (os error 111)",
+            "Connection reset by peer",
+        ] {
+            let down =
+                connection_error("connecting", ConnectionError::BadConnection(message.into()));
+            assert_eq!(down.kind(), ErrorKind::Unavailable, "{down}");
+            assert!(down.is_temporary());
+        }
     }
 }
