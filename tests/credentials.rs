@@ -808,7 +808,14 @@ fn postgres_credentials_never_leak() {
             ),
             format!(
                 "tracker_store:\n  type: sql\n  url: \"{}\"\n  pool_size: 1\n",
-                with_password(&url, "postgres", SECRET).replace("/test", "/nonexistent_creds_db")
+                with_password(
+                    &format!(
+                        "{}/nonexistent_creds_db",
+                        url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base)
+                    ),
+                    "postgres",
+                    SECRET
+                )
             ),
         ] {
             let error = expect_clean_error(&yaml, build(&yaml).await);
