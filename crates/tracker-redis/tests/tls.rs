@@ -4,106 +4,26 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use common::{LocalServers, free_port};
 use tracker_core::{ErrorKind, Event, TrackerStore};
 use tracker_redis::{RedisConfig, RedisStore, tracker_core};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A P-256 key `name.key` and certificate `name.crt` signed by the CA, with `extensions`.
-fn issue(dir: &Path, name: &str, subject: &str, extensions: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), extensions).expect("write");
-    let (key, csr, crt, ext) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.crt"),
-        format!("{name}.ext"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subject,
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-out",
-            &crt,
-            "-extfile",
-            &ext,
-        ],
-    );
-}
+use tracker_testkit::certs::{ca, issue};
 
 /// A TLS-only redis-server that requires client certificates; its port.
 fn start() -> Option<(LocalServers, u16)> {
     let mut servers = LocalServers::new("redis-tls", &["redis-server", "openssl"])?;
     let dir = servers.dir.clone();
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=tracker-redis test CA",
-        ],
-    );
+    ca(&dir, "ca", "/CN=tracker-redis test CA");
     issue(
         &dir,
+        "ca",
         "server",
         "/CN=localhost",
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
     );
     issue(
         &dir,
+        "ca",
         "client",
         "/CN=tracker-redis client",
         "extendedKeyUsage=clientAuth\n",

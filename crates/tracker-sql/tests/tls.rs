@@ -6,97 +6,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
 use common::servers::{Postgres, Server};
 use tracker_sql::tracker_core::{Error, ErrorKind, Event, TrackerStore};
 use tracker_sql::{SqlConfig, SqlStore};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A self-signed CA `name.crt` / `name.key`.
-fn ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "1",
-            "-subj",
-            &format!("/CN=tracker-sql test {name}"),
-        ],
-    );
-}
-
-/// A P-256 key `name.key` and certificate `name.crt` signed by `ca`, with `extensions`.
-fn issue(dir: &Path, ca: &str, name: &str, subject: &str, extensions: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), extensions).expect("write");
-    let (key, csr, crt, ext) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.crt"),
-        format!("{name}.ext"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subject,
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-out",
-            &crt,
-            "-extfile",
-            &ext,
-        ],
-    );
-}
+use tracker_testkit::certs::{ca, issue};
 
 /// Certificates in a directory of their own, removed on drop.
 struct Pki(std::path::PathBuf);
@@ -132,8 +47,8 @@ fn start() -> Option<(Postgres, Pki)> {
         std::env::temp_dir().join(format!("tracker-sql-pki-{}", uuid::Uuid::new_v4().simple()))
     );
     std::fs::create_dir_all(&pki.0).expect("pki dir");
-    ca(&pki.0, "ca");
-    ca(&pki.0, "other-ca");
+    ca(&pki.0, "ca", "/CN=tracker-sql test ca");
+    ca(&pki.0, "other-ca", "/CN=tracker-sql test other-ca");
     issue(
         &pki.0,
         "ca",

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 #[cfg(feature = "containers")]
+pub mod certs;
 mod containers;
 
 use std::path::Path;
