@@ -13,7 +13,6 @@ use std::cell::Cell;
 use std::error::Error as StdError;
 use std::fmt::{self, Write as _};
 use std::future::Future;
-use std::net::TcpListener;
 use std::sync::{Mutex, Once};
 
 use tracing::field::{Field, Visit};
@@ -29,20 +28,12 @@ use tracker_store::mongo::{MongoConfig, MongoStore};
 use tracker_store::redis::{RedisConfig, RedisStore};
 use tracker_store::sql::{SqlConfig, SqlStore};
 use tracker_store::{Error, ErrorKind, Event, Registry, StoreConfig, TrackerStore};
+use tracker_testkit::secrets::{
+    AWS_SECRET_KEY, AWS_SESSION_TOKEN, NUMERIC, SECRET, SECRET_VAR, SPECIAL, closed_port, encode,
+    host_port, leak,
+};
 use tracker_testkit::{Service, service_url};
 
-/// A password.
-const SECRET: &str = "S3cr3t-p4ss";
-/// A password with every character that must be percent-encoded in a URL's user information.
-const SPECIAL: &str = "S3cr3t/p4ss?x#y@z:w%";
-/// A password of digits (YAML reads it as a number unless it is quoted).
-const NUMERIC: &str = "80085551234";
-/// An AWS secret access key.
-const AWS_SECRET_KEY: &str = "S3cr3tAwsK3y/p4ss+0123456789abcdefghijklm";
-/// An AWS session token.
-const AWS_SESSION_TOKEN: &str = "S3cr3tS3ss10nT0k3n/p4ss+token==";
-/// The environment variable holding [`SECRET`] in the child process of the `${...}` test.
-const SECRET_VAR: &str = "TRACKER_CREDENTIALS_SECRET";
 /// Set in that child process.
 const CHILD_VAR: &str = "TRACKER_CREDENTIALS_CHILD";
 
@@ -54,14 +45,6 @@ const DRIVER_TRACE_LEAKS: &[&str] = &["aws_smithy_runtime", "aws_sigv4"];
 
 // ---------------------------------------------------------------------------------------------
 // Checks
-
-/// The first secret marker `text` holds, if any.
-fn leak(text: &str) -> Option<&'static str> {
-    let lower = text.to_ascii_lowercase();
-    ["s3cr3t", "p4ss", NUMERIC]
-        .into_iter()
-        .find(|needle| lower.contains(needle))
-}
 
 #[track_caller]
 fn assert_clean(what: &str, text: &str) {
@@ -126,25 +109,6 @@ fn expect_clean_error<T>(what: &str, result: Result<T, Error>) -> Error {
 // ---------------------------------------------------------------------------------------------
 // URLs and ports
 
-/// `text` with every byte but the unreserved ones percent-encoded.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A port on 127.0.0.1 that nothing listens on.
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound").port()
-}
-
 /// `url` with `password` (already encoded) as the password of its user, or of `user` when
 /// the URL names none.
 fn with_password(url: &str, user: &str, password: &str) -> String {
@@ -156,15 +120,6 @@ fn with_password(url: &str, user: &str, password: &str) -> String {
         }
         None => format!("{scheme}://{user}:{password}@{rest}"),
     }
-}
-
-/// The host and port of a URL's first server.
-fn host_port(url: &str) -> (String, u16) {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let authority = rest.split(['/', '?', ',']).next().unwrap_or(rest);
-    let (host, port) = authority.rsplit_once(':').expect("a port in the URL");
-    (host.to_owned(), port.parse().expect("a numeric port"))
 }
 
 /// `url` with `extra` (`key=value&...`) added to its query.

@@ -6,54 +6,14 @@
 //! Every secret here holds `S3cr3t` or `p4ss` (looked for case-insensitively, so encoded forms
 //! count), or is the password of digits [`NUMERIC`].
 
-use std::net::TcpListener;
 use std::path::Path;
 
 use assert_cmd::Command;
+use tracker_testkit::secrets::{
+    AWS_SECRET_KEY, AWS_SESSION_TOKEN, NUMERIC, SECRET, SECRET_VAR, SPECIAL, closed_port, encode,
+    host_port, leak,
+};
 use tracker_testkit::{Service, service_url};
-
-const SECRET: &str = "S3cr3t-p4ss";
-/// A password with every character that must be percent-encoded in a URL.
-const SPECIAL: &str = "S3cr3t/p4ss?x#y@z:w%";
-const NUMERIC: &str = "80085551234";
-const AWS_SECRET_KEY: &str = "S3cr3tAwsK3y/p4ss+0123456789abcdefghijklm";
-const AWS_SESSION_TOKEN: &str = "S3cr3tS3ss10nT0k3n/p4ss+token==";
-/// The environment variable `endpoints.yml` files read the secret from.
-const SECRET_VAR: &str = "TRACKER_CREDENTIALS_SECRET";
-
-/// The first secret marker `text` holds, if any.
-fn leak(text: &str) -> Option<&'static str> {
-    let lower = text.to_ascii_lowercase();
-    ["s3cr3t", "p4ss", NUMERIC]
-        .into_iter()
-        .find(|needle| lower.contains(needle))
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound").port()
-}
-
-/// The host and port of a URL's first server.
-fn host_port(url: &str) -> (String, u16) {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let authority = rest.split(['/', '?', ',']).next().unwrap_or(rest);
-    let (host, port) = authority.rsplit_once(':').expect("a port in the URL");
-    (host.to_owned(), port.parse().expect("a numeric port"))
-}
 
 /// The URL of a test service (or `None` after the harness's loud skip), from a plain test.
 fn service(service: Service) -> Option<String> {

@@ -4,6 +4,7 @@
 #[cfg(feature = "containers")]
 pub mod certs;
 mod containers;
+pub mod secrets;
 
 use std::path::Path;
 
