@@ -101,7 +101,9 @@ for _ in $(seq 120); do
         echo "$URL"
         exit 0
     fi
-    ours_running || die "CongoDB exited during start-up"
+    # Only whether the process lives: until the forked shell has exec'd node, its command
+    # line is still this script's, so `ours_running` would call a starting server dead.
+    kill -0 "$(cat "$DIR/server.pid")" 2>/dev/null || die "CongoDB exited during start-up"
     sleep 0.25
 done
 die "CongoDB did not accept connections on $HOST:$PORT within 30 s"
