@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 pub(crate) use tracker_core::redact::redact_url;
@@ -14,6 +15,8 @@ pub const DEFAULT_POOL_SIZE: usize = 50;
 pub const DEFAULT_MAX_OVERFLOW: usize = 100;
 /// Pool size for an SQLite file: concurrent readers, one writer at a time.
 pub const SQLITE_FILE_POOL_SIZE: usize = 8;
+/// Default bound on getting a pooled connection: SQLAlchemy's `pool_timeout` default.
+pub const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The SQL database kinds this store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +112,12 @@ pub struct SqlConfig {
     /// Most pooled connections. Default: `SQL_POOL_SIZE` + `SQL_MAX_OVERFLOW` from the
     /// environment (50 + 100) on PostgreSQL and MySQL, 8 for an SQLite file, 1 in memory.
     pub pool_size: Option<usize>,
+    /// The longest wait for a pooled connection, for opening a new one and for checking an
+    /// idle one before reuse (default 30 s, SQLAlchemy's `pool_timeout`). In YAML: seconds, a
+    /// whole or fractional number. A caller waits no longer when every connection is busy or
+    /// the server does not answer; the error is a temporary [`Error::Unavailable`].
+    #[serde(deserialize_with = "seconds")]
+    pub pool_timeout: Duration,
     /// Run pending schema migrations when connecting (default `true`, as Rasa creates its
     /// table at start-up).
     pub migrate: bool,
@@ -126,6 +135,7 @@ impl Default for SqlConfig {
             login_db: None,
             query: BTreeMap::new(),
             pool_size: None,
+            pool_timeout: DEFAULT_POOL_TIMEOUT,
             migrate: true,
         }
     }
@@ -153,8 +163,21 @@ impl fmt::Debug for SqlConfig {
                     .collect::<BTreeMap<_, _>>(),
             )
             .field("pool_size", &self.pool_size)
+            .field("pool_timeout", &self.pool_timeout)
             .field("migrate", &self.migrate)
             .finish()
+    }
+}
+
+/// A positive, finite number of seconds.
+fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Duration, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if value.is_finite() && value > 0.0 {
+        Duration::try_from_secs_f64(value).map_err(serde::de::Error::custom)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{value} is not a positive number of seconds"
+        )))
     }
 }
 
@@ -189,6 +212,7 @@ pub(crate) struct Target {
     /// PostgreSQL: the URL of `login_db` and the name of the database to create.
     pub(crate) login: Option<(String, String)>,
     pub(crate) pool_size: usize,
+    pub(crate) pool_timeout: Duration,
     /// The URL without credentials, for logs and `Debug`.
     pub(crate) display: String,
 }
@@ -253,6 +277,7 @@ impl SqlConfig {
             url,
             login,
             pool_size,
+            pool_timeout: self.pool_timeout,
             // Also hides secrets given in `query` (`password`, `sslpassword`).
             display: redact_url(&display),
         })
@@ -436,6 +461,18 @@ mod tests {
         assert_eq!(target.pool_size, SQLITE_FILE_POOL_SIZE);
         let memory = SqlConfig::sqlite(":memory:").target().expect("target");
         assert_eq!(memory.pool_size, 1);
+        assert_eq!(target.pool_timeout, DEFAULT_POOL_TIMEOUT);
+    }
+
+    #[test]
+    fn pool_timeout_in_seconds() {
+        let whole = config(serde_json::json!({"pool_timeout": 5}));
+        assert_eq!(whole.pool_timeout, Duration::from_secs(5));
+        let fraction = config(serde_json::json!({"pool_timeout": 0.25}));
+        assert_eq!(
+            fraction.target().expect("target").pool_timeout,
+            Duration::from_millis(250)
+        );
     }
 
     #[test]
@@ -512,6 +549,16 @@ mod tests {
     fn bad_values_are_config_errors() {
         assert!(serde_json::from_value::<SqlConfig>(serde_json::json!({"port": "x"})).is_err());
         assert!(serde_json::from_value::<SqlConfig>(serde_json::json!({"port": 70000})).is_err());
+        for timeout in [
+            serde_json::json!(0),
+            serde_json::json!(-1),
+            serde_json::json!("soon"),
+        ] {
+            assert!(
+                serde_json::from_value::<SqlConfig>(serde_json::json!({"pool_timeout": timeout}))
+                    .is_err()
+            );
+        }
         let zero = SqlConfig {
             pool_size: Some(0),
             ..SqlConfig::default()

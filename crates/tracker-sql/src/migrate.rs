@@ -7,7 +7,7 @@ use diesel::migration::MigrationVersion;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use tracker_core::{BoxError, Error, Result};
 
-use crate::error::{pool_error, query_error};
+use crate::error::query_error;
 
 #[cfg(feature = "postgres")]
 const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -60,10 +60,7 @@ where
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! migrate_locked {
     ($pool:expr, $migrations:expr, $lock:expr, $unlock:expr) => {{
-        let object = $pool
-            .get()
-            .await
-            .map_err(|e| pool_error("running schema migrations", e))?;
+        let object = crate::store::acquire($pool, "running schema migrations").await?;
         let connection = deadpool::managed::Object::take(object);
         run_blocking(connection, |conn| {
             conn.batch_execute(&$lock)
@@ -116,10 +113,7 @@ pub(crate) async fn sqlite(pool: &crate::store::SqlitePool) -> Result<Vec<String
             Self::Query(error)
         }
     }
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| pool_error("running schema migrations", e))?;
+    let mut conn = crate::store::acquire(pool, "running schema migrations").await?;
     let outcome = conn
         .spawn_blocking(|conn: &mut diesel::SqliteConnection| {
             Ok(conn.immediate_transaction::<_, Failure, _>(|conn| {
@@ -176,11 +170,26 @@ async fn database_count(
     Ok(found.n)
 }
 
-/// Connects to `login_url` and creates `database` unless it exists (Rasa's `login_db`).
+/// Connects to `login_url` and creates `database` unless it exists (Rasa's `login_db`),
+/// giving up after `timeout`.
 #[cfg(feature = "postgres")]
-pub(crate) async fn ensure_postgres_database(login_url: &str, database: &str) -> Result<()> {
-    use diesel_async::SimpleAsyncConnection;
+pub(crate) async fn ensure_postgres_database(
+    login_url: &str,
+    database: &str,
+    timeout: std::time::Duration,
+) -> Result<()> {
     let context = "connecting to `login_db`";
+    tokio::time::timeout(
+        timeout,
+        create_postgres_database(login_url, database, context),
+    )
+    .await
+    .map_err(|elapsed| Error::unavailable(context, elapsed))?
+}
+
+#[cfg(feature = "postgres")]
+async fn create_postgres_database(login_url: &str, database: &str, context: &str) -> Result<()> {
+    use diesel_async::SimpleAsyncConnection;
     let mut conn = crate::tls::PgConnector::from_url(login_url)?
         .connect()
         .await
@@ -219,10 +228,7 @@ pub(crate) async fn check_postgres_schema(pool: &crate::store::PgPool) -> Result
     if schema.is_empty() {
         return Ok(());
     }
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| pool_error("checking POSTGRESQL_SCHEMA", e))?;
+    let mut conn = crate::store::acquire(pool, "checking POSTGRESQL_SCHEMA").await?;
     let found: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name = $1",
     )

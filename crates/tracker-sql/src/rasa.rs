@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use tracker_core::event::deserialise_events;
 use tracker_core::{Error, Event, Result};
 
-use crate::error::{pool_error, query_error};
+use crate::error::query_error;
 use crate::store::{Pool, SqlStore, with_connection};
 
 mod rasa_schema {

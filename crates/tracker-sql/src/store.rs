@@ -160,14 +160,43 @@ impl From<diesel::result::Error> for TxError {
     }
 }
 
-/// Builds a deadpool of `max_size` connections from a manager.
+/// Builds a deadpool of `max_size` connections from a manager, every wait bounded by
+/// `timeout`: for a free connection, for a new one, and for checking an idle one.
 macro_rules! build_pool {
-    ($manager:expr, $size:expr) => {
+    ($manager:expr, $target:expr) => {
         DeadPool::builder($manager)
-            .max_size($size)
+            .max_size($target.pool_size)
+            .wait_timeout(Some($target.pool_timeout))
+            .create_timeout(Some($target.pool_timeout))
+            .recycle_timeout(Some($target.pool_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| Error::config_with("building the connection pool", e))?
     };
+}
+
+/// Takes a connection from `pool`. The whole wait, however many idle connections fail their
+/// check on the way, is bounded by the pool's wait timeout ([`SqlConfig::pool_timeout`] for
+/// pools this crate builds): past it, the error is a temporary [`Error::Unavailable`].
+pub(crate) async fn acquire<M>(
+    pool: &deadpool::managed::Pool<M>,
+    context: &str,
+) -> Result<deadpool::managed::Object<M>>
+where
+    M: deadpool::managed::Manager<Error = diesel_async::pooled_connection::PoolError>,
+{
+    let connection = match pool.timeouts().wait {
+        Some(bound) => tokio::time::timeout(bound, pool.get())
+            .await
+            .map_err(|elapsed| {
+                Error::unavailable(
+                    format!("{context}: no connection within {bound:?}"),
+                    elapsed,
+                )
+            })?,
+        None => pool.get().await,
+    };
+    connection.map_err(|e| pool_error(context, e))
 }
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever dialect the store
@@ -177,17 +206,17 @@ macro_rules! with_connection {
         match &$store.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let mut $conn = pool.get().await.map_err(|e| pool_error($context, e))?;
+                let mut $conn = crate::store::acquire(pool, $context).await?;
                 $body
             }
             #[cfg(feature = "mysql")]
             Pool::Mysql(pool) => {
-                let mut $conn = pool.get().await.map_err(|e| pool_error($context, e))?;
+                let mut $conn = crate::store::acquire(pool, $context).await?;
                 $body
             }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
-                let mut $conn = pool.get().await.map_err(|e| pool_error($context, e))?;
+                let mut $conn = crate::store::acquire(pool, $context).await?;
                 $body
             }
         }
@@ -270,7 +299,8 @@ impl SqlStore {
         let store = Self::build(&target)?;
         if let Some((login_url, database)) = &target.login {
             #[cfg(feature = "postgres")]
-            crate::migrate::ensure_postgres_database(login_url, database).await?;
+            crate::migrate::ensure_postgres_database(login_url, database, target.pool_timeout)
+                .await?;
             #[cfg(not(feature = "postgres"))]
             let _ = (login_url, database);
         }
@@ -296,13 +326,13 @@ impl SqlStore {
                     &target.url,
                     manager_config,
                 );
-                Pool::Postgres(build_pool!(manager, target.pool_size))
+                Pool::Postgres(build_pool!(manager, target))
             }
             #[cfg(feature = "mysql")]
             Dialect::Mysql => {
                 let manager =
                     AsyncDieselConnectionManager::<AsyncMysqlConnection>::new(&target.url);
-                Pool::Mysql(build_pool!(manager, target.pool_size))
+                Pool::Mysql(build_pool!(manager, target))
             }
             #[cfg(feature = "sqlite")]
             Dialect::Sqlite => {
@@ -312,7 +342,7 @@ impl SqlStore {
                     &target.url,
                     manager_config,
                 );
-                Pool::Sqlite(build_pool!(manager, target.pool_size))
+                Pool::Sqlite(build_pool!(manager, target))
             }
             #[allow(unreachable_patterns)]
             other => {
@@ -418,7 +448,7 @@ impl SqlStore {
         let Pool::Postgres(pool) = &self.pool else {
             return Err(Error::unsupported(self.dialect.name(), "EXPLAIN"));
         };
-        let mut conn = pool.get().await.map_err(|e| pool_error("explain", e))?;
+        let mut conn = acquire(pool, "explain").await?;
         crate::explain::Explain(events_query!(sender_id, scope))
             .load::<String>(&mut *conn)
             .await
@@ -472,26 +502,17 @@ impl Store for SqlStore {
         let outcome = match &self.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let mut conn = pool
-                    .get()
-                    .await
-                    .map_err(|e| pool_error("appending events", e))?;
+                let mut conn = acquire(pool, "appending events").await?;
                 append_in_transaction!(conn, append, &rows)
             }
             #[cfg(feature = "mysql")]
             Pool::Mysql(pool) => {
-                let mut conn = pool
-                    .get()
-                    .await
-                    .map_err(|e| pool_error("appending events", e))?;
+                let mut conn = acquire(pool, "appending events").await?;
                 append_in_transaction!(conn, append, &rows)
             }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
-                let mut conn = pool
-                    .get()
-                    .await
-                    .map_err(|e| pool_error("appending events", e))?;
+                let mut conn = acquire(pool, "appending events").await?;
                 crate::sqlite::append(&mut conn, append.expected_version(), rows).await
             }
         };

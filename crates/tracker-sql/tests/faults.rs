@@ -6,6 +6,10 @@
 //! all and never twice, versions must have no gaps, and every error must be a temporary
 //! `Unavailable` (or a `Conflict`, which a writer resolves by re-reading).
 //!
+//! A frozen server (SIGSTOP: connections stay open, nothing answers): connecting and every
+//! call that needs a connection give up after `pool_timeout` with a temporary `Unavailable`,
+//! and the same store works again once the server goes on.
+//!
 //! Skipped (a failure under `CI`) when the server programs are missing.
 
 mod common;
@@ -481,4 +485,109 @@ async fn mariadb_crash_under_concurrent_writers() {
         return;
     };
     crash_under_writers(server).await;
+}
+
+/// How long the frozen-server tests let the pool wait.
+const POOL_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Connections in the frozen-server tests' pool.
+const POOL_SIZE: usize = 8;
+/// Longest a call may take against a frozen server before it counts as a hang: the pool
+/// timeout and scheduling slack on a loaded machine.
+const FROZEN_BOUND: Duration = Duration::from_secs(10);
+
+/// Runs `call`, failing the test if it takes longer than `FROZEN_BOUND`; returns its result
+/// and how long it took.
+async fn bounded<T>(what: &str, call: impl Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let result = tokio::time::timeout(FROZEN_BOUND, call)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for {FROZEN_BOUND:?} against a frozen server"));
+    (result, started.elapsed())
+}
+
+fn assert_timed_out(what: &str, error: &Error, took: Duration) {
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{what}: {error}");
+    assert!(error.is_temporary(), "{what}: {error}");
+    assert!(
+        took >= POOL_TIMEOUT,
+        "{what} gave up after {took:?}, before the pool timeout: {error}"
+    );
+}
+
+async fn frozen_server(mut server: impl Server + 'static) {
+    server.start();
+    let config = SqlConfig {
+        pool_size: Some(POOL_SIZE),
+        pool_timeout: POOL_TIMEOUT,
+        ..SqlConfig::from_url(server.url())
+    };
+    let sql = SqlStore::connect(&config).await.expect("connect");
+    let store = TrackerStore::new(sql.clone());
+    let name = format!("frozen-{}", uuid::Uuid::new_v4().simple());
+    let sender = SenderId::new(&name).expect("sender id");
+    let event = |text: &str| Event::bot(text).at(1_700_000_000.0);
+    store
+        .append(&name, 0, &[event("before")])
+        .await
+        .expect("append before the freeze");
+    // Fill the pool with idle connections: each would fail its check only after the pool
+    // timeout, so without one bound on the whole wait, a call would take POOL_SIZE times it.
+    let reads = (0..POOL_SIZE).map(|_| sql.read(&sender, ReadScope::All));
+    for read in futures::future::join_all(reads).await {
+        read.expect("read before the freeze");
+    }
+
+    server.freeze();
+    // A new store: the server accepts the connection and never answers.
+    let (connect, took) = bounded("connecting", SqlStore::connect(&config)).await;
+    let error = connect.expect_err("connecting to a frozen server");
+    assert_timed_out("connecting", &error, took);
+    // The existing store: its idle connections fail their check, new ones cannot be opened.
+    let (read, took) = bounded("reading", sql.read(&sender, ReadScope::All)).await;
+    assert_timed_out(
+        "reading",
+        &read.expect_err("reading from a frozen server"),
+        took,
+    );
+    let (append, took) = bounded("appending", store.append(&name, 1, &[event("frozen")])).await;
+    assert_timed_out(
+        "appending",
+        &append.expect_err("appending to a frozen server"),
+        took,
+    );
+    server.thaw();
+
+    // The same store object, once the server goes on.
+    let (append, _) = bounded("appending after the thaw", async {
+        loop {
+            match store.append(&name, 1, &[event("after")]).await {
+                Err(error) if error.is_temporary() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(append.expect("append after the thaw"), 2);
+    assert_eq!(
+        stored(&sql, &name).await,
+        [(1, "before".to_owned()), (2, "after".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_frozen_server_times_out() {
+    let Some(server) = Postgres::init("postgres-frozen") else {
+        return;
+    };
+    frozen_server(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_frozen_server_times_out() {
+    let Some(server) = Mariadb::init("mariadb-frozen") else {
+        return;
+    };
+    frozen_server(server).await;
 }

@@ -14,6 +14,7 @@ pub(crate) const SQL_KEYS: &[&str] = &[
     "login_db",
     "query",
     "pool_size",
+    "pool_timeout",
     "migrate",
 ];
 

@@ -136,6 +136,12 @@ fn group_alive(group: u32) -> bool {
 /// Sends SIGKILL to the process group led by `child` and waits until none of it is left.
 fn kill_group(child: &mut Child) {
     let group = child.id();
+    // A stopped process dies of SIGKILL too, but its group is resumed for good measure.
+    let _ = Command::new("kill")
+        .args(["-CONT", "--", &format!("-{group}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{group}")])
         .stdout(Stdio::null())
@@ -146,6 +152,54 @@ fn kill_group(child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while group_alive(group) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The parent of each live process.
+fn parents() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...; comm may contain spaces and parentheses.
+            let (_, after) = stat.rsplit_once(')')?;
+            let ppid = after.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `child` and every process it started. PostgreSQL's
+/// backends lead process groups of their own, so signalling the group is not enough.
+fn signal_tree(child: Option<&Child>, signal: &str) {
+    let root = child.expect("the server is running").id();
+    let mut tree = vec![root];
+    let mut index = 0;
+    // The root first, so a stopped postmaster starts no backend that would be missed.
+    let send = |pid: u32| {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run kill")
+    };
+    assert!(send(root).success(), "kill -{signal} {root} failed");
+    let parents = parents();
+    while index < tree.len() {
+        let parent = tree[index];
+        for &(pid, ppid) in &parents {
+            if ppid == parent && !tree.contains(&pid) {
+                tree.push(pid);
+                // A backend may have exited meanwhile.
+                let _ = send(pid);
+            }
+        }
+        index += 1;
     }
 }
 
@@ -185,6 +239,11 @@ pub trait Server: Send {
     fn start(&mut self);
     /// Kills the server and its workers with SIGKILL, as a crash would.
     fn kill(&mut self);
+    /// Stops the server and every process it started with SIGSTOP: connections stay open,
+    /// nothing answers.
+    fn freeze(&self);
+    /// Lets a frozen server go on (SIGCONT).
+    fn thaw(&self);
     /// A URL for a store.
     fn url(&self) -> String;
     /// The server's name for messages.
@@ -348,6 +407,14 @@ impl Server for Postgres {
         }
     }
 
+    fn freeze(&self) {
+        signal_tree(self.child.as_ref(), "STOP");
+    }
+
+    fn thaw(&self) {
+        signal_tree(self.child.as_ref(), "CONT");
+    }
+
     fn url(&self) -> String {
         self.url_for("postgres", "")
     }
@@ -409,7 +476,14 @@ impl Mariadb {
             server,
             child: None,
         };
+        // Two installs at once sometimes fail ("Installation of system tables failed"), so
+        // the tests of one binary take turns.
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = INSTALL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         run(command, "mariadb-install-db");
+        drop(turn);
         Some(mariadb)
     }
 }
@@ -458,6 +532,14 @@ impl Server for Mariadb {
         if let Some(mut child) = self.child.take() {
             kill_group(&mut child);
         }
+    }
+
+    fn freeze(&self) {
+        signal_tree(self.child.as_ref(), "STOP");
+    }
+
+    fn thaw(&self) {
+        signal_tree(self.child.as_ref(), "CONT");
     }
 
     fn url(&self) -> String {
