@@ -192,6 +192,29 @@ impl UnknownEvent {
     pub fn raw(&self) -> &JsonMap {
         &self.raw
     }
+
+    /// The event as read, with the timestamp and metadata given instead where they differ
+    /// from what was read (set with [`Event::at`], [`Event::with_metadata`], or added by the
+    /// tracker): everything else stays verbatim.
+    fn with_changes(&self, timestamp: f64, metadata: &JsonMap) -> JsonMap {
+        let mut map = self.raw.clone();
+        let read = Event::known_timestamp(&self.raw)
+            .ok()
+            .flatten()
+            .unwrap_or(0.0);
+        if timestamp.to_bits() != read.to_bits() {
+            let value = Number::from_f64(timestamp).map_or(Value::Null, Value::Number);
+            map.insert("timestamp".into(), value);
+        }
+        let read = match self.raw.get("metadata") {
+            Some(Value::Object(read)) => read,
+            _ => &JsonMap::new(),
+        };
+        if metadata != read {
+            map.insert("metadata".into(), Value::Object(metadata.clone()));
+        }
+        map
+    }
 }
 
 /// A user message (`user` event).
@@ -326,6 +349,7 @@ impl Event {
     #[must_use]
     pub fn at(mut self, timestamp: f64) -> Self {
         self.timestamp = timestamp;
+        self.sync_unknown();
         self
     }
 
@@ -333,7 +357,16 @@ impl Event {
     #[must_use]
     pub fn with_metadata(mut self, metadata: JsonMap) -> Self {
         self.metadata = metadata;
+        self.sync_unknown();
         self
+    }
+
+    /// For an event of an unknown type, writes a changed timestamp or metadata into the
+    /// object kept verbatim, so that it equals the event read back from its JSON.
+    pub(crate) fn sync_unknown(&mut self) {
+        if let EventKind::Unknown(unknown) = &mut self.kind {
+            unknown.raw = unknown.with_changes(self.timestamp, &self.metadata);
+        }
     }
 
     /// `action`: the action `name` ran.
@@ -459,7 +492,7 @@ impl Event {
 
     fn to_map(&self) -> JsonMap {
         if let EventKind::Unknown(unknown) = &self.kind {
-            return unknown.raw.clone();
+            return unknown.with_changes(self.timestamp, &self.metadata);
         }
         let mut map = JsonMap::new();
         map.insert("event".into(), Value::String(self.type_name().to_owned()));
@@ -770,9 +803,17 @@ impl Fields<'_> {
 /// Parses a list of event objects as Rasa's `deserialise_events` does: objects without an
 /// `event` key and legacy `topic` events are skipped (Rasa drops them too); unknown tags are
 /// kept as [`EventKind::Unknown`] rather than failing the whole list.
+///
+/// # Errors
+/// An item that is not an object (Rasa fails on it too), or an event that does not parse.
 pub fn deserialise_events(values: &[Value]) -> Result<Vec<Event>, InvalidEvent> {
     let mut events = Vec::with_capacity(values.len());
-    for value in values {
+    for (index, value) in values.iter().enumerate() {
+        if !value.is_object() {
+            return Err(InvalidEvent::new(format!(
+                "item {index} of the event list is not an object"
+            )));
+        }
         match value.get("event") {
             None => {
                 tracing::debug!("skipping an event object without an `event` key");
@@ -813,6 +854,34 @@ mod tests {
         assert_eq!(
             event.to_rasa_json(),
             r#"{"timestamp": 5, "event": "from_the_future", "x": [1, 2.5, {"y": null}]}"#
+        );
+    }
+
+    #[test]
+    fn unknown_events_take_a_new_timestamp_and_metadata() {
+        let text = r#"{"timestamp": 5, "event": "from_the_future", "metadata": {"a": 1}}"#;
+        let event = Event::from_json(text).expect("kept");
+        let moved = event.clone().at(7.5);
+        assert_eq!(
+            moved.to_rasa_json(),
+            r#"{"timestamp": 7.5, "event": "from_the_future", "metadata": {"a": 1}}"#
+        );
+        assert_eq!(
+            Event::from_json(&moved.to_rasa_json()).expect("read"),
+            moved
+        );
+        let mut metadata = event.metadata.clone();
+        metadata.insert("model_id".into(), json!("m1"));
+        let stamped = event.with_metadata(metadata);
+        assert_eq!(
+            stamped.to_rasa_json(),
+            r#"{"timestamp": 5, "event": "from_the_future", "metadata": {"a": 1, "model_id": "m1"}}"#
+        );
+        let bare = Event::from_json(r#"{"event": "from_the_future"}"#).expect("kept");
+        assert_eq!(bare.to_rasa_json(), r#"{"event": "from_the_future"}"#);
+        assert_eq!(
+            bare.at(1.0).to_rasa_json(),
+            r#"{"event": "from_the_future", "timestamp": 1.0}"#
         );
     }
 

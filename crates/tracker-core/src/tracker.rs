@@ -182,6 +182,7 @@ impl Tracker {
                     .insert(key.to_owned(), Value::String(id.clone()));
             }
         }
+        event.sync_unknown();
         self.events.push(event);
         self.apply(self.events.len() - 1);
     }
@@ -520,14 +521,17 @@ impl Tracker {
     }
 
     /// A new tracker holding the events up to the first one later than `timestamp` (Rasa's
-    /// `travel_back_in_time`: replay stops at the first later event).
+    /// `travel_back_in_time`: replay stops at the first event not at or before it, so a NaN
+    /// `timestamp` keeps no event).
     pub fn travel_back_in_time(&self, timestamp: f64) -> Tracker {
         let mut tracker = self.empty_copy();
         for event in &self.events {
-            if event.timestamp > timestamp {
-                break;
+            match event.timestamp.partial_cmp(&timestamp) {
+                Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal) => {
+                    tracker.update(event.clone());
+                }
+                _ => break,
             }
-            tracker.update(event.clone());
         }
         tracker
     }
@@ -838,6 +842,8 @@ mod tests {
         let tracker = Tracker::from_events("t", events, &Domain::empty());
         assert_eq!(tracker.travel_back_in_time(2.5).events().len(), 1);
         assert_eq!(tracker.travel_back_in_time(3.0).events().len(), 3);
+        assert_eq!(tracker.travel_back_in_time(f64::NAN).events().len(), 0);
+        assert_eq!(tracker.travel_back_in_time(f64::INFINITY).events().len(), 3);
     }
 
     #[test]
@@ -852,6 +858,12 @@ mod tests {
         assert_eq!(tracker.events()[0].metadata["model_id"], "m1");
         assert_eq!(tracker.events()[0].metadata["assistant_id"], "bot");
         assert_eq!(tracker.events()[1].metadata["model_id"], "mine");
+        tracker.update(ev(json!({"event": "from_the_future", "timestamp": 3.0})));
+        let unknown = tracker.events()[2].to_value();
+        assert_eq!(
+            unknown["metadata"],
+            json!({"model_id": "m1", "assistant_id": "bot"})
+        );
     }
 
     #[test]

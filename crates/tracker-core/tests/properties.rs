@@ -825,6 +825,10 @@ proptest! {
         ])
         .expect("a list");
         prop_assert_eq!(listed, vec![event.clone()], "legacy topics and untagged objects are skipped");
+        for item in [Value::Null, serde_json::json!("event"), serde_json::json!([event.to_value()])] {
+            let error = deserialise_events(&[event.to_value(), item]).expect_err("not an object");
+            prop_assert!(error.message().contains("item 1"), "{}", error.message());
+        }
 
         let legacy = Event::from_value(serde_json::json!({"event": "form", "timestamp": 3.5, "name": loop_name}))
             .expect("read");
