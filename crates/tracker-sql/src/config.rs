@@ -109,6 +109,10 @@ pub struct SqlConfig {
     pub login_db: Option<String>,
     /// Parameters appended to the connection URL (e.g. `sslmode`).
     pub query: BTreeMap<String, String>,
+    /// PostgreSQL: the schema that holds the store's table, made the connection's
+    /// `search_path`; it must exist. Default: the `POSTGRESQL_SCHEMA` environment variable,
+    /// as in Rasa, else the server's default search path.
+    pub schema: Option<String>,
     /// Most pooled connections. Default: `SQL_POOL_SIZE` + `SQL_MAX_OVERFLOW` from the
     /// environment (50 + 100) on PostgreSQL and MySQL, 8 for an SQLite file, 1 in memory.
     pub pool_size: Option<usize>,
@@ -134,6 +138,7 @@ impl Default for SqlConfig {
             password: None,
             login_db: None,
             query: BTreeMap::new(),
+            schema: None,
             pool_size: None,
             pool_timeout: DEFAULT_POOL_TIMEOUT,
             migrate: true,
@@ -162,6 +167,7 @@ impl fmt::Debug for SqlConfig {
                     })
                     .collect::<BTreeMap<_, _>>(),
             )
+            .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("pool_timeout", &self.pool_timeout)
             .field("migrate", &self.migrate)
@@ -211,6 +217,8 @@ pub(crate) struct Target {
     pub(crate) url: String,
     /// PostgreSQL: the URL of `login_db` and the name of the database to create.
     pub(crate) login: Option<(String, String)>,
+    /// PostgreSQL: the schema the URL puts first on the search path.
+    pub(crate) schema: Option<String>,
     pub(crate) pool_size: usize,
     pub(crate) pool_timeout: Duration,
     /// The URL without credentials, for logs and `Debug`.
@@ -241,19 +249,44 @@ impl SqlConfig {
     }
 
     pub(crate) fn target(&self) -> Result<Target> {
+        self.target_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// [`SqlConfig::target`] with the environment read through `env`.
+    fn target_with_env(&self, env: impl Fn(&str) -> Option<String>) -> Result<Target> {
+        let dialect = match self.url.as_deref() {
+            Some(url) if url.contains("://") => {
+                Dialect::parse(url.split_once("://").map_or("", |(scheme, _)| scheme))?
+            }
+            _ => Dialect::parse(&self.dialect)?,
+        };
+        let schema = match (&self.schema, dialect) {
+            (Some(schema), Dialect::Postgres) => Some(schema.clone()),
+            (Some(_), _) => {
+                return Err(Error::config(format!(
+                    "`schema` is for PostgreSQL, not {dialect}"
+                )));
+            }
+            // Rasa reads the variable for PostgreSQL only.
+            (None, Dialect::Postgres) => env("POSTGRESQL_SCHEMA"),
+            (None, _) => None,
+        }
+        .filter(|schema| !schema.is_empty());
         let (dialect, url, login, display) = match self.url.as_deref() {
             Some(url) if url.contains("://") => {
-                let (dialect, url) = normalise_full_url(url)?;
+                let (dialect, mut url) = normalise_full_url(url)?;
                 if self.login_db.is_some() {
                     tracing::warn!("`login_db` is ignored when `url` is a full URL");
+                }
+                if let Some(schema) = &schema {
+                    url.push(if url.contains('?') { '&' } else { '?' });
+                    url.push_str("options=");
+                    url.push_str(&percent_encode(&search_path_option(schema)));
                 }
                 let display = redact_url(&url);
                 (dialect, url, None, display)
             }
-            host => {
-                let dialect = Dialect::parse(&self.dialect)?;
-                self.component_url(dialect, host)?
-            }
+            host => self.component_url(dialect, host, schema.as_deref())?,
         };
         let pool_size = match (self.pool_size, dialect) {
             (Some(0), _) => return Err(Error::config("`pool_size` must be at least 1")),
@@ -276,6 +309,7 @@ impl SqlConfig {
             dialect,
             url,
             login,
+            schema,
             pool_size,
             pool_timeout: self.pool_timeout,
             // Also hides secrets given in `query` (`password`, `sslpassword`).
@@ -288,6 +322,7 @@ impl SqlConfig {
         &self,
         dialect: Dialect,
         host: Option<&str>,
+        schema: Option<&str>,
     ) -> Result<(Dialect, String, Option<(String, String)>, String)> {
         if dialect == Dialect::Sqlite {
             let path = if self.db.is_empty() {
@@ -340,11 +375,8 @@ impl SqlConfig {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            if dialect == Dialect::Postgres
-                && let Ok(schema) = std::env::var("POSTGRESQL_SCHEMA")
-                && !schema.is_empty()
-            {
-                query.push(("options".to_owned(), format!("-csearch_path={schema}")));
+            if let Some(schema) = schema {
+                query.push(("options".to_owned(), search_path_option(schema)));
             }
             for (index, (key, value)) in query.iter().enumerate() {
                 url.push(if index == 0 { '?' } else { '&' });
@@ -426,6 +458,15 @@ fn normalise_full_url(url: &str) -> Result<(Dialect, String)> {
             (dialect, path.to_owned())
         }
     })
+}
+
+/// PostgreSQL's `options` startup parameter that puts `schema` alone on the search path,
+/// taken literally: quoted as an identifier (so its case is kept), with the spaces and
+/// backslashes the server's option parser would split on escaped.
+fn search_path_option(schema: &str) -> String {
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    let escaped = quoted.replace('\\', "\\\\").replace(' ', "\\ ");
+    format!("-csearch_path={escaped}")
 }
 
 fn percent_encode(text: &str) -> String {
@@ -533,6 +574,40 @@ mod tests {
         assert_eq!(sqlite.url, "/var/lib/rasa.db");
         let relative = config_port(serde_json::json!({"url": "sqlite:///rasa.db"}));
         assert_eq!(relative.url, "rasa.db");
+    }
+
+    #[test]
+    fn schema_from_the_config_or_the_environment() {
+        let env = |name: &str| (name == "POSTGRESQL_SCHEMA").then(|| "from env".to_owned());
+        let no_env = |_: &str| None;
+        let parts = config(serde_json::json!({"dialect": "postgresql", "db": "rasa"}));
+        let target = parts.target_with_env(env).expect("target");
+        assert_eq!(target.schema.as_deref(), Some("from env"));
+        assert_eq!(
+            target.url,
+            "postgres://localhost/rasa?options=-csearch_path%3D%22from%5C%20env%22"
+        );
+        let full = config(serde_json::json!({"url": "postgresql://u@h/d?sslmode=disable"}));
+        assert_eq!(
+            full.target_with_env(env).expect("target").url,
+            "postgres://u@h/d?sslmode=disable&options=-csearch_path%3D%22from%5C%20env%22"
+        );
+        let own = config(serde_json::json!({"url": "postgresql://h/d", "schema": "Bots\"1"}));
+        let target = own.target_with_env(env).expect("target");
+        assert_eq!(target.schema.as_deref(), Some("Bots\"1"));
+        assert_eq!(
+            target.url,
+            "postgres://h/d?options=-csearch_path%3D%22Bots%22%221%22"
+        );
+        assert_eq!(parts.target_with_env(no_env).expect("target").schema, None);
+        // Rasa reads the variable for PostgreSQL only; an explicit `schema` elsewhere is wrong.
+        let mysql = config(serde_json::json!({"dialect": "mysql", "db": "rasa"}));
+        assert_eq!(mysql.target_with_env(env).expect("target").schema, None);
+        let mysql = config(serde_json::json!({"url": "mysql://h/d", "schema": "s"}));
+        assert_eq!(
+            mysql.target_with_env(env).expect_err("schema").kind(),
+            tracker_core::ErrorKind::Config
+        );
     }
 
     #[test]

@@ -217,28 +217,23 @@ async fn create_postgres_database(login_url: &str, database: &str, context: &str
     Ok(())
 }
 
-/// With `POSTGRESQL_SCHEMA` set, checks once that the schema exists (Rasa checks on every
+/// Checks once that `schema` (`schema` or `POSTGRESQL_SCHEMA`) exists (Rasa checks on every
 /// operation and exits the process).
 #[cfg(feature = "postgres")]
-pub(crate) async fn check_postgres_schema(pool: &crate::store::PgPool) -> Result<()> {
+pub(crate) async fn check_postgres_schema(pool: &crate::store::PgPool, schema: &str) -> Result<()> {
     use diesel_async::RunQueryDsl;
-    let Ok(schema) = std::env::var("POSTGRESQL_SCHEMA") else {
-        return Ok(());
-    };
-    if schema.is_empty() {
-        return Ok(());
-    }
-    let mut conn = crate::store::acquire(pool, "checking POSTGRESQL_SCHEMA").await?;
+    let context = "checking the PostgreSQL schema";
+    let mut conn = crate::store::acquire(pool, context).await?;
     let found: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name = $1",
     )
-    .bind::<diesel::sql_types::Text, _>(&schema)
+    .bind::<diesel::sql_types::Text, _>(schema)
     .get_result(&mut *conn)
     .await
-    .map_err(|e| query_error("checking POSTGRESQL_SCHEMA", e))?;
+    .map_err(|e| query_error(context, e))?;
     if found.n == 0 {
         return Err(Error::config(format!(
-            "POSTGRESQL_SCHEMA={schema:?}, but the database has no such schema"
+            "the PostgreSQL schema {schema:?} (`schema` or POSTGRESQL_SCHEMA) does not exist"
         )));
     }
     Ok(())

@@ -305,6 +305,10 @@ impl SqlStore {
             let _ = (login_url, database);
         }
         store.check_connection().await?;
+        #[cfg(feature = "postgres")]
+        if let (Pool::Postgres(pool), Some(schema)) = (&store.pool, &target.schema) {
+            crate::migrate::check_postgres_schema(pool, schema).await?;
+        }
         if config.migrate {
             store.migrate().await?;
         }
@@ -402,10 +406,6 @@ impl SqlStore {
                 .await
                 .map_err(|e| query_error("connecting to the database", e))?;
         });
-        #[cfg(feature = "postgres")]
-        if let Pool::Postgres(pool) = &self.pool {
-            crate::migrate::check_postgres_schema(pool).await?;
-        }
         Ok(())
     }
 

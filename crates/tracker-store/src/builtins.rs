@@ -13,6 +13,7 @@ pub(crate) const SQL_KEYS: &[&str] = &[
     "password",
     "login_db",
     "query",
+    "schema",
     "pool_size",
     "pool_timeout",
     "migrate",
