@@ -90,19 +90,20 @@ pub(crate) fn query_error(context: &str, error: diesel::result::Error) -> Error 
 /// query-builder error inside `CouldntSetupConfiguration`; that box carries the
 /// classification through the connection pool to [`connection_error`].
 #[derive(Debug)]
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) struct ConnectFailure {
     kind: ErrorKind,
     message: String,
     /// The server turned the client away (pg_hba.conf, authentication): another `sslmode`
     /// may be accepted.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) refused_by_server: bool,
     source: BoxError,
 }
 
 impl ConnectFailure {
     /// A failure of `kind`, said in `message` (which must hold no credentials).
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     pub(crate) fn new(kind: ErrorKind, message: String, source: impl Into<BoxError>) -> Self {
         Self {
             kind,
@@ -125,7 +126,7 @@ impl ConnectFailure {
     }
 
     /// Wraps the failure for diesel and the pool.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     pub(crate) fn into_connection_error(self) -> ConnectionError {
         ConnectionError::CouldntSetupConfiguration(diesel::result::Error::QueryBuilderError(
             Box::new(self),

@@ -6,6 +6,8 @@ mod error;
 #[cfg(feature = "postgres")]
 mod explain;
 mod migrate;
+#[cfg(feature = "mysql")]
+mod mysql_tls;
 mod rasa;
 pub mod schema;
 #[cfg(feature = "sqlite")]
@@ -13,6 +15,8 @@ mod sqlite;
 mod store;
 #[cfg(feature = "postgres")]
 mod tls;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod url;
 
 pub use config::{DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, Dialect, SqlConfig};
 #[cfg(feature = "mysql")]

@@ -9,7 +9,7 @@ use diesel::sql_types::{BigInt, Bool, Nullable};
 use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 use diesel_async::pooled_connection::ManagerConfig;
 use diesel_async::pooled_connection::deadpool::Pool as DeadPool;
 use tracker_core::{
@@ -334,8 +334,16 @@ impl SqlStore {
             }
             #[cfg(feature = "mysql")]
             Dialect::Mysql => {
-                let manager =
-                    AsyncDieselConnectionManager::<AsyncMysqlConnection>::new(&target.url);
+                // Every connection through one connector: the MySQL client's `ssl_*`
+                // parameters and certificate files, read once here.
+                let connector =
+                    std::sync::Arc::new(crate::mysql_tls::MysqlConnector::from_url(&target.url)?);
+                let mut manager_config = ManagerConfig::<AsyncMysqlConnection>::default();
+                manager_config.custom_setup = crate::mysql_tls::setup(connector);
+                let manager = AsyncDieselConnectionManager::<AsyncMysqlConnection>::new_with_config(
+                    &target.url,
+                    manager_config,
+                );
                 Pool::Mysql(build_pool!(manager, target))
             }
             #[cfg(feature = "sqlite")]

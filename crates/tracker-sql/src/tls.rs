@@ -104,28 +104,17 @@ struct TlsParams {
 const TLS_KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 
 fn split_tls_params(url: &str) -> Result<TlsParams> {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, query),
-        None => (url, ""),
-    };
+    let (taken, rest) = crate::url::take_params(url, &TLS_KEYS)?;
     let mut params = TlsParams {
         mode: SslMode::Prefer,
         root_cert: None,
         cert: None,
         key: None,
-        rest: base.to_owned(),
+        rest,
     };
     let mut mode = None;
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key_text = percent_decode(key)?;
-        if !TLS_KEYS.contains(&key_text.as_str()) {
-            kept.push(pair);
-            continue;
-        }
-        let value = percent_decode(value)?;
-        match key_text.as_str() {
+    for (key, value) in taken {
+        match key.as_str() {
             "sslmode" => mode = Some(SslMode::parse(&value)?),
             "sslrootcert" => params.root_cert = Some(value).filter(|v| !v.is_empty()),
             "sslcert" => {
@@ -140,38 +129,7 @@ fn split_tls_params(url: &str) -> Result<TlsParams> {
         (None, Some("system")) => SslMode::VerifyFull,
         (None, _) => SslMode::Prefer,
     };
-    if !kept.is_empty() {
-        params.rest.push('?');
-        params.rest.push_str(&kept.join("&"));
-    }
     Ok(params)
-}
-
-fn percent_decode(text: &str) -> Result<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' => {
-                let hex = bytes
-                    .get(index + 1..index + 3)
-                    .and_then(|hex| std::str::from_utf8(hex).ok())
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                    .ok_or_else(|| {
-                        Error::config("the connection URL has an invalid percent-encoding")
-                    })?;
-                out.push(hex);
-                index += 3;
-            }
-            byte => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| Error::config("the connection URL's parameters are not UTF-8"))
 }
 
 /// Makes the connections of one PostgreSQL store (or of one `login_db` bootstrap).

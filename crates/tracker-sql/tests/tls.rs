@@ -1,17 +1,18 @@
 //! PostgreSQL over TLS with libpq's `sslmode` and `sslrootcert`, against a private PostgreSQL
-//! server with `ssl=on` whose `pg_hba.conf` allows TLS connections only, with certificates
-//! made by `openssl` for this run. Skipped (a failure under `CI`) when PostgreSQL's server
-//! programs or `openssl` are missing.
+//! server with `ssl=on` whose `pg_hba.conf` allows TLS connections only; and MySQL's
+//! `ssl_mode`, `ssl_ca`, `ssl_cert` and `ssl_key` against a private MariaDB server that
+//! requires secure transport. Certificates are made by `openssl` for this run. Skipped (a
+//! failure under `CI`) when the server programs or `openssl` are missing.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use common::servers::{Postgres, Server};
+use common::servers::{Mariadb, Postgres, Server};
 use tracker_sql::tracker_core::{Error, ErrorKind, Event, TrackerStore};
 use tracker_sql::{SqlConfig, SqlStore};
-use tracker_testkit::certs::{ca, issue};
+use tracker_testkit::certs::{ca, issue, openssl};
 
 /// Certificates in a directory of their own, removed on drop.
 struct Pki(std::path::PathBuf);
@@ -19,6 +20,24 @@ struct Pki(std::path::PathBuf);
 impl Pki {
     fn path(&self, name: &str) -> String {
         self.0.join(name).display().to_string()
+    }
+}
+
+impl Pki {
+    /// A new, empty directory; `None` after a loud skip when `openssl` is missing.
+    fn new(name: &str) -> Option<Self> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            tracker_testkit::skip(
+                name,
+                "openssl is not installed (Debian: apt-get install openssl)",
+            );
+            return None;
+        }
+        let pki =
+            Pki(std::env::temp_dir()
+                .join(format!("tracker-sql-pki-{}", uuid::Uuid::new_v4().simple())));
+        std::fs::create_dir_all(&pki.0).expect("pki dir");
+        Some(pki)
     }
 }
 
@@ -35,18 +54,8 @@ const PASSWORD: &str = "s3cr3t-Pa55word";
 /// trust user `postgres` and a SCRAM user `scram`; and the CA that issued its certificate
 /// plus an unrelated CA.
 fn start() -> Option<(Postgres, Pki)> {
-    if Command::new("openssl").arg("version").output().is_err() {
-        tracker_testkit::skip(
-            "postgres-tls",
-            "openssl is not installed (Debian: apt-get install openssl)",
-        );
-        return None;
-    }
+    let pki = Pki::new("postgres-tls")?;
     let mut server = Postgres::init("postgres-tls")?;
-    let pki = Pki(
-        std::env::temp_dir().join(format!("tracker-sql-pki-{}", uuid::Uuid::new_v4().simple()))
-    );
-    std::fs::create_dir_all(&pki.0).expect("pki dir");
     ca(&pki.0, "ca", "/CN=tracker-sql test ca");
     ca(&pki.0, "other-ca", "/CN=tracker-sql test other-ca");
     issue(
@@ -100,12 +109,18 @@ async fn round_trip(store: SqlStore) {
     assert!(store.delete(&sender).await.expect("delete"));
 }
 
-/// An error that must be a configuration error (not temporary) saying `what`, without the
-/// password.
+/// An error that must be a configuration error (not temporary) saying `what` (itself or
+/// through its sources), without the password.
 fn assert_config_error(error: &Error, what: &str) {
     assert_eq!(error.kind(), ErrorKind::Config, "{error:?}");
     assert!(!error.is_temporary(), "{error:?}");
-    let text = error.to_string();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
     assert!(text.contains(what), "{text:?} does not say {what:?}");
     assert!(!text.contains(PASSWORD), "{text}");
     assert!(!format!("{error:?}").contains(PASSWORD), "{error:?}");
@@ -232,5 +247,177 @@ async fn sslmodes_against_a_tls_only_server() {
     );
     let config: SqlConfig = serde_norway::from_str(&yaml).expect("endpoints.yml keys");
     round_trip(SqlStore::connect(&config).await.expect("YAML config")).await;
+    drop(server);
+}
+
+/// A MariaDB server that requires secure transport, with a certificate for `localhost` only
+/// (not for 127.0.0.1), and a user `x509` who must show a client certificate. Also issues an
+/// RSA client certificate (the MySQL driver reads only RSA keys) and the CAs of `start`.
+fn start_mariadb() -> Option<(Mariadb, Pki)> {
+    let pki = Pki::new("mariadb-tls")?;
+    let mut server = Mariadb::init("mariadb-tls")?;
+    ca(&pki.0, "ca", "/CN=tracker-sql test ca");
+    ca(&pki.0, "other-ca", "/CN=tracker-sql test other-ca");
+    issue(
+        &pki.0,
+        "ca",
+        "server",
+        "/CN=localhost",
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    // A client certificate with an RSA key in PKCS#1 form.
+    openssl(
+        &pki.0,
+        &["genrsa", "-traditional", "-out", "client.key", "2048"],
+    );
+    openssl(
+        &pki.0,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=x509",
+        ],
+    );
+    std::fs::write(pki.0.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write");
+    openssl(
+        &pki.0,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            "client.crt",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    server.option(&format!("--ssl-ca={}", pki.path("ca.crt")));
+    server.option(&format!("--ssl-cert={}", pki.path("server.crt")));
+    server.option(&format!("--ssl-key={}", pki.path("server.key")));
+    server.option("--require-secure-transport=ON");
+    server.start();
+    server.sql("CREATE USER 'x509'@'%' REQUIRE X509; GRANT ALL ON test.* TO 'x509'@'%';");
+    Some((server, pki))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_modes_against_a_secure_transport_mariadb() {
+    let Some((server, pki)) = start_mariadb() else {
+        return;
+    };
+    let (ca, other_ca) = (pki.path("ca.crt"), pki.path("other-ca.crt"));
+    let url = |host: &str, user: &str, query: &str| {
+        format!("mysql://{user}@{host}:{}/test?{query}", server.port)
+    };
+
+    // REQUIRED: encrypted, certificate not checked.
+    round_trip(
+        connect(&url("127.0.0.1", "root", "ssl_mode=REQUIRED"))
+            .await
+            .expect("ssl_mode=REQUIRED"),
+    )
+    .await;
+    // Without TLS the server refuses.
+    let error = connect(&url("127.0.0.1", "root", ""))
+        .await
+        .expect_err("plaintext refused");
+    // MariaDB says "Access denied" (MySQL: "insecure transport are prohibited").
+    assert_eq!(error.kind(), ErrorKind::Config, "{error:?}");
+    let debug = format!("{error:?}");
+    assert!(
+        debug.contains("Access denied") || debug.contains("insecure transport"),
+        "{debug}"
+    );
+
+    // VERIFY_IDENTITY with the right CA, by the name in the certificate.
+    let verify = format!("ssl_mode=VERIFY_IDENTITY&ssl_ca={ca}");
+    round_trip(
+        connect(&url("localhost", "root", &verify))
+            .await
+            .expect("VERIFY_IDENTITY via localhost"),
+    )
+    .await;
+    // ... but not by an address the certificate does not name, also with a CA file alone
+    // (VERIFY_IDENTITY is then the default).
+    for query in [verify.clone(), format!("ssl_ca={ca}")] {
+        let error = connect(&url("127.0.0.1", "root", &query))
+            .await
+            .expect_err("name mismatch");
+        assert_config_error(&error, "not valid for name \"127.0.0.1\"");
+    }
+    round_trip(
+        connect(&url("localhost", "root", &format!("ssl_ca={ca}")))
+            .await
+            .expect("a CA file alone"),
+    )
+    .await;
+    // A CA that did not issue the server's certificate.
+    let error = connect(&url("localhost", "root", &format!("ssl_ca={other_ca}")))
+        .await
+        .expect_err("untrusted CA");
+    assert_config_error(&error, "TLS");
+
+    // A user who must show a client certificate: with it, through the `query` map of Rasa's
+    // keys; without it, refused.
+    let config = SqlConfig {
+        dialect: "mysql".to_owned(),
+        url: Some("localhost".to_owned()),
+        port: Some(server.port),
+        db: "test".to_owned(),
+        username: Some("x509".to_owned()),
+        query: BTreeMap::from([
+            ("ssl_ca".to_owned(), ca.clone()),
+            ("ssl_cert".to_owned(), pki.path("client.crt")),
+            ("ssl_key".to_owned(), pki.path("client.key")),
+        ]),
+        pool_size: Some(4),
+        ..SqlConfig::default()
+    };
+    round_trip(
+        SqlStore::connect(&config)
+            .await
+            .expect("client certificate"),
+    )
+    .await;
+    let error = connect(&url("localhost", "x509", &format!("ssl_ca={ca}")))
+        .await
+        .expect_err("no client certificate");
+    assert_config_error(&error, "Access denied");
+
+    // Files: missing, or a key the driver cannot read, are configuration errors up front.
+    let error = connect(&url("localhost", "root", "ssl_ca=/nonexistent/ca.pem"))
+        .await
+        .expect_err("missing ssl_ca");
+    assert_config_error(&error, "/nonexistent/ca.pem");
+    let ec_key = format!(
+        "ssl_mode=REQUIRED&ssl_cert={}&ssl_key={}",
+        pki.path("server.crt"),
+        pki.path("server.key")
+    );
+    let error = connect(&url("localhost", "root", &ec_key))
+        .await
+        .expect_err("an EC key");
+    assert_config_error(&error, "RSA");
+    // PREFERRED would fall back to plaintext and VERIFY_CA skip the name check; the driver
+    // can do neither, so they are refused rather than quietly made something else.
+    for mode in ["PREFERRED", "VERIFY_CA"] {
+        let error = connect(&url("localhost", "root", &format!("ssl_mode={mode}")))
+            .await
+            .expect_err(mode);
+        assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+    }
     drop(server);
 }

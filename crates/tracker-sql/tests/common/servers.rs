@@ -439,6 +439,7 @@ pub struct Mariadb {
     pub port: u16,
     data: PathBuf,
     server: PathBuf,
+    options: Vec<String>,
     child: Option<Child>,
 }
 
@@ -474,6 +475,7 @@ impl Mariadb {
             dir,
             data,
             server,
+            options: Vec::new(),
             child: None,
         };
         // Two installs at once sometimes fail ("Installation of system tables failed"), so
@@ -485,6 +487,26 @@ impl Mariadb {
         run(command, "mariadb-install-db");
         drop(turn);
         Some(mariadb)
+    }
+
+    /// Adds a server option (`--name=value`) for the next start.
+    pub fn option(&mut self, option: &str) {
+        self.options.push(option.to_owned());
+    }
+
+    /// Runs `sql` as `root` over the server's socket with the `mariadb` client.
+    pub fn sql(&self, sql: &str) {
+        let client = find_program(&["/usr/bin/mariadb", "mariadb", "mysql"])
+            .expect("the mariadb client (Debian: apt-get install mariadb-client)");
+        let mut mariadb = Command::new(client);
+        mariadb
+            .arg("--no-defaults")
+            .arg(format!(
+                "--socket={}",
+                self.dir.join("mariadb.sock").display()
+            ))
+            .args(["-u", "root", "-e", sql]);
+        run(mariadb, "mariadb");
     }
 }
 
@@ -510,7 +532,8 @@ impl Server for Mariadb {
                 "--skip-name-resolve",
                 "--innodb-buffer-pool-size=32M",
                 "--max-connections=100",
-            ]);
+            ])
+            .args(&self.options);
         if id(&["-u"]) == Some(0) {
             mariadbd.arg("--user=root");
         }
