@@ -37,10 +37,29 @@ pub async fn sqlite_memory() -> Option<SqlStore> {
     )
 }
 
-/// A path for a new SQLite file under the system's temporary directory.
+/// A path for a new SQLite file in this test process's directory under the system's
+/// temporary directory. The stores stay open until the process exits, so the files cannot be
+/// removed by the test that made them: the first call removes the directories of earlier
+/// test processes that have exited instead.
 pub fn temp_sqlite_path() -> String {
-    let name = format!("tracker-sql-test-{}.db", uuid::Uuid::new_v4().simple());
-    std::env::temp_dir().join(name).display().to_string()
+    static DIR: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+        const PREFIX: &str = "tracker-sql-tests-";
+        let temp = std::env::temp_dir();
+        for entry in std::fs::read_dir(&temp).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|name| name.strip_prefix(PREFIX));
+            if let Some(pid) = pid.and_then(|pid| pid.parse::<u32>().ok())
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = temp.join(format!("{PREFIX}{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the SQLite test directory");
+        dir
+    });
+    let name = format!("{}.db", uuid::Uuid::new_v4().simple());
+    DIR.join(name).display().to_string()
 }
 
 pub async fn connect(url: &str) -> SqlStore {
