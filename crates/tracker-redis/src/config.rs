@@ -207,6 +207,9 @@ impl RedisConfig {
 
     /// The fred client configuration: server(s), credentials, database and TLS.
     ///
+    /// It holds the password in the clear, and fred's derived `Debug` prints it: do not log
+    /// it (this crate's own types redact it).
+    ///
     /// # Errors
     /// [`Error::Config`] for an unparsable URL, a database in a cluster, both `cluster` and
     /// `sentinel_service_name`, TLS files without TLS, or unreadable TLS files.
