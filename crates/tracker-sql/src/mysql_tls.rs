@@ -10,7 +10,6 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
 
 use diesel::ConnectionError;
 use diesel_async::AsyncMysqlConnection;
@@ -189,16 +188,6 @@ fn tls_failure(error: &mysql_async::Error) -> Option<String> {
         current = error.source();
     }
     None
-}
-
-/// The pool's setup callback: every connection through `connector`.
-pub(crate) fn setup(
-    connector: Arc<MysqlConnector>,
-) -> diesel_async::pooled_connection::SetupCallback<AsyncMysqlConnection> {
-    Box::new(move |_url| {
-        let connector = connector.clone();
-        Box::pin(async move { connector.connect().await })
-    })
 }
 
 #[cfg(test)]

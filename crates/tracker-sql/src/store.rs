@@ -160,6 +160,21 @@ impl From<diesel::result::Error> for TxError {
     }
 }
 
+/// A pool's connection setup: every connection made by `connect` with the one `connector`
+/// the store built (its TLS settings and certificate files, read once).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn setup<C, K, F, Connect>(
+    connector: std::sync::Arc<K>,
+    connect: F,
+) -> diesel_async::pooled_connection::SetupCallback<C>
+where
+    K: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<K>) -> Connect + Send + Sync + 'static,
+    Connect: Future<Output = diesel::ConnectionResult<C>> + Send + 'static,
+{
+    Box::new(move |_url| Box::pin(connect(connector.clone())))
+}
+
 /// Builds a deadpool of `max_size` connections from a manager, every wait bounded by
 /// `timeout`: for a free connection, for a new one, and for checking an idle one.
 macro_rules! build_pool {
@@ -325,7 +340,11 @@ impl SqlStore {
                 let connector =
                     std::sync::Arc::new(crate::tls::PgConnector::from_url(&target.url)?);
                 let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-                manager_config.custom_setup = crate::tls::setup(connector);
+                manager_config.custom_setup =
+                    setup(
+                        connector,
+                        |connector| async move { connector.connect().await },
+                    );
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
                     &target.url,
                     manager_config,
@@ -339,7 +358,11 @@ impl SqlStore {
                 let connector =
                     std::sync::Arc::new(crate::mysql_tls::MysqlConnector::from_url(&target.url)?);
                 let mut manager_config = ManagerConfig::<AsyncMysqlConnection>::default();
-                manager_config.custom_setup = crate::mysql_tls::setup(connector);
+                manager_config.custom_setup =
+                    setup(
+                        connector,
+                        |connector| async move { connector.connect().await },
+                    );
                 let manager = AsyncDieselConnectionManager::<AsyncMysqlConnection>::new_with_config(
                     &target.url,
                     manager_config,

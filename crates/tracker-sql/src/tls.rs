@@ -763,16 +763,6 @@ fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     (rest.len() >= length).then(|| rest.split_at(length))
 }
 
-/// The pool's connection setup: every connection through `connector`.
-pub(crate) fn setup(
-    connector: Arc<PgConnector>,
-) -> diesel_async::pooled_connection::SetupCallback<AsyncPgConnection> {
-    Box::new(move |_url| {
-        let connector = connector.clone();
-        Box::pin(async move { connector.connect().await })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,8 +24,10 @@ impl Pki {
 }
 
 impl Pki {
-    /// A new, empty directory; `None` after a loud skip when `openssl` is missing.
-    fn new(name: &str) -> Option<Self> {
+    /// A new directory with a CA `ca`, an unrelated CA `other-ca`, and a server certificate
+    /// `server` for `localhost` (and the `subject_alt_names` given) issued by `ca`; `None`
+    /// after a loud skip when `openssl` is missing.
+    fn new(name: &str, subject_alt_names: &str) -> Option<Self> {
         if Command::new("openssl").arg("version").output().is_err() {
             tracker_testkit::skip(
                 name,
@@ -37,6 +39,15 @@ impl Pki {
             Pki(std::env::temp_dir()
                 .join(format!("tracker-sql-pki-{}", uuid::Uuid::new_v4().simple())));
         std::fs::create_dir_all(&pki.0).expect("pki dir");
+        ca(&pki.0, "ca", "/CN=tracker-sql test ca");
+        ca(&pki.0, "other-ca", "/CN=tracker-sql test other-ca");
+        issue(
+            &pki.0,
+            "ca",
+            "server",
+            "/CN=localhost",
+            &format!("subjectAltName={subject_alt_names}\nextendedKeyUsage=serverAuth\n"),
+        );
         Some(pki)
     }
 }
@@ -54,17 +65,8 @@ const PASSWORD: &str = "s3cr3t-Pa55word";
 /// trust user `postgres` and a SCRAM user `scram`; and the CA that issued its certificate
 /// plus an unrelated CA.
 fn start() -> Option<(Postgres, Pki)> {
-    let pki = Pki::new("postgres-tls")?;
+    let pki = Pki::new("postgres-tls", "DNS:localhost,IP:127.0.0.1")?;
     let mut server = Postgres::init("postgres-tls")?;
-    ca(&pki.0, "ca", "/CN=tracker-sql test ca");
-    ca(&pki.0, "other-ca", "/CN=tracker-sql test other-ca");
-    issue(
-        &pki.0,
-        "ca",
-        "server",
-        "/CN=localhost",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
     let read = |name: &str| std::fs::read(pki.0.join(name)).expect("read a certificate");
     let cert = server.write("server.crt", &read("server.crt"));
     let key = server.write("server.key", &read("server.key"));
@@ -254,17 +256,8 @@ async fn sslmodes_against_a_tls_only_server() {
 /// (not for 127.0.0.1), and a user `x509` who must show a client certificate. Also issues an
 /// RSA client certificate (the MySQL driver reads only RSA keys) and the CAs of `start`.
 fn start_mariadb() -> Option<(Mariadb, Pki)> {
-    let pki = Pki::new("mariadb-tls")?;
+    let pki = Pki::new("mariadb-tls", "DNS:localhost")?;
     let mut server = Mariadb::init("mariadb-tls")?;
-    ca(&pki.0, "ca", "/CN=tracker-sql test ca");
-    ca(&pki.0, "other-ca", "/CN=tracker-sql test other-ca");
-    issue(
-        &pki.0,
-        "ca",
-        "server",
-        "/CN=localhost",
-        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    );
     // A client certificate with an RSA key in PKCS#1 form.
     openssl(
         &pki.0,
