@@ -17,6 +17,8 @@ pub const DEFAULT_MAX_OVERFLOW: usize = 100;
 pub const SQLITE_FILE_POOL_SIZE: usize = 8;
 /// Default bound on getting a pooled connection: SQLAlchemy's `pool_timeout` default.
 pub const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bound on one operation's statements once it has a connection.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The SQL database kinds this store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +124,12 @@ pub struct SqlConfig {
     /// the server does not answer; the error is a temporary [`Error::Unavailable`].
     #[serde(deserialize_with = "seconds")]
     pub pool_timeout: Duration,
+    /// The longest one operation (an append, a read, a page of ids, a delete) may wait for
+    /// the server once it has a connection (default 60 s). Past it, the connection is closed
+    /// rather than reused, and the error is a temporary [`Error::Unavailable`]: an append
+    /// may or may not have been applied, but only whole. In YAML: seconds.
+    #[serde(deserialize_with = "seconds")]
+    pub query_timeout: Duration,
     /// Run pending schema migrations when connecting (default `true`, as Rasa creates its
     /// table at start-up).
     pub migrate: bool,
@@ -141,6 +149,7 @@ impl Default for SqlConfig {
             schema: None,
             pool_size: None,
             pool_timeout: DEFAULT_POOL_TIMEOUT,
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
             migrate: true,
         }
     }
@@ -170,6 +179,7 @@ impl fmt::Debug for SqlConfig {
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("pool_timeout", &self.pool_timeout)
+            .field("query_timeout", &self.query_timeout)
             .field("migrate", &self.migrate)
             .finish()
     }
@@ -221,6 +231,7 @@ pub(crate) struct Target {
     pub(crate) schema: Option<String>,
     pub(crate) pool_size: usize,
     pub(crate) pool_timeout: Duration,
+    pub(crate) query_timeout: Duration,
     /// The URL without credentials, for logs and `Debug`.
     pub(crate) display: String,
 }
@@ -312,6 +323,7 @@ impl SqlConfig {
             schema,
             pool_size,
             pool_timeout: self.pool_timeout,
+            query_timeout: self.query_timeout,
             // Also hides secrets given in `query` (`password`, `sslpassword`).
             display: redact_url(&display),
         })
@@ -503,6 +515,7 @@ mod tests {
         let memory = SqlConfig::sqlite(":memory:").target().expect("target");
         assert_eq!(memory.pool_size, 1);
         assert_eq!(target.pool_timeout, DEFAULT_POOL_TIMEOUT);
+        assert_eq!(target.query_timeout, DEFAULT_QUERY_TIMEOUT);
     }
 
     #[test]
@@ -629,10 +642,11 @@ mod tests {
             serde_json::json!(-1),
             serde_json::json!("soon"),
         ] {
-            assert!(
-                serde_json::from_value::<SqlConfig>(serde_json::json!({"pool_timeout": timeout}))
-                    .is_err()
-            );
+            for key in ["pool_timeout", "query_timeout"] {
+                assert!(
+                    serde_json::from_value::<SqlConfig>(serde_json::json!({key: timeout})).is_err()
+                );
+            }
         }
         let zero = SqlConfig {
             pool_size: Some(0),

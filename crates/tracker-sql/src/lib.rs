@@ -18,7 +18,10 @@ mod tls;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod url;
 
-pub use config::{DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, Dialect, SqlConfig};
+pub use config::{
+    DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_QUERY_TIMEOUT, Dialect,
+    SqlConfig,
+};
 #[cfg(feature = "mysql")]
 pub use store::MysqlPool;
 #[cfg(feature = "postgres")]

@@ -1,6 +1,7 @@
 //! The store implementation.
 
 use std::fmt;
+use std::time::Duration;
 
 use diesel::dsl::{max, sql};
 use diesel::prelude::*;
@@ -17,7 +18,7 @@ use tracker_core::{
     Store, StoredConversation, StoredEvent, async_trait,
 };
 
-use crate::config::{Dialect, SqlConfig, Target};
+use crate::config::{DEFAULT_QUERY_TIMEOUT, Dialect, SqlConfig, Target};
 use crate::error::{is_seq_conflict, pool_error, query_error};
 use crate::schema::events;
 
@@ -62,6 +63,7 @@ pub struct SqlStore {
     pub(crate) pool: Pool,
     dialect: Dialect,
     display: String,
+    pub(crate) query_timeout: Duration,
 }
 
 impl fmt::Debug for SqlStore {
@@ -214,25 +216,47 @@ where
     connection.map_err(|e| pool_error(context, e))
 }
 
+/// Evaluates `$body` (a `Result` future using the pooled connection `$conn`) within the
+/// store's query timeout. Past it, the connection is closed rather than returned to the pool
+/// (what it was doing is unknown: a transaction left open is rolled back by the server when
+/// the connection closes), and the error is a temporary [`Error::Unavailable`].
+macro_rules! bounded {
+    ($store:expr, $conn:ident, $context:expr, $body:expr) => {{
+        let bound = $store.query_timeout;
+        match tokio::time::timeout(bound, $body).await {
+            Ok(result) => result,
+            Err(elapsed) => {
+                drop(deadpool::managed::Object::take($conn));
+                Err(Error::unavailable(
+                    format!("{}: no answer within {bound:?}", $context),
+                    elapsed,
+                ))
+            }
+        }
+    }};
+}
+pub(crate) use bounded;
+
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever dialect the store
-/// uses. The body is the same diesel code for every dialect.
+/// uses, within the store's query timeout. The body is the same diesel code for every
+/// dialect.
 macro_rules! with_connection {
     ($store:expr, $context:expr, |$conn:ident| $body:expr) => {
         match &$store.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
                 let mut $conn = crate::store::acquire(pool, $context).await?;
-                $body
+                crate::store::bounded!($store, $conn, $context, async { Ok::<_, Error>($body) })?
             }
             #[cfg(feature = "mysql")]
             Pool::Mysql(pool) => {
                 let mut $conn = crate::store::acquire(pool, $context).await?;
-                $body
+                crate::store::bounded!($store, $conn, $context, async { Ok::<_, Error>($body) })?
             }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
                 let mut $conn = crate::store::acquire(pool, $context).await?;
-                $body
+                crate::store::bounded!($store, $conn, $context, async { Ok::<_, Error>($body) })?
             }
         }
     };
@@ -390,6 +414,7 @@ impl SqlStore {
             pool,
             dialect: target.dialect,
             display: target.display.clone(),
+            query_timeout: target.query_timeout,
         })
     }
 
@@ -401,6 +426,7 @@ impl SqlStore {
             pool: Pool::Postgres(pool),
             dialect: Dialect::Postgres,
             display: "postgres (existing pool)".to_owned(),
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
         }
     }
 
@@ -411,6 +437,7 @@ impl SqlStore {
             pool: Pool::Mysql(pool),
             dialect: Dialect::Mysql,
             display: "mysql (existing pool)".to_owned(),
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
         }
     }
 
@@ -421,6 +448,7 @@ impl SqlStore {
             pool: Pool::Sqlite(pool),
             dialect: Dialect::Sqlite,
             display: "sqlite (existing pool)".to_owned(),
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
         }
     }
 
@@ -530,21 +558,28 @@ impl Store for SqlStore {
     async fn append(&self, append: &Append) -> Result<u64> {
         check_column_widths(append)?;
         let rows = new_rows(append)?;
+        let context = "appending events";
         let outcome = match &self.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let mut conn = acquire(pool, "appending events").await?;
-                append_in_transaction!(conn, append, &rows)
+                let mut conn = acquire(pool, context).await?;
+                bounded!(self, conn, context, async {
+                    Ok(append_in_transaction!(conn, append, &rows))
+                })?
             }
             #[cfg(feature = "mysql")]
             Pool::Mysql(pool) => {
-                let mut conn = acquire(pool, "appending events").await?;
-                append_in_transaction!(conn, append, &rows)
+                let mut conn = acquire(pool, context).await?;
+                bounded!(self, conn, context, async {
+                    Ok(append_in_transaction!(conn, append, &rows))
+                })?
             }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
-                let mut conn = acquire(pool, "appending events").await?;
-                crate::sqlite::append(&mut conn, append.expected_version(), rows).await
+                let mut conn = acquire(pool, context).await?;
+                bounded!(self, conn, context, async {
+                    Ok(crate::sqlite::append(&mut conn, append.expected_version(), rows).await)
+                })?
             }
         };
         match self.finish_append(append, outcome) {

@@ -10,6 +10,10 @@
 //! call that needs a connection give up after `pool_timeout` with a temporary `Unavailable`,
 //! and the same store works again once the server goes on.
 //!
+//! A table locked by another session (the server answers, the statements wait): reads and
+//! appends give up after `query_timeout` with a temporary `Unavailable`, the timed-out
+//! append is stored whole or not at all, and the store works once the lock is released.
+//!
 //! Skipped (a failure under `CI`) when the server programs are missing.
 
 mod common;
@@ -20,6 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::servers::{Mariadb, Postgres, Server};
+use tracker_sql::diesel_async::{
+    AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
+};
 use tracker_sql::tracker_core::{
     Error, ErrorKind, Event, EventData, ReadScope, SenderId, Store, TrackerStore,
 };
@@ -590,4 +597,120 @@ async fn mariadb_frozen_server_times_out() {
         return;
     };
     frozen_server(server).await;
+}
+
+/// How long the locked-table tests let one operation wait.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Another session holding a lock on the store's table until it is dropped.
+enum Lock {
+    Postgres(Box<AsyncPgConnection>),
+    Mariadb(Box<AsyncMysqlConnection>),
+}
+
+impl Lock {
+    async fn take(server: &(impl Server + 'static)) -> Self {
+        let url = server.url();
+        if server.name() == "postgres" {
+            let mut conn = AsyncPgConnection::establish(&url).await.expect("connect");
+            conn.batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+                .await
+                .expect("lock the table");
+            Self::Postgres(Box::new(conn))
+        } else {
+            let mut conn = AsyncMysqlConnection::establish(&url)
+                .await
+                .expect("connect");
+            conn.batch_execute("LOCK TABLES events WRITE")
+                .await
+                .expect("lock the table");
+            Self::Mariadb(Box::new(conn))
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Self::Postgres(mut conn) => conn.batch_execute("ROLLBACK").await,
+            Self::Mariadb(mut conn) => conn.batch_execute("UNLOCK TABLES").await,
+        }
+        .expect("release the lock");
+    }
+}
+
+fn assert_query_timed_out(what: &str, error: &Error, took: Duration) {
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{what}: {error}");
+    assert!(error.is_temporary(), "{what}: {error}");
+    assert!(
+        error.to_string().contains("no answer within"),
+        "{what}: {error}"
+    );
+    assert!(
+        took >= QUERY_TIMEOUT,
+        "{what} gave up after {took:?}: {error}"
+    );
+}
+
+async fn locked_table(mut server: impl Server + 'static) {
+    server.start();
+    let config = SqlConfig {
+        pool_size: Some(4),
+        query_timeout: QUERY_TIMEOUT,
+        ..SqlConfig::from_url(server.url())
+    };
+    let sql = SqlStore::connect(&config).await.expect("connect");
+    let store = TrackerStore::new(sql.clone());
+    let name = format!("locked-{}", uuid::Uuid::new_v4().simple());
+    let sender = SenderId::new(&name).expect("sender id");
+    let event = |text: &str| Event::bot(text).at(1_700_000_000.0);
+    store
+        .append(&name, 0, &[event("before")])
+        .await
+        .expect("append before the lock");
+
+    let lock = Lock::take(&server).await;
+    let (read, took) = bounded("reading", sql.read(&sender, ReadScope::All)).await;
+    assert_query_timed_out("reading", &read.expect_err("reading a locked table"), took);
+    let (append, took) = bounded(
+        "appending",
+        store.append(&name, 1, &[event("locked"), event("locked")]),
+    )
+    .await;
+    assert_query_timed_out(
+        "appending",
+        &append.expect_err("appending to a locked table"),
+        took,
+    );
+    lock.release().await;
+
+    // The timed-out append is whole or absent; the same store goes on from there.
+    let rows = stored(&sql, &name).await;
+    let texts: Vec<&str> = rows.iter().map(|(_, text)| text.as_str()).collect();
+    assert!(
+        texts == ["before"] || texts == ["before", "locked", "locked"],
+        "{rows:?}"
+    );
+    let version = rows.len() as u64;
+    assert_eq!(
+        store
+            .append(&name, version, &[event("after")])
+            .await
+            .expect("append after the lock"),
+        version + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_locked_table_times_out() {
+    let Some(server) = Postgres::init("postgres-locked") else {
+        return;
+    };
+    locked_table(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_locked_table_times_out() {
+    let Some(server) = Mariadb::init("mariadb-locked") else {
+        return;
+    };
+    locked_table(server).await;
 }

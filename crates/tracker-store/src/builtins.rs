@@ -16,6 +16,7 @@ pub(crate) const SQL_KEYS: &[&str] = &[
     "schema",
     "pool_size",
     "pool_timeout",
+    "query_timeout",
     "migrate",
 ];
 
