@@ -805,7 +805,9 @@ impl Fields<'_> {
 /// kept as [`EventKind::Unknown`] rather than failing the whole list.
 ///
 /// # Errors
-/// An item that is not an object (Rasa fails on it too), or an event that does not parse.
+/// An item that is not an object, rather than skipping it (Rasa fails on most such items —
+/// numbers, `null`, strings that contain "event" — and skips the others), or an event that
+/// does not parse.
 pub fn deserialise_events(values: &[Value]) -> Result<Vec<Event>, InvalidEvent> {
     let mut events = Vec::with_capacity(values.len());
     for (index, value) in values.iter().enumerate() {

@@ -124,10 +124,12 @@ pub struct SqlConfig {
     /// the server does not answer; the error is a temporary [`Error::Unavailable`].
     #[serde(deserialize_with = "seconds")]
     pub pool_timeout: Duration,
-    /// The longest one operation (an append, a read, a page of ids, a delete) may wait for
-    /// the server once it has a connection (default 60 s). Past it, the connection is closed
-    /// rather than reused, and the error is a temporary [`Error::Unavailable`]: an append
-    /// may or may not have been applied, but only whole. In YAML: seconds.
+    /// PostgreSQL and MySQL: the longest one operation of the store (an append, a read, a
+    /// version, a page of ids, a delete) may wait for the server once it has a connection
+    /// (default 60 s). Past it, the client drops the connection rather than reusing it, and
+    /// the error is a temporary [`Error::Unavailable`]: an append may or may not have been
+    /// applied, but only whole. Migrations and the Rasa-table readers are not bounded;
+    /// SQLite waits for locks by its busy timeout instead. In YAML: seconds.
     #[serde(deserialize_with = "seconds")]
     pub query_timeout: Duration,
     /// Run pending schema migrations when connecting (default `true`, as Rasa creates its
@@ -185,9 +187,20 @@ impl fmt::Debug for SqlConfig {
     }
 }
 
-/// A positive, finite number of seconds.
+/// A positive, finite number of seconds, as a number or a numeric string.
 fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Duration, D::Error> {
-    let value = f64::deserialize(deserializer)?;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seconds {
+        Number(f64),
+        Text(String),
+    }
+    let value = match Seconds::deserialize(deserializer)? {
+        Seconds::Number(value) => value,
+        Seconds::Text(text) => text.trim().parse::<f64>().map_err(|_| {
+            serde::de::Error::custom(format!("{text:?} is not a number of seconds"))
+        })?,
+    };
     if value.is_finite() && value > 0.0 {
         Duration::try_from_secs_f64(value).map_err(serde::de::Error::custom)
     } else {
@@ -265,11 +278,21 @@ impl SqlConfig {
 
     /// [`SqlConfig::target`] with the environment read through `env`.
     fn target_with_env(&self, env: impl Fn(&str) -> Option<String>) -> Result<Target> {
-        let dialect = match self.url.as_deref() {
-            Some(url) if url.contains("://") => {
-                Dialect::parse(url.split_once("://").map_or("", |(scheme, _)| scheme))?
+        for (key, timeout) in [
+            ("pool_timeout", self.pool_timeout),
+            ("query_timeout", self.query_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::config(format!("`{key}` must be more than zero")));
             }
-            _ => Dialect::parse(&self.dialect)?,
+        }
+        let full_url = match self.url.as_deref() {
+            Some(url) if url.contains("://") => Some(normalise_full_url(url)?),
+            _ => None,
+        };
+        let dialect = match &full_url {
+            Some((dialect, _)) => *dialect,
+            None => Dialect::parse(&self.dialect)?,
         };
         let schema = match (&self.schema, dialect) {
             (Some(schema), Dialect::Postgres) => Some(schema.clone()),
@@ -283,21 +306,32 @@ impl SqlConfig {
             (None, _) => None,
         }
         .filter(|schema| !schema.is_empty());
-        let (dialect, url, login, display) = match self.url.as_deref() {
-            Some(url) if url.contains("://") => {
-                let (dialect, mut url) = normalise_full_url(url)?;
+        let (url, login, display) = match full_url {
+            Some((_, url)) => {
                 if self.login_db.is_some() {
                     tracing::warn!("`login_db` is ignored when `url` is a full URL");
                 }
-                if let Some(schema) = &schema {
-                    url.push(if url.contains('?') { '&' } else { '?' });
-                    url.push_str("options=");
-                    url.push_str(&percent_encode(&search_path_option(schema)));
-                }
+                let url = match &schema {
+                    Some(schema) => {
+                        // The schema joins any `options` the URL already has.
+                        let (options, mut url) = crate::url::take_params(&url, &["options"])?;
+                        let options = options.into_iter().next_back().map(|(_, value)| value);
+                        let options = with_search_path(options.as_deref(), schema);
+                        url.push(if url.contains('?') { '&' } else { '?' });
+                        url.push_str("options=");
+                        url.push_str(&percent_encode(&options));
+                        url
+                    }
+                    None => url,
+                };
                 let display = redact_url(&url);
-                (dialect, url, None, display)
+                (url, None, display)
             }
-            host => self.component_url(dialect, host, schema.as_deref())?,
+            None => {
+                let (_, url, login, display) =
+                    self.component_url(dialect, self.url.as_deref(), schema.as_deref())?;
+                (url, login, display)
+            }
         };
         let pool_size = match (self.pool_size, dialect) {
             (Some(0), _) => return Err(Error::config("`pool_size` must be at least 1")),
@@ -385,10 +419,13 @@ impl SqlConfig {
             let mut query: Vec<(String, String)> = self
                 .query
                 .iter()
+                .filter(|(k, _)| schema.is_none() || k.as_str() != "options")
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             if let Some(schema) = schema {
-                query.push(("options".to_owned(), search_path_option(schema)));
+                // The schema joins any `options` given in `query`.
+                let options = self.query.get("options").map(String::as_str);
+                query.push(("options".to_owned(), with_search_path(options, schema)));
             }
             for (index, (key, value)) in query.iter().enumerate() {
                 url.push(if index == 0 { '?' } else { '&' });
@@ -472,13 +509,23 @@ fn normalise_full_url(url: &str) -> Result<(Dialect, String)> {
     })
 }
 
-/// PostgreSQL's `options` startup parameter that puts `schema` alone on the search path,
-/// taken literally: quoted as an identifier (so its case is kept), with the spaces and
-/// backslashes the server's option parser would split on escaped.
-fn search_path_option(schema: &str) -> String {
+/// PostgreSQL's `options` startup parameter: the `options` given (if any), then a setting
+/// that puts `schema` alone on the search path, taken literally: quoted as an identifier (so
+/// its case is kept), with the whitespace and backslashes the server's option parser would
+/// split on escaped.
+fn with_search_path(options: Option<&str>, schema: &str) -> String {
     let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-    let escaped = quoted.replace('\\', "\\\\").replace(' ', "\\ ");
-    format!("-csearch_path={escaped}")
+    let mut escaped = String::with_capacity(quoted.len());
+    for c in quoted.chars() {
+        if c == '\\' || c.is_ascii_whitespace() || c == '\u{b}' {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    match options.map(str::trim).filter(|options| !options.is_empty()) {
+        Some(options) => format!("{options} -csearch_path={escaped}"),
+        None => format!("-csearch_path={escaped}"),
+    }
 }
 
 fn percent_encode(text: &str) -> String {
@@ -522,6 +569,16 @@ mod tests {
     fn pool_timeout_in_seconds() {
         let whole = config(serde_json::json!({"pool_timeout": 5}));
         assert_eq!(whole.pool_timeout, Duration::from_secs(5));
+        let text = config(serde_json::json!({"query_timeout": "90"}));
+        assert_eq!(text.query_timeout, Duration::from_secs(90));
+        let zero = SqlConfig {
+            query_timeout: Duration::ZERO,
+            ..SqlConfig::default()
+        };
+        assert_eq!(
+            zero.target().expect_err("zero").kind(),
+            tracker_core::ErrorKind::Config
+        );
         let fraction = config(serde_json::json!({"pool_timeout": 0.25}));
         assert_eq!(
             fraction.target().expect("target").pool_timeout,
@@ -611,6 +668,23 @@ mod tests {
         assert_eq!(
             target.url,
             "postgres://h/d?options=-csearch_path%3D%22Bots%22%221%22"
+        );
+        // Options already given are kept, before the search path.
+        let options = "-c statement_timeout=5000";
+        let full = config(serde_json::json!({
+            "url": "postgresql://h/d?options=-c%20statement_timeout%3D5000&sslmode=disable",
+            "schema": "s\tt"
+        }));
+        assert_eq!(
+            full.target_with_env(no_env).expect("target").url,
+            "postgres://h/d?sslmode=disable&options=-c%20statement_timeout%3D5000%20-csearch_path%3D%22s%5C%09t%22"
+        );
+        let with_options = config(serde_json::json!({
+            "dialect": "postgresql", "db": "d", "schema": "s", "query": {"options": options}
+        }));
+        assert_eq!(
+            with_options.target_with_env(no_env).expect("target").url,
+            "postgres://localhost/d?options=-c%20statement_timeout%3D5000%20-csearch_path%3D%22s%22"
         );
         assert_eq!(parts.target_with_env(no_env).expect("target").schema, None);
         // Rasa reads the variable for PostgreSQL only; an explicit `schema` elsewhere is wrong.

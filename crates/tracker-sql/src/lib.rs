@@ -15,7 +15,6 @@ mod sqlite;
 mod store;
 #[cfg(feature = "postgres")]
 mod tls;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod url;
 
 pub use config::{

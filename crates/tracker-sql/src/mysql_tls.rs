@@ -126,6 +126,9 @@ impl MysqlConnector {
                 (None, None) => {}
                 _ => return Err(Error::config("ssl_cert and ssl_key go together")),
             }
+            if mode == SslMode::Required && ca.is_some() {
+                tracing::warn!("ssl_mode=REQUIRED checks no certificate: ssl_ca is ignored");
+            }
             ssl = match mode {
                 SslMode::Required => ssl
                     .with_danger_accept_invalid_certs(true)
@@ -148,7 +151,10 @@ impl MysqlConnector {
             // mysql_async builds its TLS configuration with the process's default provider;
             // the workspace's other drivers may link a second one, so name ring unless the
             // application chose already.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            static PROVIDER: std::sync::Once = std::sync::Once::new();
+            PROVIDER.call_once(|| {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+            });
         }
         let connection = mysql_async::Conn::new(self.opts.clone())
             .await

@@ -32,7 +32,7 @@ impl SqlStore {
     /// [`Error::Unavailable`] / [`Error::Backend`] for database failures.
     pub async fn rasa_sender_ids(&self) -> Result<Vec<String>> {
         let context = "listing Rasa's conversations";
-        let ids = with_connection!(self, context, |conn| {
+        let ids = with_connection!(self, context, unbounded, |conn| {
             events::table
                 .select(events::sender_id)
                 .distinct()
@@ -52,7 +52,7 @@ impl SqlStore {
     /// `data` is not event JSON.
     pub async fn read_rasa(&self, sender_id: &str) -> Result<Option<Vec<Event>>> {
         let context = "reading a Rasa conversation";
-        let rows: Vec<Option<String>> = with_connection!(self, context, |conn| {
+        let rows: Vec<Option<String>> = with_connection!(self, context, unbounded, |conn| {
             events::table
                 .filter(events::sender_id.eq(sender_id))
                 .order(events::id.asc())

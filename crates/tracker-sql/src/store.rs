@@ -216,18 +216,20 @@ where
     connection.map_err(|e| pool_error(context, e))
 }
 
-/// Evaluates `$body` (a `Result` future using the pooled connection `$conn`) within the
-/// store's query timeout. Past it, the connection is closed rather than returned to the pool
-/// (what it was doing is unknown: a transaction left open is rolled back by the server when
-/// the connection closes), and the error is a temporary [`Error::Unavailable`].
+/// Evaluates `$body` (a `Result` future using the pooled connection `$conn` of a server
+/// dialect) within `$bound`. Past it, the connection is dropped rather than returned to the
+/// pool, since what it was doing is unknown: the client closes it, and the server rolls back
+/// a transaction left open when it notices. The error is then a temporary
+/// [`Error::Unavailable`](tracker_core::Error::Unavailable).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! bounded {
-    ($store:expr, $conn:ident, $context:expr, $body:expr) => {{
-        let bound = $store.query_timeout;
+    ($bound:expr, $conn:ident, $context:expr, $body:expr) => {{
+        let bound: std::time::Duration = $bound;
         match tokio::time::timeout(bound, $body).await {
             Ok(result) => result,
             Err(elapsed) => {
-                drop(deadpool::managed::Object::take($conn));
-                Err(Error::unavailable(
+                drop(::deadpool::managed::Object::take($conn));
+                Err(tracker_core::Error::unavailable(
                     format!("{}: no answer within {bound:?}", $context),
                     elapsed,
                 ))
@@ -235,28 +237,50 @@ macro_rules! bounded {
         }
     }};
 }
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) use bounded;
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever dialect the store
-/// uses, within the store's query timeout. The body is the same diesel code for every
-/// dialect.
+/// uses. The body is the same diesel code for every dialect. On PostgreSQL and MySQL the
+/// body is bounded by the store's query timeout, or by none with `unbounded` (for bulk
+/// reads such as those of a Rasa table); SQLite has no server to wait for (its lock waits
+/// are bounded by its busy timeout), and dropping an in-memory database's only connection
+/// would lose the database.
 macro_rules! with_connection {
     ($store:expr, $context:expr, |$conn:ident| $body:expr) => {
+        crate::store::with_connection!($store, $context, Some($store.query_timeout), |$conn| $body)
+    };
+    ($store:expr, $context:expr, unbounded, |$conn:ident| $body:expr) => {
+        crate::store::with_connection!($store, $context, None, |$conn| $body)
+    };
+    ($store:expr, $context:expr, $bound:expr, |$conn:ident| $body:expr) => {
         match &$store.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
                 let mut $conn = crate::store::acquire(pool, $context).await?;
-                crate::store::bounded!($store, $conn, $context, async { Ok::<_, Error>($body) })?
+                let bound: Option<std::time::Duration> = $bound;
+                crate::store::bounded!(
+                    bound.unwrap_or(std::time::Duration::MAX),
+                    $conn,
+                    $context,
+                    async { Ok::<_, tracker_core::Error>($body) }
+                )?
             }
             #[cfg(feature = "mysql")]
             Pool::Mysql(pool) => {
                 let mut $conn = crate::store::acquire(pool, $context).await?;
-                crate::store::bounded!($store, $conn, $context, async { Ok::<_, Error>($body) })?
+                let bound: Option<std::time::Duration> = $bound;
+                crate::store::bounded!(
+                    bound.unwrap_or(std::time::Duration::MAX),
+                    $conn,
+                    $context,
+                    async { Ok::<_, tracker_core::Error>($body) }
+                )?
             }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
                 let mut $conn = crate::store::acquire(pool, $context).await?;
-                crate::store::bounded!($store, $conn, $context, async { Ok::<_, Error>($body) })?
+                $body
             }
         }
     };
@@ -457,6 +481,27 @@ impl SqlStore {
         self.dialect
     }
 
+    /// The longest one operation may wait for a PostgreSQL or MySQL server once it has a
+    /// connection ([`SqlConfig::query_timeout`]; [`DEFAULT_QUERY_TIMEOUT`] for a store on an
+    /// existing pool).
+    pub fn query_timeout(&self) -> Duration {
+        self.query_timeout
+    }
+
+    /// The store with another query timeout (see [`SqlStore::query_timeout`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a zero timeout.
+    pub fn with_query_timeout(mut self, timeout: Duration) -> Result<Self> {
+        if timeout.is_zero() {
+            return Err(Error::invalid_input(
+                "the query timeout must be more than zero",
+            ));
+        }
+        self.query_timeout = timeout;
+        Ok(self)
+    }
+
     #[allow(irrefutable_let_patterns)]
     async fn check_connection(&self) -> Result<()> {
         with_connection!(self, "connecting to the database", |conn| {
@@ -563,23 +608,21 @@ impl Store for SqlStore {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
                 let mut conn = acquire(pool, context).await?;
-                bounded!(self, conn, context, async {
+                bounded!(self.query_timeout, conn, context, async {
                     Ok(append_in_transaction!(conn, append, &rows))
                 })?
             }
             #[cfg(feature = "mysql")]
             Pool::Mysql(pool) => {
                 let mut conn = acquire(pool, context).await?;
-                bounded!(self, conn, context, async {
+                bounded!(self.query_timeout, conn, context, async {
                     Ok(append_in_transaction!(conn, append, &rows))
                 })?
             }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
                 let mut conn = acquire(pool, context).await?;
-                bounded!(self, conn, context, async {
-                    Ok(crate::sqlite::append(&mut conn, append.expected_version(), rows).await)
-                })?
+                crate::sqlite::append(&mut conn, append.expected_version(), rows).await
             }
         };
         match self.finish_append(append, outcome) {

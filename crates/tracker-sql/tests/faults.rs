@@ -10,9 +10,10 @@
 //! call that needs a connection give up after `pool_timeout` with a temporary `Unavailable`,
 //! and the same store works again once the server goes on.
 //!
-//! A table locked by another session (the server answers, the statements wait): reads and
-//! appends give up after `query_timeout` with a temporary `Unavailable`, the timed-out
-//! append is stored whole or not at all, and the store works once the lock is released.
+//! Locks held by another session (the server answers, the statements wait): a read behind a
+//! table lock and an append behind an uncommitted row at the version it writes give up after
+//! `query_timeout` with a temporary `Unavailable`, the timed-out append is stored whole or
+//! not at all, and the store works once the locks are released.
 //!
 //! Skipped (a failure under `CI`) when the server programs are missing.
 
@@ -609,21 +610,41 @@ enum Lock {
 }
 
 impl Lock {
-    async fn take(server: &(impl Server + 'static)) -> Self {
+    /// The whole table: reads wait.
+    async fn table(server: &(impl Server + 'static)) -> Self {
+        Self::take(
+            server,
+            "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE",
+            "LOCK TABLES events WRITE",
+        )
+        .await
+    }
+
+    /// An uncommitted event `seq` of `sender`: reads go on, and an append at `seq - 1` gets
+    /// past its version check and waits at its insert.
+    async fn row(server: &(impl Server + 'static), sender: &str, seq: u64) -> Self {
+        let insert = format!(
+            "INSERT INTO events (sender_id, type_name, data, seq) VALUES ('{sender}', 'bot', '{{}}', {seq})"
+        );
+        Self::take(
+            server,
+            &format!("BEGIN; {insert}"),
+            &format!("START TRANSACTION; {insert}"),
+        )
+        .await
+    }
+
+    async fn take(server: &(impl Server + 'static), postgres: &str, mariadb: &str) -> Self {
         let url = server.url();
         if server.name() == "postgres" {
             let mut conn = AsyncPgConnection::establish(&url).await.expect("connect");
-            conn.batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-                .await
-                .expect("lock the table");
+            conn.batch_execute(postgres).await.expect("take the lock");
             Self::Postgres(Box::new(conn))
         } else {
             let mut conn = AsyncMysqlConnection::establish(&url)
                 .await
                 .expect("connect");
-            conn.batch_execute("LOCK TABLES events WRITE")
-                .await
-                .expect("lock the table");
+            conn.batch_execute(mariadb).await.expect("take the lock");
             Self::Mariadb(Box::new(conn))
         }
     }
@@ -631,7 +652,7 @@ impl Lock {
     async fn release(self) {
         match self {
             Self::Postgres(mut conn) => conn.batch_execute("ROLLBACK").await,
-            Self::Mariadb(mut conn) => conn.batch_execute("UNLOCK TABLES").await,
+            Self::Mariadb(mut conn) => conn.batch_execute("ROLLBACK; UNLOCK TABLES").await,
         }
         .expect("release the lock");
     }
@@ -667,9 +688,11 @@ async fn locked_table(mut server: impl Server + 'static) {
         .await
         .expect("append before the lock");
 
-    let lock = Lock::take(&server).await;
+    let lock = Lock::table(&server).await;
     let (read, took) = bounded("reading", sql.read(&sender, ReadScope::All)).await;
     assert_query_timed_out("reading", &read.expect_err("reading a locked table"), took);
+    lock.release().await;
+    let lock = Lock::row(&server, &name, 2).await;
     let (append, took) = bounded(
         "appending",
         store.append(&name, 1, &[event("locked"), event("locked")]),

@@ -230,6 +230,13 @@ async fn stores_on_existing_pools() {
         AsyncDieselConnectionManager::<diesel_async::AsyncPgConnection>::new(&service.url);
     let pool = Pool::builder(manager).max_size(2).build().expect("pool");
     let store = SqlStore::from_pg_pool(pool);
+    assert_eq!(store.query_timeout(), tracker_sql::DEFAULT_QUERY_TIMEOUT);
+    let zero = store.clone().with_query_timeout(std::time::Duration::ZERO);
+    assert_eq!(zero.expect_err("zero").kind(), ErrorKind::InvalidInput);
+    let store = store
+        .with_query_timeout(std::time::Duration::from_secs(5))
+        .expect("a query timeout");
+    assert_eq!(store.query_timeout(), std::time::Duration::from_secs(5));
     store.migrate().await.expect("migrate");
     let trackers = TrackerStore::new(store);
     let id = fresh("pooled");

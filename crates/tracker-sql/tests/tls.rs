@@ -21,9 +21,7 @@ impl Pki {
     fn path(&self, name: &str) -> String {
         self.0.join(name).display().to_string()
     }
-}
 
-impl Pki {
     /// A new directory with a CA `ca`, an unrelated CA `other-ca`, and a server certificate
     /// `server` for `localhost` (and the `subject_alt_names` given) issued by `ca`; `None`
     /// after a loud skip when `openssl` is missing.

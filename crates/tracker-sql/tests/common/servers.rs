@@ -133,20 +133,21 @@ fn group_alive(group: u32) -> bool {
     })
 }
 
-/// Sends SIGKILL to the process group led by `child` and waits until none of it is left.
+/// Sends SIGKILL to the process group led by `child` and to every process it started
+/// (PostgreSQL's backends lead process groups of their own), and waits until none of the
+/// group is left. Stopped processes are resumed first, so that a test that failed while its
+/// server was frozen leaves nothing behind.
 fn kill_group(child: &mut Child) {
     let group = child.id();
-    // A stopped process dies of SIGKILL too, but its group is resumed for good measure.
-    let _ = Command::new("kill")
-        .args(["-CONT", "--", &format!("-{group}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{group}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let tree = descendants(group);
+    for signal in ["-CONT", "-KILL"] {
+        let _ = Command::new("kill")
+            .args([signal, "--", &format!("-{group}")])
+            .args(tree.iter().map(u32::to_string))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
     let _ = child.kill();
     let _ = child.wait();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -173,13 +174,28 @@ fn parents() -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// The processes `root` started, and theirs, and so on.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents = parents();
+    let mut tree = vec![root];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        for &(pid, ppid) in &parents {
+            if ppid == parent && !tree.contains(&pid) {
+                tree.push(pid);
+            }
+        }
+        index += 1;
+    }
+    tree.remove(0);
+    tree
+}
+
 /// Sends `signal` (`STOP`, `CONT`) to `child` and every process it started. PostgreSQL's
 /// backends lead process groups of their own, so signalling the group is not enough.
 fn signal_tree(child: Option<&Child>, signal: &str) {
     let root = child.expect("the server is running").id();
-    let mut tree = vec![root];
-    let mut index = 0;
-    // The root first, so a stopped postmaster starts no backend that would be missed.
     let send = |pid: u32| {
         Command::new("kill")
             .args([&format!("-{signal}"), &pid.to_string()])
@@ -188,18 +204,11 @@ fn signal_tree(child: Option<&Child>, signal: &str) {
             .status()
             .expect("run kill")
     };
+    // The root first, so a stopped postmaster starts no backend that would be missed.
     assert!(send(root).success(), "kill -{signal} {root} failed");
-    let parents = parents();
-    while index < tree.len() {
-        let parent = tree[index];
-        for &(pid, ppid) in &parents {
-            if ppid == parent && !tree.contains(&pid) {
-                tree.push(pid);
-                // A backend may have exited meanwhile.
-                let _ = send(pid);
-            }
-        }
-        index += 1;
+    for pid in descendants(root) {
+        // A backend may have exited meanwhile.
+        let _ = send(pid);
     }
 }
 
