@@ -126,9 +126,9 @@ pub struct SqlConfig {
     pub pool_timeout: Duration,
     /// PostgreSQL and MySQL: the longest one operation of the store (an append, a read, a
     /// version, a page of ids, a delete) may wait for the server once it has a connection
-    /// (default 60 s). Past it, the client drops the connection rather than reusing it, and
-    /// the error is a temporary [`Error::Unavailable`]: an append may or may not have been
-    /// applied, but only whole. Migrations and the Rasa-table readers are not bounded;
+    /// (default 60 s). Past it, the client drops the connection rather than reusing it and
+    /// asks the server to cancel the statement, and the error is a temporary
+    /// [`Error::Unavailable`]: an append may or may not have been applied, but only whole. Migrations and the Rasa-table readers are not bounded;
     /// SQLite waits for locks by its busy timeout instead. In YAML: seconds.
     #[serde(deserialize_with = "seconds")]
     pub query_timeout: Duration,

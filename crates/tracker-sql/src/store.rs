@@ -64,6 +64,9 @@ pub struct SqlStore {
     dialect: Dialect,
     display: String,
     pub(crate) query_timeout: Duration,
+    /// What this store's PostgreSQL connections were made with, for cancel requests.
+    #[cfg(feature = "postgres")]
+    pg_connector: Option<std::sync::Arc<crate::tls::PgConnector>>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -218,17 +221,20 @@ where
 
 /// Evaluates `$body` (a `Result` future using the pooled connection `$conn` of a server
 /// dialect) within `$bound`. Past it, the connection is dropped rather than returned to the
-/// pool, since what it was doing is unknown: the client closes it, and the server rolls back
-/// a transaction left open when it notices. The error is then a temporary
-/// [`Error::Unavailable`](tracker_core::Error::Unavailable).
+/// pool, since what it was doing is unknown, and `$cancel` (a future) asks the server to
+/// cancel the statement, so that the session stops waiting and rolls back what it left open.
+/// The error is then a temporary [`Error::Unavailable`](tracker_core::Error::Unavailable).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! bounded {
-    ($bound:expr, $conn:ident, $context:expr, $body:expr) => {{
+    ($bound:expr, $conn:ident, $context:expr, $cancel:expr, $body:expr) => {{
         let bound: std::time::Duration = $bound;
+        // Made before the body borrows the connection; sent only on a timeout.
+        let cancel = $cancel;
         match tokio::time::timeout(bound, $body).await {
             Ok(result) => result,
             Err(elapsed) => {
                 drop(::deadpool::managed::Object::take($conn));
+                tokio::spawn(cancel);
                 Err(tracker_core::Error::unavailable(
                     format!("{}: no answer within {bound:?}", $context),
                     elapsed,
@@ -263,6 +269,7 @@ macro_rules! with_connection {
                     bound.unwrap_or(std::time::Duration::MAX),
                     $conn,
                     $context,
+                    $store.pg_cancel(&$conn),
                     async { Ok::<_, tracker_core::Error>($body) }
                 )?
             }
@@ -274,6 +281,7 @@ macro_rules! with_connection {
                     bound.unwrap_or(std::time::Duration::MAX),
                     $conn,
                     $context,
+                    crate::store::SqlStore::mysql_cancel(&$conn),
                     async { Ok::<_, tracker_core::Error>($body) }
                 )?
             }
@@ -380,6 +388,10 @@ impl SqlStore {
     }
 
     fn build(target: &Target) -> Result<Self> {
+        // Set by the PostgreSQL arm; built with only that dialect, nothing else reads `None`.
+        #[cfg(feature = "postgres")]
+        #[allow(unused_assignments)]
+        let mut pg_connector = None;
         let pool = match target.dialect {
             #[cfg(feature = "postgres")]
             Dialect::Postgres => {
@@ -387,6 +399,7 @@ impl SqlStore {
                 // files, read once here.
                 let connector =
                     std::sync::Arc::new(crate::tls::PgConnector::from_url(&target.url)?);
+                pg_connector = Some(connector.clone());
                 let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
                 manager_config.custom_setup =
                     setup(
@@ -439,6 +452,8 @@ impl SqlStore {
             dialect: target.dialect,
             display: target.display.clone(),
             query_timeout: target.query_timeout,
+            #[cfg(feature = "postgres")]
+            pg_connector,
         })
     }
 
@@ -451,6 +466,8 @@ impl SqlStore {
             dialect: Dialect::Postgres,
             display: "postgres (existing pool)".to_owned(),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
+            #[cfg(feature = "postgres")]
+            pg_connector: None,
         }
     }
 
@@ -462,6 +479,8 @@ impl SqlStore {
             dialect: Dialect::Mysql,
             display: "mysql (existing pool)".to_owned(),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
+            #[cfg(feature = "postgres")]
+            pg_connector: None,
         }
     }
 
@@ -473,12 +492,49 @@ impl SqlStore {
             dialect: Dialect::Sqlite,
             display: "sqlite (existing pool)".to_owned(),
             query_timeout: DEFAULT_QUERY_TIMEOUT,
+            #[cfg(feature = "postgres")]
+            pg_connector: None,
         }
     }
 
     /// The dialect this store speaks.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// What cancels, on the server, the statement `conn` is running: a cancel request made
+    /// like this store's connections (plaintext for a store on an existing pool).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn pg_cancel(
+        &self,
+        conn: &AsyncPgConnection,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let token = conn.cancel_token();
+        let connector = self.pg_connector.clone();
+        async move {
+            match connector {
+                Some(connector) => connector.cancel(token).await,
+                None => {
+                    if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
+                        tracing::debug!(%error, "could not cancel a timed-out statement");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What cancels, on the server, the statement `conn` is running: `KILL QUERY` over a
+    /// new connection with the same options.
+    #[cfg(feature = "mysql")]
+    pub(crate) fn mysql_cancel(
+        conn: &AsyncMysqlConnection,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let token = conn.cancel_token();
+        async move {
+            if let Err(error) = token.cancel_query().await {
+                tracing::debug!(%error, "could not cancel a timed-out statement");
+            }
+        }
     }
 
     /// The longest one operation may wait for a PostgreSQL or MySQL server once it has a
@@ -608,16 +664,24 @@ impl Store for SqlStore {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
                 let mut conn = acquire(pool, context).await?;
-                bounded!(self.query_timeout, conn, context, async {
-                    Ok(append_in_transaction!(conn, append, &rows))
-                })?
+                bounded!(
+                    self.query_timeout,
+                    conn,
+                    context,
+                    self.pg_cancel(&conn),
+                    async { Ok(append_in_transaction!(conn, append, &rows)) }
+                )?
             }
             #[cfg(feature = "mysql")]
             Pool::Mysql(pool) => {
                 let mut conn = acquire(pool, context).await?;
-                bounded!(self.query_timeout, conn, context, async {
-                    Ok(append_in_transaction!(conn, append, &rows))
-                })?
+                bounded!(
+                    self.query_timeout,
+                    conn,
+                    context,
+                    Self::mysql_cancel(&conn),
+                    async { Ok(append_in_transaction!(conn, append, &rows)) }
+                )?
             }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {

@@ -195,6 +195,18 @@ impl PgConnector {
         })
     }
 
+    /// Asks the server to cancel the statement the connection of `token` is running, over
+    /// TLS when this connector has it. Best effort: a failure is only logged.
+    pub(crate) async fn cancel(&self, token: tokio_postgres::CancelToken) {
+        let result = match &self.tls {
+            Some(tls) => token.cancel_query(tls.clone()).await,
+            None => token.cancel_query(NoTls).await,
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "could not cancel a timed-out statement");
+        }
+    }
+
     /// Opens a connection, as libpq would with this `sslmode`.
     ///
     /// # Errors

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::servers::{Mariadb, Postgres, Server};
+use tracker_sql::diesel;
 use tracker_sql::diesel_async::{
     AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
 };
@@ -658,6 +659,51 @@ impl Lock {
     }
 }
 
+/// Sessions of the server waiting for a lock, seen from a new connection.
+async fn waiting(server: &(impl Server + 'static)) -> i64 {
+    use tracker_sql::diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let url = server.url();
+    let count: Count = if server.name() == "postgres" {
+        let mut conn = AsyncPgConnection::establish(&url).await.expect("connect");
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        )
+        .get_result(&mut conn)
+        .await
+        .expect("count the waiting sessions")
+    } else {
+        let mut conn = AsyncMysqlConnection::establish(&url)
+            .await
+            .expect("connect");
+        diesel::sql_query(
+            "SELECT CAST(count(*) AS SIGNED) AS n FROM information_schema.processlist \
+             WHERE state LIKE '%lock%' OR id IN (SELECT trx_mysql_thread_id \
+             FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT')",
+        )
+        .get_result(&mut conn)
+        .await
+        .expect("count the waiting sessions")
+    };
+    count.n
+}
+
+/// Within a few seconds of a timeout, the server has cancelled the statement: no session
+/// waits for the lock that is still held.
+async fn assert_nobody_waits(server: &(impl Server + 'static), what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left = waiting(server).await;
+    while left > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = waiting(server).await;
+    }
+    assert_eq!(left, 0, "{what} still waits on the server");
+}
+
 fn assert_query_timed_out(what: &str, error: &Error, took: Duration) {
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{what}: {error}");
     assert!(error.is_temporary(), "{what}: {error}");
@@ -691,6 +737,7 @@ async fn locked_table(mut server: impl Server + 'static) {
     let lock = Lock::table(&server).await;
     let (read, took) = bounded("reading", sql.read(&sender, ReadScope::All)).await;
     assert_query_timed_out("reading", &read.expect_err("reading a locked table"), took);
+    assert_nobody_waits(&server, "the timed-out read").await;
     lock.release().await;
     let lock = Lock::row(&server, &name, 2).await;
     let (append, took) = bounded(
@@ -703,6 +750,7 @@ async fn locked_table(mut server: impl Server + 'static) {
         &append.expect_err("appending to a locked table"),
         took,
     );
+    assert_nobody_waits(&server, "the timed-out append").await;
     lock.release().await;
 
     // The timed-out append is whole or absent; the same store goes on from there.
