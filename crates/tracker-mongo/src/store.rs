@@ -251,6 +251,63 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Removes the buckets that no conversation refers to any more, and returns how many
+    /// it removed. They are left by a delete interrupted between its two steps (the head is
+    /// gone, its buckets not yet) and are never read, only taking space. Safe while the
+    /// store is in use: a bucket is removed only when no head has its sender id with its
+    /// generation, and a generation is never reused (a re-created conversation gets a new
+    /// one). It reads every bucket's key, so run it now and then, not per request.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] / [`Error::Backend`] from the server; what was removed before
+    /// the error stays removed.
+    pub async fn collect_orphaned_buckets(&self) -> Result<u64> {
+        let context = "collecting orphaned buckets";
+        let mut keys = self
+            .events
+            .find(doc! {})
+            .projection(doc! { bucket::SENDER_ID: 1, bucket::GENERATION: 1 })
+            .await
+            .map_err(|e| from_driver(context, e))?;
+        let mut seen = std::collections::HashSet::new();
+        let mut removed = 0;
+        while let Some(key) = keys.try_next().await.map_err(|e| from_driver(context, e))? {
+            let (Ok(sender_id), Some(generation)) =
+                (key.get_str(bucket::SENDER_ID), key.get(bucket::GENERATION))
+            else {
+                continue;
+            };
+            if !seen.insert((sender_id.to_owned(), generation.to_string())) {
+                continue;
+            }
+            let live = self
+                .heads
+                .find_one(doc! {
+                    "_id": schema::head_id(sender_id),
+                    head::SENDER_ID: sender_id,
+                    head::GENERATION: generation.clone(),
+                })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(|e| from_driver(context, e))?;
+            if live.is_none() {
+                let result = self
+                    .events
+                    .delete_many(doc! {
+                        bucket::SENDER_ID: sender_id,
+                        bucket::GENERATION: generation.clone(),
+                    })
+                    .await
+                    .map_err(|e| from_driver(context, e))?;
+                removed += result.deleted_count;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, collection = %self.collection, "removed orphaned buckets");
+        }
+        Ok(removed)
+    }
+
     /// Checks that the server answers (`ping`).
     ///
     /// # Errors

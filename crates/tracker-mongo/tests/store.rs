@@ -373,9 +373,29 @@ async fn crash_after_deleting_the_head() {
         Some(texts(&fresh)),
         "the old generation's buckets are not read"
     );
+
+    // Collecting removes the old generation's buckets and nothing of a live conversation.
+    let other = "whole";
+    let mut version = 0;
+    for turn in 0..3 {
+        version = append(&store, other, version, &bots(&format!("kept {turn}"), 2)).await;
+    }
+    let (live, others) = (
+        buckets_of(&store, sender).await.len(),
+        buckets_of(&store, other).await.len(),
+    );
+    assert!(live > 2 && others > 0, "{live} {others}");
+    assert_eq!(store.collect_orphaned_buckets().await.expect("collect"), 2);
+    assert_eq!(buckets_of(&store, sender).await.len(), live - 2);
+    assert_eq!(buckets_of(&store, other).await.len(), others);
+    assert_eq!(
+        read_texts(&store, sender, ReadScope::All).await,
+        Some(texts(&fresh))
+    );
+    assert_eq!(store.collect_orphaned_buckets().await.expect("again"), 0);
+
     assert!(store.delete(&id(sender)).await.expect("delete"));
-    let left: Vec<Document> = buckets_of(&store, sender).await;
-    assert_eq!(left.len(), 2, "only the old generation's buckets are left");
+    assert!(buckets_of(&store, sender).await.is_empty());
 }
 
 /// Appends and deletes of one conversation racing: every read sees either no conversation or
