@@ -3,7 +3,6 @@
 //! between, instead of waiting for the lock. diesel's immediate transactions are only on the
 //! blocking connection, so the append runs on the connection's blocking thread.
 
-use diesel::dsl::max;
 use diesel::prelude::*;
 
 use crate::schema::events;
@@ -21,10 +20,13 @@ pub(crate) async fn append(
                 let Some(first) = rows.first() else {
                     return Ok(Ok(()));
                 };
+                // As `version_query`: the newest row, not MAX().
                 let current: Option<i64> = events::table
                     .filter(events::sender_id.eq(&first.sender_id))
-                    .select(max(events::seq))
-                    .first(conn)?;
+                    .select(events::seq)
+                    .order(events::seq.desc())
+                    .first(conn)
+                    .optional()?;
                 let current = u64::try_from(current.unwrap_or(0)).unwrap_or(0);
                 if current != expected {
                     return Ok(Err(current));
