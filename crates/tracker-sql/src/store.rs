@@ -165,19 +165,23 @@ impl From<diesel::result::Error> for TxError {
     }
 }
 
-/// A pool's connection setup: every connection made by `connect` with the one `connector`
-/// the store built (its TLS settings and certificate files, read once).
+/// A pool's connection manager whose every connection is made by `connect` with the one
+/// `connector` the store built (its TLS settings and certificate files, read once).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-fn setup<C, K, F, Connect>(
+fn manager<C, K, F, Connect>(
+    url: &str,
     connector: std::sync::Arc<K>,
     connect: F,
-) -> diesel_async::pooled_connection::SetupCallback<C>
+) -> AsyncDieselConnectionManager<C>
 where
+    C: AsyncConnection + 'static,
     K: Send + Sync + 'static,
     F: Fn(std::sync::Arc<K>) -> Connect + Send + Sync + 'static,
     Connect: Future<Output = diesel::ConnectionResult<C>> + Send + 'static,
 {
-    Box::new(move |_url| Box::pin(connect(connector.clone())))
+    let mut config = ManagerConfig::<C>::default();
+    config.custom_setup = Box::new(move |_url| Box::pin(connect(connector.clone())));
+    AsyncDieselConnectionManager::new_with_config(url, config)
 }
 
 /// Builds a deadpool of `max_size` connections from a manager, every wait bounded by
@@ -408,16 +412,9 @@ impl SqlStore {
                 let connector =
                     std::sync::Arc::new(crate::tls::PgConnector::from_url(&target.url)?);
                 pg_connector = Some(connector.clone());
-                let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-                manager_config.custom_setup =
-                    setup(
-                        connector,
-                        |connector| async move { connector.connect().await },
-                    );
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-                    &target.url,
-                    manager_config,
-                );
+                let manager = manager(&target.url, connector, |connector| async move {
+                    connector.connect().await
+                });
                 Pool::Postgres(build_pool!(manager, target))
             }
             #[cfg(feature = "mysql")]
@@ -426,16 +423,9 @@ impl SqlStore {
                 // parameters and certificate files, read once here.
                 let connector =
                     std::sync::Arc::new(crate::mysql_tls::MysqlConnector::from_url(&target.url)?);
-                let mut manager_config = ManagerConfig::<AsyncMysqlConnection>::default();
-                manager_config.custom_setup =
-                    setup(
-                        connector,
-                        |connector| async move { connector.connect().await },
-                    );
-                let manager = AsyncDieselConnectionManager::<AsyncMysqlConnection>::new_with_config(
-                    &target.url,
-                    manager_config,
-                );
+                let manager = manager(&target.url, connector, |connector| async move {
+                    connector.connect().await
+                });
                 Pool::Mysql(build_pool!(manager, target))
             }
             #[cfg(feature = "sqlite")]
