@@ -180,11 +180,13 @@ async fn names_wider_than_the_columns_are_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_file_writers_wait_for_each_other() {
     let path = common::temp_sqlite_path();
-    let store = TrackerStore::new(
-        SqlStore::connect(&SqlConfig::sqlite(&path))
-            .await
-            .expect("open"),
-    );
+    // 16 writers share 8 connections: on a machine stalled by other work (fsyncs behind a
+    // build), a writer can wait for a connection longer than the default pool timeout.
+    let config = SqlConfig {
+        pool_timeout: std::time::Duration::from_secs(300),
+        ..SqlConfig::sqlite(&path)
+    };
+    let store = TrackerStore::new(SqlStore::connect(&config).await.expect("open"));
     let mut tasks = Vec::new();
     for writer in 0..16 {
         let store = store.clone();
