@@ -22,26 +22,34 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 /// A self-signed CA: key `name.key` and certificate `name.crt` in `dir`, with subject
 /// `subject` (e.g. `/CN=test CA`).
 pub fn ca(dir: &Path, name: &str, subject: &str) {
-    openssl(
+    new_key(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "1",
-            "-subj",
-            subject,
-        ],
+        &format!("{name}.key"),
+        &format!("{name}.crt"),
+        subject,
+        &["-x509", "-days", "1"],
     );
+}
+
+/// A new P-256 key `key` and, with `subject`, a request or (with `-x509` in `extra`) a
+/// self-signed certificate `out`.
+fn new_key(dir: &Path, key: &str, out: &str, subject: &str, extra: &[&str]) {
+    let mut args = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        out,
+        "-subj",
+        subject,
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
 }
 
 /// A P-256 key `name.key` and certificate `name.crt` in `dir`, signed by the CA `ca` (made by
@@ -55,23 +63,7 @@ pub fn issue(dir: &Path, ca: &str, name: &str, subject: &str, extensions: &str) 
         format!("{name}.crt"),
         format!("{name}.ext"),
     );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subject,
-        ],
-    );
+    new_key(dir, &key, &csr, subject, &[]);
     openssl(
         dir,
         &[
