@@ -61,10 +61,7 @@ struct Down;
 #[async_trait::async_trait]
 impl EventBroker for Down {
     async fn publish(&self, _: &[BrokerMessage]) -> Result<()> {
-        Err(Error::Unavailable {
-            message: "broker down".into(),
-            source: None,
-        })
+        Err(Error::unavailable("broker down"))
     }
 }
 

@@ -704,21 +704,20 @@ fn core_errors_of_every_kind_keep_their_sources_clean() {
     let errors = [
         Error::conflict("alice", 1, 2),
         Error::invalid_input("bad"),
-        Error::NotFound {
-            what: "conversation \"alice\"".to_owned(),
-        },
+        Error::not_found("conversation \"alice\""),
         Error::unsupported("sql", "EXPLAIN"),
         Error::config("bad"),
         Error::config_with("bad", io()),
-        Error::unavailable("connecting", io()),
+        Error::unavailable_with("connecting", io()),
         Error::corrupt("alice", Some(3), "not JSON"),
-        Error::backend("query", io()),
+        Error::diverged("alice", 2, "the source has 3 events and the store 2"),
+        Error::backend_with("query", io()),
     ];
     for error in &errors {
         assert_error_clean(&format!("{:?}", error.kind()), error);
     }
     // The check itself sees a secret anywhere in the chain.
-    let leaky = Error::unavailable(
+    let leaky = Error::unavailable_with(
         "connecting",
         std::io::Error::other(format!("refused for {SECRET}")),
     );
@@ -1034,6 +1033,10 @@ fn in_child_with_secrets(test: &str) -> bool {
         output.status.success() && stdout.contains("1 passed"),
         "{test} in a child process:\n{stdout}\n{stderr}"
     );
+    // The child's skips, as loud here as there.
+    for line in stderr.lines().filter(|line| line.contains("SKIPPED")) {
+        eprintln!("{line}");
+    }
     false
 }
 
@@ -1045,7 +1048,9 @@ fn endpoints_yml_secrets_from_the_environment_never_leak() {
     }
     assert_eq!(std::env::var(SECRET_VAR).as_deref(), Ok(SECRET));
     let var = format!("${{{SECRET_VAR}}}");
-    run(TAG, async {
+    let servers = run(TAG, async {
+        // The test services this run connected to.
+        let mut servers = Vec::new();
         let closed = closed_port();
         // Configurations only: the secret comes from the environment.
         for section in [
@@ -1078,6 +1083,7 @@ fn endpoints_yml_secrets_from_the_environment_never_leak() {
         }
         // Stores that connect, with the secret in play.
         if let Some(postgres) = service_url(Service::Postgres).await {
+            servers.push("postgres");
             let (host, port) = host_port(&postgres.url);
             let yaml = format!(
                 "tracker_store:\n  type: sql\n  dialect: postgresql\n  url: {host}\n  port: {port}\n  db: test\n  username: postgres\n  password: {var}\n  pool_size: 1\n"
@@ -1089,6 +1095,7 @@ fn endpoints_yml_secrets_from_the_environment_never_leak() {
             expect_clean_error(&yaml, build(&yaml).await);
         }
         if let Some(mysql) = service_url(Service::Mysql).await {
+            servers.push("mysql");
             let (host, port) = host_port(&mysql.url);
             let yaml = format!(
                 "tracker_store:\n  type: mysql\n  url: {host}\n  port: {port}\n  db: test\n  username: root\n  password: {var}\n  pool_size: 1\n"
@@ -1096,6 +1103,7 @@ fn endpoints_yml_secrets_from_the_environment_never_leak() {
             expect_clean_error(&yaml, build(&yaml).await);
         }
         if let Some(redis) = service_url(Service::Redis).await {
+            servers.push("redis");
             let (host, port) = host_port(&redis.url);
             let yaml = format!(
                 "tracker_store:\n  type: redis\n  url: redis://default:{var}@{host}:{port}\n"
@@ -1107,6 +1115,7 @@ fn endpoints_yml_secrets_from_the_environment_never_leak() {
             round_trip(build(&yaml).await.expect("connects")).await;
         }
         if let Some(mongo) = service_url(Service::Mongo).await {
+            servers.push("mongo");
             let url = with_query(&mongo.url, "serverSelectionTimeoutMS=3000");
             let yaml = format!(
                 "tracker_store:\n  type: mongod\n  url: \"{url}\"\n  db: {}\n  username: bot\n  password: {var}\n",
@@ -1118,6 +1127,7 @@ fn endpoints_yml_secrets_from_the_environment_never_leak() {
             }
         }
         if let Some(dynamo) = service_url(Service::Dynamo).await {
+            servers.push("dynamo");
             // The AWS chain reads the secret key and the session token from the environment.
             let table = fresh("creds_");
             let yaml = format!(
@@ -1137,6 +1147,19 @@ fn endpoints_yml_secrets_from_the_environment_never_leak() {
             );
             expect_clean_error(&yaml, build(&yaml).await);
         }
+        servers
     });
-    assert_tracing_clean(TAG, &["tracker_"]);
+    if servers.is_empty() {
+        // Only configurations were checked: no store ran, so no record of this crate is
+        // expected, but none may show a secret either.
+        tracker_testkit::skip(
+            "credentials",
+            "no test service is configured: endpoints.yml secrets were checked in \
+             configurations only, not in stores' tracing output",
+        );
+        assert_tracing_clean(TAG, &[]);
+    } else {
+        eprintln!("{TAG}: stores connected to: {servers:?}");
+        assert_tracing_clean(TAG, &["tracker_"]);
+    }
 }

@@ -9,14 +9,13 @@ use serde_json::Value;
 use tracker_store::json::to_python_json;
 use tracker_store::sql::{SqlConfig, SqlStore};
 use tracker_store::{
-    Error, Event, EventVerbosity, ReadScope, Result, SenderId, TrackerStore, event,
+    Error, Event, EventVerbosity, Imported, RasaSource, ReadScope, Registry, Result, SenderId,
+    StoreConfig, TrackerStore, event, first_difference,
 };
 
 use crate::output::{
     Summary, error_line, iso_time, last_activity, parse_age, progress, transcript,
 };
-use crate::rasa::RasaSource;
-use crate::transfer::{copy_conversation, difference};
 use crate::{Cli, Command};
 
 /// Opens the store of `--endpoints`, or the default SQLite file.
@@ -105,16 +104,14 @@ async fn show(
 ) -> Result<ExitCode> {
     let verbosity: EventVerbosity = include_events.parse().map_err(Error::invalid_input)?;
     let Some(tracker) = store.retrieve_full_tracker(id).await? else {
-        return Err(Error::NotFound {
-            what: format!("conversation {id:?}"),
-        });
+        return Err(Error::not_found(format!("conversation {id:?}")));
     };
     if as_transcript {
         print!("{}", transcript(&tracker));
     } else {
         let state = tracker.current_state(verbosity);
         let text = serde_json::to_string_pretty(&state)
-            .map_err(|e| Error::backend("rendering the tracker", e))?;
+            .map_err(|e| Error::backend_with("rendering the tracker", e))?;
         println!("{text}");
     }
     Ok(ExitCode::SUCCESS)
@@ -128,7 +125,8 @@ fn dialogue_line(sender_id: &str, events: &[Event]) -> Result<String> {
         Value::Array(events.iter().map(Event::to_value).collect()),
     );
     map.insert("name".to_owned(), Value::String(sender_id.to_owned()));
-    to_python_json(&Value::Object(map)).map_err(|e| Error::backend("rendering a conversation", e))
+    to_python_json(&Value::Object(map))
+        .map_err(|e| Error::backend_with("rendering a conversation", e))
 }
 
 async fn export(store: &TrackerStore, output: Option<&Path>, quiet: bool) -> Result<ExitCode> {
@@ -149,13 +147,13 @@ async fn export(store: &TrackerStore, output: Option<&Path>, quiet: bool) -> Res
             continue;
         };
         let line = dialogue_line(id, &conversation.events)?;
-        writeln!(writer, "{line}").map_err(|e| Error::backend("writing the export", e))?;
+        writeln!(writer, "{line}").map_err(|e| Error::backend_with("writing the export", e))?;
         summary.conversations += 1;
         summary.events += conversation.events.len() as u64;
     }
     writer
         .flush()
-        .map_err(|e| Error::backend("writing the export", e))?;
+        .map_err(|e| Error::backend_with("writing the export", e))?;
     bar.finish_and_clear();
     summary.print("exported", quiet);
     Ok(ExitCode::SUCCESS)
@@ -195,21 +193,19 @@ async fn import(store: &TrackerStore, file: &Path, quiet: bool) -> Result<ExitCo
     let bar = progress(0, quiet, "importing");
     let mut summary = Summary::start();
     for (number, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Error::backend("reading the import", e))?;
+        let line = line.map_err(|e| Error::backend_with("reading the import", e))?;
         if line.trim().is_empty() {
             continue;
         }
         bar.inc(1);
         let outcome = match parse_dialogue(&line) {
-            Ok((name, events)) => copy_conversation(store, &name, &events)
-                .await
-                .map(|written| (name, written)),
+            Ok((name, events)) => store.import(&name, &events).await,
             Err(error) => Err(error),
         };
         match outcome {
-            Ok((_, written)) => {
+            Ok(imported) => {
                 summary.conversations += 1;
-                summary.events += written;
+                summary.events += imported.written;
             }
             Err(error) => {
                 bar.suspend(|| eprintln!("line {}: {}", number + 1, error_line(&error)));
@@ -230,6 +226,51 @@ fn exit_code(summary: &Summary) -> ExitCode {
     }
 }
 
+/// Where `migrate` reads conversations.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Another store of this project (`migrate --to` reads the store of `--endpoints`).
+    Store(&'a TrackerStore),
+    /// A database Rasa's own tracker store wrote (`migrate --from-rasa`).
+    Rasa(&'a dyn RasaSource),
+}
+
+impl Source<'_> {
+    /// Every conversation id of the source.
+    async fn sender_ids(self) -> Result<Vec<String>> {
+        match self {
+            Self::Store(store) => store.keys().await,
+            Self::Rasa(source) => source.sender_ids().await,
+        }
+    }
+
+    /// One conversation's events, in order.
+    async fn read(self, sender_id: &str) -> Result<Option<Vec<Event>>> {
+        match self {
+            Self::Store(store) => Ok(store
+                .read(sender_id, ReadScope::All)
+                .await?
+                .map(|conversation| conversation.events)),
+            Self::Rasa(source) => Ok(source
+                .read(sender_id)
+                .await?
+                .map(|conversation| conversation.events)),
+        }
+    }
+
+    /// Copies one conversation into `destination`, resuming after what an earlier run
+    /// copied; `None` when the source has no such conversation.
+    async fn copy(self, destination: &TrackerStore, sender_id: &str) -> Result<Option<Imported>> {
+        match self {
+            Self::Store(_) => match self.read(sender_id).await? {
+                Some(events) => destination.import(sender_id, &events).await.map(Some),
+                None => Ok(None),
+            },
+            Self::Rasa(source) => destination.import_from(source, sender_id).await,
+        }
+    }
+}
+
 async fn migrate_to(
     source: &TrackerStore,
     to: &Path,
@@ -237,17 +278,14 @@ async fn migrate_to(
     quiet: bool,
 ) -> Result<ExitCode> {
     let destination = tracker_store::from_endpoints_file(to).await?;
-    let ids = source.keys().await?;
-    let read = |id: String| {
-        let source = source.clone();
-        async move {
-            Ok(source
-                .read(&id, ReadScope::All)
-                .await?
-                .map(|conversation| conversation.events))
-        }
-    };
-    migrate(&ids, &destination, verify, quiet, "migrating", read).await
+    migrate(
+        Source::Store(source),
+        &destination,
+        verify,
+        quiet,
+        "migrating",
+    )
+    .await
 }
 
 async fn migrate_from_rasa(
@@ -256,94 +294,95 @@ async fn migrate_from_rasa(
     verify: bool,
     quiet: bool,
 ) -> Result<ExitCode> {
-    let source = std::sync::Arc::new(RasaSource::open(rasa).await?);
-    let ids = source.sender_ids().await?;
-    let read = |id: String| {
-        let source = source.clone();
-        async move { source.read(&id).await }
-    };
+    let config = StoreConfig::from_endpoints_file(rasa)?;
+    let source = Registry::with_builtins().open_rasa_source(&config).await?;
     migrate(
-        &ids,
+        Source::Rasa(source.as_ref()),
         destination,
         verify,
         quiet,
         "migrating from Rasa",
-        read,
     )
     .await
 }
 
-/// Copies the conversations `read_source` gives for `ids` into `destination`, then verifies
-/// them if asked. Failures are reported per conversation and the rest continue.
-async fn migrate<F, Fut>(
-    ids: &[String],
+/// Copies every conversation of `source` into `destination`, then verifies them if asked.
+/// A conversation that fails (one the destination holds with other events, say) is reported
+/// and the rest continue; the exit code says whether any failed.
+async fn migrate(
+    source: Source<'_>,
     destination: &TrackerStore,
     verify: bool,
     quiet: bool,
     what: &str,
-    read_source: F,
-) -> Result<ExitCode>
-where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<Option<Vec<Event>>>>,
-{
+) -> Result<ExitCode> {
+    let ids = source.sender_ids().await?;
     let bar = progress(ids.len() as u64, quiet, what);
     let mut summary = Summary::start();
-    for id in ids {
+    for id in &ids {
         bar.inc(1);
-        let outcome = match read_source(id.clone()).await {
-            Ok(Some(events)) => copy_conversation(destination, id, &events).await.map(Some),
-            Ok(None) => Ok(None),
-            Err(error) => Err(error),
-        };
-        record(&mut summary, &bar, id, outcome);
+        match source.copy(destination, id).await {
+            Ok(Some(imported)) => {
+                summary.conversations += 1;
+                summary.events += imported.written;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                bar.suspend(|| eprintln!("{}", conversation_error(id, &error)));
+                summary.failed += 1;
+            }
+        }
     }
     bar.finish_and_clear();
     summary.print("migrated", quiet);
     if verify {
-        summary.failed += verify_all(ids, destination, quiet, read_source).await?;
+        summary.failed += verify_all(&ids, source, destination, quiet).await?;
     }
     Ok(exit_code(&summary))
 }
 
-/// Counts one conversation's outcome; failures are reported and the rest continue.
-fn record(
-    summary: &mut Summary,
-    bar: &indicatif::ProgressBar,
-    id: &str,
-    outcome: Result<Option<u64>>,
-) {
-    match outcome {
-        Ok(Some(written)) => {
-            summary.conversations += 1;
-            summary.events += written;
+/// The line reporting that conversation `id` failed: the error, after the conversation
+/// unless the error names it first.
+fn conversation_error(id: &str, error: &Error) -> String {
+    let line = error_line(error);
+    let name = format!("conversation {id:?}");
+    if line.starts_with(&name) {
+        line
+    } else {
+        format!("{name}: {line}")
+    }
+}
+
+/// How the events `stored` in the destination differ from the `source`'s, or `None` when
+/// they are the same.
+fn difference(source: &[Event], stored: &[Event]) -> Option<String> {
+    match first_difference(stored, source) {
+        Some(position) if position <= source.len().min(stored.len()) as u64 => {
+            Some(format!("event {position} differs"))
         }
-        Ok(None) => {}
-        Err(error) => {
-            bar.suspend(|| eprintln!("conversation {id:?}: {}", error_line(&error)));
-            summary.failed += 1;
-        }
+        _ if source.len() != stored.len() => Some(format!(
+            "{} events in the source, {} in the destination",
+            source.len(),
+            stored.len()
+        )),
+        _ => None,
     }
 }
 
 /// Compares every conversation of the source with the destination; returns the number that
 /// differ.
-async fn verify_all<F, Fut>(
+async fn verify_all(
     ids: &[String],
+    source: Source<'_>,
     destination: &TrackerStore,
     quiet: bool,
-    read_source: F,
-) -> Result<u64>
-where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<Option<Vec<Event>>>>,
-{
+) -> Result<u64> {
     let bar = progress(ids.len() as u64, quiet, "verifying");
     let mut mismatches = 0;
     for id in ids {
         bar.inc(1);
         let compared = async {
-            let expected = read_source(id.clone()).await?.unwrap_or_default();
+            let expected = source.read(id).await?.unwrap_or_default();
             let stored = destination
                 .read(id, ReadScope::All)
                 .await?
@@ -429,4 +468,29 @@ async fn prune(store: &TrackerStore, age: &str, dry_run: bool, quiet: bool) -> R
     bar.finish_and_clear();
     summary.print(if dry_run { "would delete" } else { "deleted" }, quiet);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_name_the_event_or_the_counts() {
+        let events: Vec<Event> = (0..4).map(|n| Event::bot(format!("{n}")).at(1.0)).collect();
+        assert_eq!(difference(&events, &events), None);
+        let mut altered = events.clone();
+        altered[2] = Event::bot("else").at(1.0);
+        assert_eq!(
+            difference(&events, &altered).as_deref(),
+            Some("event 3 differs")
+        );
+        assert_eq!(
+            difference(&events, &events[..2]).as_deref(),
+            Some("4 events in the source, 2 in the destination")
+        );
+        assert_eq!(
+            difference(&events[..1], &events).as_deref(),
+            Some("1 events in the source, 4 in the destination")
+        );
+    }
 }

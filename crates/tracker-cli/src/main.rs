@@ -2,8 +2,7 @@
 
 mod commands;
 mod output;
-mod rasa;
-mod transfer;
+mod verbose;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +23,10 @@ pub struct Cli {
     /// No progress bars and no summary.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Print the store's operation counts and latencies (its `metrics`) on standard error at
+    /// the end.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,7 +74,8 @@ pub enum Command {
         /// An endpoints.yml of the destination store.
         #[arg(long, value_name = "OTHER.yml", conflicts_with = "from_rasa")]
         to: Option<PathBuf>,
-        /// An endpoints.yml of Rasa's own store (SQL, Redis) to read from.
+        /// An endpoints.yml of Rasa's own store (SQL, Redis, MongoDB, DynamoDB) to read from;
+        /// it is only read.
         #[arg(long, value_name = "RASA_ENDPOINTS.yml")]
         from_rasa: Option<PathBuf>,
         /// Compare event counts and content of every conversation afterwards.
@@ -98,11 +102,20 @@ pub enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match commands::run(cli).await {
+    let metrics = if cli.verbose {
+        verbose::install()
+    } else {
+        None
+    };
+    let code = match commands::run(cli).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", output::error_line(&error));
             ExitCode::FAILURE
         }
+    };
+    if let Some(metrics) = metrics {
+        eprint!("{}", metrics.report());
     }
+    code
 }

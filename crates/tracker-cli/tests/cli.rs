@@ -737,3 +737,228 @@ fn migrate_from_rasas_dynamo() {
         &conversations,
     );
 }
+
+/// Runs `command` without `--quiet`; returns whether it succeeded and its standard error.
+fn run_loud(command: &mut Command) -> (bool, String) {
+    let output = command.output().expect("runs");
+    (
+        output.status.success(),
+        String::from_utf8(output.stderr).expect("UTF-8"),
+    )
+}
+
+fn loud(dir: &Path) -> Command {
+    let mut command = Command::cargo_bin("tracker").expect("the binary is built");
+    command.current_dir(dir);
+    command
+}
+
+/// One export line: Rasa's Dialogue shape.
+fn dialogue_line(name: &str, events: &[Event]) -> String {
+    serde_json::json!({
+        "events": events.iter().map(Event::to_value).collect::<Vec<_>>(),
+        "name": name,
+    })
+    .to_string()
+}
+
+/// What an interrupted migration leaves, the first batches of a conversation, is completed by
+/// the next run without writing anything twice.
+#[test]
+fn migrate_from_rasa_resumes_after_an_interruption() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let conversations = sample();
+    rasa_sqlite(&dir.join("rasa-own.db"), &conversations);
+    let rasa = write(
+        dir,
+        "rasa.yml",
+        "tracker_store:\n  type: sqlite\n  db: rasa-own.db\n",
+    );
+    let new = write(
+        dir,
+        "new.yml",
+        "tracker_store:\n  type: sqlite\n  db: new.db\n",
+    );
+    let (name, events) = &conversations[0];
+    assert_eq!(name, "restaurant-booking");
+    let partial = write(dir, "partial.jsonl", &dialogue_line(name, &events[..30]));
+    stdout(
+        tracker(dir)
+            .arg("--endpoints")
+            .arg(&new)
+            .arg("import")
+            .arg(&partial),
+    );
+
+    let total: usize = conversations.iter().map(|(_, events)| events.len()).sum();
+    let (ok, stderr) = run_loud(
+        loud(dir)
+            .arg("--endpoints")
+            .arg(&new)
+            .args(["migrate", "--verify", "--from-rasa"])
+            .arg(&rasa),
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains(&format!("migrated 2 conversations, {} events", total - 30)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("all identical"), "{stderr}");
+    let (ok, stderr) = run_loud(
+        loud(dir)
+            .arg("--endpoints")
+            .arg(&new)
+            .args(["migrate", "--verify", "--from-rasa"])
+            .arg(&rasa),
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("migrated 2 conversations, 0 events"),
+        "{stderr}"
+    );
+    let exported = parse_export(&stdout(
+        tracker(dir).arg("--endpoints").arg(&new).arg("export"),
+    ));
+    assert_eq!(exported.len(), 2);
+    for (name, events) in &exported {
+        let (_, expected) = conversations
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a sample conversation");
+        assert_eq!(texts(events), texts(expected), "{name}");
+    }
+}
+
+/// A conversation the destination holds with other events is reported and left alone; the
+/// other conversations are copied, and the exit code says one failed.
+#[test]
+fn a_diverged_conversation_is_reported_and_the_others_go_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let conversations = sample();
+    rasa_sqlite(&dir.join("rasa-own.db"), &conversations);
+    let rasa = write(
+        dir,
+        "rasa.yml",
+        "tracker_store:\n  type: sql\n  db: rasa-own.db\n",
+    );
+    let other = vec![Event::bot("something else").at(1_700_000_000.0)];
+    let diverged = write(
+        dir,
+        "diverged.jsonl",
+        &dialogue_line("restaurant-booking", &other),
+    );
+    stdout(tracker(dir).arg("import").arg(&diverged));
+
+    let check = |stderr: &str, what: &str| {
+        assert!(
+            stderr.contains("\"restaurant-booking\"") && stderr.contains("event 1"),
+            "{what} names the conversation and the event: {stderr}"
+        );
+        assert!(
+            !stderr.contains("\"chitchat-and-fallbacks\""),
+            "{what}: {stderr}"
+        );
+        let stored = parse_export(&stdout(tracker(dir).arg("export")));
+        let events = |name: &str| {
+            stored
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, events)| texts(events))
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            events("restaurant-booking"),
+            texts(&other),
+            "{what}: left unchanged"
+        );
+        assert_eq!(
+            events("chitchat-and-fallbacks"),
+            texts(&conversations[1].1),
+            "{what}: the other conversation is copied"
+        );
+    };
+
+    let (ok, stderr) = run_loud(loud(dir).args(["migrate", "--from-rasa"]).arg(&rasa));
+    assert!(!ok, "a diverged conversation fails the run: {stderr}");
+    assert!(
+        stderr.contains("migrated 1 conversations, 51 events")
+            && stderr.contains("; 1 conversations failed"),
+        "{stderr}"
+    );
+    check(&stderr, "migrate --from-rasa");
+
+    // `import FILE` and `migrate --to` report it the same way.
+    stdout(tracker(dir).args(["delete", "chitchat-and-fallbacks"]));
+    let (ok, stderr) = run_loud(loud(dir).args(["import", SAMPLE]));
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("line 1"), "{stderr}");
+    check(&stderr, "import");
+
+    let source = write(
+        dir,
+        "source.yml",
+        "tracker_store:\n  type: sqlite\n  db: source.db\n",
+    );
+    stdout(
+        tracker(dir)
+            .arg("--endpoints")
+            .arg(&source)
+            .args(["import", SAMPLE]),
+    );
+    stdout(tracker(dir).args(["delete", "chitchat-and-fallbacks"]));
+    let here = write(
+        dir,
+        "here.yml",
+        "tracker_store:\n  type: sqlite\n  db: rasa.db\n",
+    );
+    let (ok, stderr) = run_loud(
+        loud(dir)
+            .arg("--endpoints")
+            .arg(&source)
+            .args(["migrate", "--verify", "--to"])
+            .arg(&here),
+    );
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("1 differ"), "{stderr}");
+    check(&stderr, "migrate --to");
+}
+
+#[test]
+fn verbose_prints_the_stores_metrics() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let (ok, stderr) = run_loud(loud(dir).args(["--verbose", "import", SAMPLE]));
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("metrics:"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "tracker_store_operations_total{store=\"sqlite\",operation=\"append\",outcome=\"ok\"}"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tracker_store_events_total{store=\"sqlite\",operation=\"append\"} 118"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "tracker_store_operation_seconds{store=\"sqlite\",operation=\"append\"} count="
+        ),
+        "{stderr}"
+    );
+    // Without the flag, nothing of it.
+    let (ok, stderr) = run_loud(loud(dir).args(["import", SAMPLE]));
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("metrics:"), "{stderr}");
+    // On failure too, after the error.
+    let (ok, stderr) = run_loud(loud(dir).args(["-v", "show", "nobody"]));
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("error: ")
+            && stderr.contains("metrics:")
+            && stderr.contains("tracker_store_operations_total{store=\"sqlite\""),
+        "{stderr}"
+    );
+}

@@ -14,9 +14,11 @@ use tracker_core::{
 use crate::golden;
 
 mod hostile;
+mod import;
 mod races;
 
 pub use hostile::hostile_input_round_trips;
+pub use import::{import_refuses_a_different_prefix, import_resumes_after_an_interruption};
 pub use races::{race_on_many_conversations, race_on_one_conversation};
 
 /// A sender id prefix no other case (or run) uses.

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod cases;
+pub mod claims;
 pub mod golden;
 
 /// Expands one `#[tokio::test]` per conformance case for a store.
@@ -40,6 +41,8 @@ macro_rules! conformance_suite {
             hostile_input_round_trips,
             race_on_one_conversation,
             race_on_many_conversations,
+            import_resumes_after_an_interruption,
+            import_refuses_a_different_prefix,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -52,4 +55,65 @@ macro_rules! conformance_suite {
             }
         )*
     };
+}
+
+#[cfg(test)]
+mod tests {
+    /// Names of the public case functions: `pub async fn NAME<S: Store` in the case files,
+    /// and the re-exported ones.
+    fn case_functions() -> Vec<String> {
+        let sources = [
+            include_str!("cases.rs"),
+            include_str!("cases/hostile.rs"),
+            include_str!("cases/import.rs"),
+            include_str!("cases/races.rs"),
+        ];
+        let mut names: Vec<String> = sources
+            .iter()
+            .flat_map(|source| source.lines())
+            .filter_map(|line| {
+                let rest = line.strip_prefix("pub async fn ")?;
+                let (name, rest) = rest.split_once('<')?;
+                rest.starts_with("S: Store").then(|| name.to_owned())
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn macro_cases() -> Vec<String> {
+        let source = include_str!("lib.rs");
+        let start = source.find("@cases $make;").expect("case list") + "@cases $make;".len();
+        let list = &source[start..start + source[start..].find(");").expect("end of list")];
+        let mut names: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn readme_cases() -> Vec<String> {
+        let mut names: Vec<String> = include_str!("../README.md")
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `")?.split_once('`'))
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_macro_runs_every_case() {
+        let functions = case_functions();
+        assert!(functions.len() > 10, "{functions:?}");
+        assert_eq!(macro_cases(), functions);
+    }
+
+    #[test]
+    fn the_readme_lists_every_case() {
+        assert_eq!(readme_cases(), case_functions());
+    }
 }

@@ -88,11 +88,11 @@ impl Store for Broken {
             Fault::CheckThenWrite => {
                 let current = self.inner.version(append.sender_id()).await?;
                 if current != append.expected_version() {
-                    return Err(tracker_core::Error::Conflict {
-                        sender_id: append.sender_id().as_str().to_owned(),
-                        expected: append.expected_version(),
-                        actual: current,
-                    });
+                    return Err(tracker_core::Error::conflict(
+                        append.sender_id().as_str(),
+                        append.expected_version(),
+                        current,
+                    ));
                 }
                 tokio::task::yield_now().await;
                 let current = self.inner.version(append.sender_id()).await?;

@@ -108,10 +108,7 @@ impl EventBroker for ChannelBroker {
             self.sender
                 .send(message.clone())
                 .await
-                .map_err(|_| Error::Unavailable {
-                    message: "the event channel's receiver is gone".to_owned(),
-                    source: None,
-                })?;
+                .map_err(|_| Error::unavailable("the event channel's receiver is gone"))?;
         }
         Ok(())
     }

@@ -2,19 +2,27 @@
 #![deny(missing_docs)]
 
 pub mod broker;
+pub mod config;
 pub mod domain;
 pub mod error;
 pub mod event;
+mod import;
 pub mod json;
+pub mod observe;
+pub mod rasa;
 pub mod redact;
+pub mod registration;
 pub mod store;
 pub mod tracker;
 pub mod tracker_store;
 
 pub use broker::{BrokerMessage, ChannelBroker, EventBroker, PublishStats};
 pub use domain::{Domain, SlotDefinition};
-pub use error::{BoxError, Error, ErrorKind, Result};
+pub use error::{BoxError, Error, ErrorContext, ErrorKind, Result};
 pub use event::{Event, EventKind, InvalidEvent, JsonMap, UnknownEvent, UserUttered};
+pub use import::{batches, first_difference};
+pub use rasa::{Imported, RasaConversation, RasaSource};
+pub use registration::{RasaSourceFuture, Registration, StoreFuture};
 pub use store::{
     Append, Capabilities, EventData, EventRecord, ListPage, ListRequest, MAX_SENDER_ID_BYTES,
     ReadScope, SenderId, Store, StoredConversation, StoredEvent,

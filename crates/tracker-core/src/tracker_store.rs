@@ -8,6 +8,7 @@ use crate::broker::{BrokerMessage, EventBroker, PublishStats, Publisher};
 use crate::domain::Domain;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::observe::{Operation, Outcome, observe};
 use crate::store::{
     Append, Capabilities, EventData, ListPage, ListRequest, ReadScope, SenderId, Store,
     StoredConversation,
@@ -183,17 +184,18 @@ impl TrackerStore {
         expected_version: u64,
         events: &[Event],
     ) -> Result<u64> {
-        let append = Append::new(sender_id, expected_version, events)?;
-        check_limits(&self.store.capabilities(), &append)?;
-        let version = self.store.append(&append).await?;
-        tracing::debug!(
-            store = self.store.name(),
-            sender_id = %append.sender_id(),
-            events = append.records().len(),
-            version,
-            "appended events"
-        );
-        Ok(version)
+        let operation = Operation {
+            store: self.store.name(),
+            name: "append",
+            sender_id: Some(sender_id.as_str()),
+            events: events.len(),
+        };
+        observe(operation, async {
+            let append = Append::new(sender_id.clone(), expected_version, events)?;
+            check_limits(&self.store.capabilities(), &append)?;
+            self.store.append(&append).await
+        })
+        .await
     }
 
     /// Reads and parses a conversation's events: all of them, or only the latest session.
@@ -201,11 +203,23 @@ impl TrackerStore {
     /// # Errors
     /// [`Error::Corrupt`] naming the conversation and event when stored data cannot be read.
     pub async fn read(&self, sender_id: &str, scope: ReadScope) -> Result<Option<Conversation>> {
-        let sender_id = SenderId::new(sender_id)?;
-        let Some(stored) = self.store.read(&sender_id, scope).await? else {
-            return Ok(None);
+        let operation = Operation {
+            store: self.store.name(),
+            name: match scope {
+                ReadScope::All => "read",
+                ReadScope::LatestSession => "read_latest_session",
+            },
+            sender_id: Some(sender_id),
+            events: 0,
         };
-        parse_conversation(sender_id, stored, scope).map(Some)
+        observe(operation, async {
+            let sender_id = SenderId::new(sender_id)?;
+            let Some(stored) = self.store.read(&sender_id, scope).await? else {
+                return Ok(None);
+            };
+            parse_conversation(sender_id, stored, scope).map(Some)
+        })
+        .await
     }
 
     /// The tracker of the conversation's latest session, or `None` if it does not exist
@@ -260,16 +274,30 @@ impl TrackerStore {
 
     /// The conversation's version: its number of events, 0 if it does not exist.
     pub async fn version(&self, sender_id: &str) -> Result<u64> {
-        let sender_id = SenderId::new(sender_id)?;
-        self.store.version(&sender_id).await
+        let operation = Operation {
+            store: self.store.name(),
+            name: "version",
+            sender_id: Some(sender_id),
+            events: 0,
+        };
+        observe(operation, async {
+            self.store.version(&SenderId::new(sender_id)?).await
+        })
+        .await
     }
 
     /// Deletes a conversation; returns whether it existed.
     pub async fn delete(&self, sender_id: &str) -> Result<bool> {
-        let sender_id = SenderId::new(sender_id)?;
-        let existed = self.store.delete(&sender_id).await?;
-        tracing::debug!(store = self.store.name(), sender_id = %sender_id, existed, "deleted conversation");
-        Ok(existed)
+        let operation = Operation {
+            store: self.store.name(),
+            name: "delete",
+            sender_id: Some(sender_id),
+            events: 0,
+        };
+        observe(operation, async {
+            self.store.delete(&SenderId::new(sender_id)?).await
+        })
+        .await
     }
 
     /// One page of conversation ids; pass the previous page's `next_cursor` to continue.
@@ -277,29 +305,33 @@ impl TrackerStore {
     /// # Errors
     /// [`Error::InvalidInput`] when `limit` is 0 or over [`MAX_PAGE_SIZE`].
     pub async fn list(&self, cursor: Option<String>, limit: usize) -> Result<ListPage> {
-        if limit == 0 || limit > MAX_PAGE_SIZE {
-            return Err(Error::invalid_input(format!(
-                "page size {limit} is outside 1..={MAX_PAGE_SIZE}"
-            )));
-        }
-        self.store.list(&ListRequest { cursor, limit }).await
+        let operation = Operation {
+            store: self.store.name(),
+            name: "list",
+            sender_id: None,
+            events: 0,
+        };
+        observe(operation, async {
+            if limit == 0 || limit > MAX_PAGE_SIZE {
+                return Err(Error::invalid_input(format!(
+                    "page size {limit} is outside 1..={MAX_PAGE_SIZE}"
+                )));
+            }
+            self.store.list(&ListRequest { cursor, limit }).await
+        })
+        .await
     }
 
     /// Every conversation id, as a stream read page by page.
     pub fn keys_stream(&self) -> impl Stream<Item = Result<String>> + Send + 'static {
-        let store = self.store.clone();
+        let this = self.clone();
         futures::stream::try_unfold(Some(None), move |cursor: Option<Option<String>>| {
-            let store = store.clone();
+            let this = this.clone();
             async move {
                 let Some(cursor) = cursor else {
                     return Ok(None);
                 };
-                let page = store
-                    .list(&ListRequest {
-                        cursor,
-                        limit: KEYS_PAGE_SIZE,
-                    })
-                    .await?;
+                let page = this.list(cursor, KEYS_PAGE_SIZE).await?;
                 let next = page.next_cursor.map(Some);
                 let ids = futures::stream::iter(page.sender_ids.into_iter().map(Ok));
                 Ok::<_, Error>(Some((ids, next)))
@@ -311,6 +343,15 @@ impl TrackerStore {
     /// Every conversation id (Rasa's `keys()`), read page by page.
     pub async fn keys(&self) -> Result<Vec<String>> {
         self.keys_stream().try_collect().await
+    }
+}
+
+impl Outcome for Conversation {
+    fn version(&self) -> Option<u64> {
+        Some(self.version)
+    }
+    fn events(&self) -> usize {
+        self.events.len()
     }
 }
 
@@ -374,11 +415,13 @@ pub(crate) fn parse_conversation(
             EventData::Text(text) => Event::from_json(&text),
             EventData::Json(value) => Event::from_value(value),
         };
-        let event = result.map_err(|e| Error::Corrupt {
-            sender_id: sender_id.as_str().to_owned(),
-            position: Some(stored_event.seq),
-            message: e.message().to_owned(),
-            source: Some(Box::new(e)),
+        let event = result.map_err(|e| {
+            Error::corrupt_with(
+                sender_id.as_str(),
+                Some(stored_event.seq),
+                e.message().to_owned(),
+                e,
+            )
         })?;
         parsed.push(event);
     }

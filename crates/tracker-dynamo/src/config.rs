@@ -2,27 +2,37 @@
 
 use std::fmt;
 
+use aws_config::ConfigLoader;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::Region;
 use serde::Deserialize;
 pub(crate) use tracker_core::redact::redact_url;
 use tracker_core::{Error, Result};
 
-/// Rasa's default table name.
-pub const DEFAULT_TABLE_NAME: &str = "states";
-/// Rasa's default region.
+/// The default table of Rasa's `DynamoTrackerStore`: `states`.
+pub const RASA_DEFAULT_TABLE_NAME: &str = "states";
+/// The default of `table_name`: Rasa's, [`RASA_DEFAULT_TABLE_NAME`].
+pub const DEFAULT_TABLE_NAME: &str = RASA_DEFAULT_TABLE_NAME;
+/// The default region, Rasa's: `us-east-1`.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
-/// Configuration of [`DynamoStore`](crate::DynamoStore): the keys of Rasa's
-/// `DynamoTrackerStore` in `endpoints.yml` (`table_name`, `region`), with Rasa's defaults,
-/// plus `endpoint_url` and `migrate`.
+/// Configuration of [`DynamoStore`](crate::DynamoStore) and
+/// [`DynamoRasaSource`](crate::DynamoRasaSource): the keys of Rasa's `DynamoTrackerStore` in
+/// `endpoints.yml` (`table_name`, `region`), with Rasa's defaults, plus `endpoint_url` and
+/// `migrate`. Any other key is refused (the `tracker-store` registry drops, with a warning,
+/// the keys a store does not read before it gets here).
 ///
 /// Credentials come from the standard AWS chain (environment, shared config and credentials
 /// files, web identity, ECS and EC2 instance metadata), as boto3's do for Rasa; there is no
 /// credential key.
 ///
 /// ```
-/// let config: tracker_dynamo::DynamoConfig = serde_json::from_value(serde_json::json!({
-///     "table_name": "conversations", "region": "eu-west-1"
-/// })).expect("valid configuration");
+/// use tracker_dynamo::tracker_core::config::from_keys;
+///
+/// let keys = serde_json::json!({"table_name": "conversations", "region": "eu-west-1"});
+/// let serde_json::Value::Object(keys) = keys else { unreachable!() };
+/// let config: tracker_dynamo::DynamoConfig =
+///     from_keys("the DynamoDB tracker store", keys).expect("valid configuration");
 /// assert_eq!(config.table_name, "conversations");
 /// assert_eq!(config.endpoint_url, None);
 /// assert!(config.migrate);
@@ -30,11 +40,12 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 ///
 /// `Debug` and errors hide a password in `endpoint_url` (`http://user:password@host`).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DynamoConfig {
     /// The table (default `states`, Rasa's). A table of Rasa's own layout (key `sender_id`
-    /// only) is refused with a [`Error::Config`]: give this store a table of its own and
-    /// import Rasa's conversations (see [`crate::rasa`]).
+    /// only) is refused by the store with a [`Error::Config`]: give the store a table of its
+    /// own and import Rasa's conversations with a [`DynamoRasaSource`](crate::DynamoRasaSource)
+    /// opened on this key (see [`crate::rasa`]).
     pub table_name: String,
     /// The AWS region (default `us-east-1`, as Rasa; like Rasa's, the region is always set
     /// from the configuration, so `AWS_REGION` does not change it).
@@ -44,8 +55,9 @@ pub struct DynamoConfig {
     /// / `AWS_ENDPOINT_URL` from the environment.
     pub endpoint_url: Option<String>,
     /// Create the table at connect if it does not exist (default `true`, as Rasa creates
-    /// its table at start-up). With `false`, connecting to a missing table is a
-    /// [`Error::Config`].
+    /// its table at start-up), with [`DynamoStore::ensure_schema`](crate::DynamoStore::ensure_schema).
+    /// With `false`, connecting to a missing table is a [`Error::Config`]. A
+    /// [`DynamoRasaSource`](crate::DynamoRasaSource) never creates a table.
     pub migrate: bool,
 }
 
@@ -104,6 +116,15 @@ impl DynamoConfig {
         }
         Ok(())
     }
+
+    /// A client for this configuration's region and endpoint, on top of `loader`.
+    pub(crate) async fn client(&self, loader: ConfigLoader) -> Client {
+        let mut loader = loader.region(Region::new(self.region.clone()));
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        Client::new(&loader.load().await)
+    }
 }
 
 /// Checks a table name against DynamoDB's rules.
@@ -125,7 +146,14 @@ mod tests {
     use tracker_core::ErrorKind;
 
     fn parse(value: serde_json::Value) -> DynamoConfig {
-        serde_json::from_value(value).expect("config")
+        try_parse(value).expect("config")
+    }
+
+    fn try_parse(value: serde_json::Value) -> Result<DynamoConfig> {
+        let serde_json::Value::Object(keys) = value else {
+            panic!("a section is a map");
+        };
+        tracker_core::config::from_keys("the DynamoDB tracker store", keys)
     }
 
     #[test]
@@ -141,10 +169,10 @@ mod tests {
 
     #[test]
     fn rasa_keys_and_ours() {
-        // Rasa's documented example, plus keys Rasa's factory passes along and ignores.
+        // Rasa's documented keys, plus ours.
         let config = parse(serde_json::json!({
-            "type": "dynamo", "table_name": "rasa", "region": "eu-central-1",
-            "endpoint_url": "http://127.0.0.1:8000", "migrate": false, "url": "ignored"
+            "table_name": "rasa", "region": "eu-central-1",
+            "endpoint_url": "http://127.0.0.1:8000", "migrate": false
         }));
         assert_eq!(config.table_name, "rasa");
         assert_eq!(config.region, "eu-central-1");
@@ -155,16 +183,22 @@ mod tests {
         assert!(!config.migrate);
         config.validate().expect("valid");
         assert_eq!(DynamoConfig::with_table("t_1.x-y").table_name, "t_1.x-y");
+        // Values from `${VAR}` are strings; YAML may give a number for a name.
+        let config = parse(serde_json::json!({"migrate": "false", "table_name": 12345}));
+        assert!(!config.migrate);
+        assert_eq!(config.table_name, "12345");
     }
 
     #[test]
     fn bad_values() {
-        assert!(
-            serde_json::from_value::<DynamoConfig>(serde_json::json!({"migrate": "x"})).is_err()
-        );
-        assert!(
-            serde_json::from_value::<DynamoConfig>(serde_json::json!({"table_name": 7})).is_err()
-        );
+        for bad in [
+            serde_json::json!({"migrate": "x"}),
+            serde_json::json!({"table_name": ["states"]}),
+            serde_json::json!({"table": "states"}),
+        ] {
+            let error = try_parse(bad.clone()).expect_err(&bad.to_string());
+            assert_eq!(error.kind(), ErrorKind::Config, "{bad}");
+        }
         let long = "x".repeat(256);
         for name in ["ab", "with space", "ünï", long.as_str()] {
             let error = DynamoConfig::with_table(name).validate().expect_err(name);

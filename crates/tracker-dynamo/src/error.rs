@@ -5,17 +5,18 @@
 //! | throttling (`ProvisionedThroughputExceededException`, `ThrottlingException`, `RequestLimitExceeded`, ...), `TransactionConflictException`, `TransactionInProgressException`, HTTP 5xx, timeouts, connection failures | `Unavailable` (temporary) |
 //! | `TransactionCanceledException` whose reason for the head item is `ConditionalCheckFailed` | `Conflict` (decided in the store, which reads the current version) |
 //! | `TransactionCanceledException` for throttling or a conflicting transaction | `Unavailable` |
-//! | `ResourceNotFoundException` (no such table), rejected credentials, a request that cannot be built | `Config` |
+//! | `ResourceNotFoundException` (no such table), rejected credentials, a request the SDK cannot construct or dispatch for a local reason (no region, bad TLS settings) | `Config` |
 //! | anything else (`ValidationException`, ...) | `Backend` |
 //!
 //! The SDK's error is always kept as the `source`.
 
+use std::any::Any;
 use std::error::Error as StdError;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use tracker_core::Error;
+use tracker_core::{Error, ErrorKind};
 
 /// Error codes of throttling and of conflicts between concurrent requests: retrying later
 /// may succeed.
@@ -56,66 +57,104 @@ const TEMPORARY_REASONS: &[&str] = &[
 /// The cancellation reason code that means a condition did not hold.
 pub(crate) const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 
-/// What a caller can do about a DynamoDB error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Class {
-    Unavailable,
-    Config,
-    Backend,
-}
-
-/// Classifies a service error by its code and HTTP status.
-pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> Class {
+/// Classifies a service error by its code and HTTP status: the table above.
+fn classify_code(code: Option<&str>, status: Option<u16>) -> ErrorKind {
     match code {
-        Some(code) if TEMPORARY_CODES.contains(&code) => Class::Unavailable,
-        Some(code) if CREDENTIAL_CODES.contains(&code) => Class::Config,
-        Some("ResourceNotFoundException") => Class::Config,
-        _ if status.is_some_and(|s| (500..600).contains(&s)) => Class::Unavailable,
-        _ => Class::Backend,
+        Some(code) if TEMPORARY_CODES.contains(&code) => ErrorKind::Unavailable,
+        Some(code) if CREDENTIAL_CODES.contains(&code) => ErrorKind::Config,
+        Some("ResourceNotFoundException") => ErrorKind::Config,
+        _ if status.is_some_and(|s| (500..600).contains(&s)) => ErrorKind::Unavailable,
+        _ => ErrorKind::Backend,
     }
 }
 
-/// An SDK error of any operation as a tracker-core error.
-pub(crate) fn sdk_error<E>(context: impl Into<String>, error: SdkError<E, HttpResponse>) -> Error
+/// Classifies the cancellation reasons of a `TransactionCanceledException` the store did not
+/// turn into a conflict: throttling or a conflicting transaction is temporary, anything else
+/// (`ValidationError`, a condition the store does not interpret, ...) a backend error.
+fn classify_reasons(reasons: &[Option<&str>]) -> ErrorKind {
+    if reasons
+        .iter()
+        .flatten()
+        .any(|code| TEMPORARY_REASONS.contains(code))
+    {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Backend
+    }
+}
+
+/// What a caller can do about an SDK error of any operation.
+pub(crate) fn classify<E>(error: &SdkError<E, HttpResponse>) -> ErrorKind
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
-    let context = context.into();
-    let class = match &error {
-        SdkError::ConstructionFailure(_) => Class::Config,
-        SdkError::TimeoutError(_) => Class::Unavailable,
+    if let Some(reasons) = transaction_reasons(error) {
+        return classify_reasons(&reasons);
+    }
+    match error {
+        SdkError::ConstructionFailure(_) => ErrorKind::Config,
+        SdkError::TimeoutError(_) => ErrorKind::Unavailable,
         SdkError::DispatchFailure(failure) => {
             if failure.is_user() {
-                Class::Config
+                ErrorKind::Config
             } else {
-                Class::Unavailable
+                ErrorKind::Unavailable
             }
         }
         SdkError::ResponseError(failure) => {
             if failure.raw().status().is_client_error() {
-                Class::Backend
+                ErrorKind::Backend
             } else {
-                Class::Unavailable
+                ErrorKind::Unavailable
             }
         }
         SdkError::ServiceError(failure) => {
-            classify(failure.err().code(), Some(failure.raw().status().as_u16()))
+            classify_code(failure.err().code(), Some(failure.raw().status().as_u16()))
         }
-        _ => Class::Backend,
-    };
-    let message = match error.code() {
-        Some(code) => format!("{context}: {code}"),
-        None => context,
-    };
-    build(class, message, error)
+        _ => ErrorKind::Backend,
+    }
 }
 
-fn build(class: Class, message: String, source: impl StdError + Send + Sync + 'static) -> Error {
-    match class {
-        Class::Unavailable => Error::unavailable(message, source),
-        Class::Config => Error::config_with(message, source),
-        Class::Backend => Error::backend(message, source),
-    }
+/// An SDK error of any operation as a tracker-core error: `context`, then DynamoDB's error
+/// code (or a canceled transaction's reasons), classified by [`classify`], the SDK's error
+/// kept as the source.
+pub(crate) fn driver_error<E>(context: impl Into<String>, error: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    let context = context.into();
+    let message = match (transaction_reasons(&error), error.code()) {
+        (Some(reasons), _) => {
+            let codes: Vec<&str> = reasons.iter().flatten().copied().collect();
+            format!(
+                "{context}: transaction canceled ({})",
+                if codes.is_empty() {
+                    "no reason given".to_owned()
+                } else {
+                    codes.join(", ")
+                }
+            )
+        }
+        (None, Some(code)) => format!("{context}: {code}"),
+        (None, None) => context,
+    };
+    Error::classified(classify(&error), message, error)
+}
+
+/// A request the SDK's builders refused (a required field missing): a bug of this crate,
+/// reported as a backend error.
+pub(crate) fn build_error(error: BuildError) -> Error {
+    Error::backend_with("building a DynamoDB request", error)
+}
+
+/// The cancellation reasons of `error` when it is a `TransactionCanceledException` of
+/// `TransactWriteItems`.
+fn transaction_reasons<E>(error: &SdkError<E, HttpResponse>) -> Option<Vec<Option<&str>>>
+where
+    E: 'static,
+{
+    let any: &dyn Any = error;
+    cancellation_reasons(any.downcast_ref::<SdkError<TransactWriteItemsError, HttpResponse>>()?)
 }
 
 /// The cancellation reason codes of a `TransactionCanceledException`, one per action (in
@@ -135,34 +174,6 @@ pub(crate) fn cancellation_reasons(
     }
 }
 
-/// A `TransactWriteItems` error as a tracker-core error, for cancellations the store does not
-/// turn into a conflict: throttling or conflicting transactions are `Unavailable`, other
-/// reasons (`ValidationError`, ...) `Backend`.
-pub(crate) fn transaction_error(
-    context: impl Into<String>,
-    error: SdkError<TransactWriteItemsError, HttpResponse>,
-) -> Error {
-    let Some(reasons) = cancellation_reasons(&error) else {
-        return sdk_error(context, error);
-    };
-    let codes: Vec<&str> = reasons.iter().flatten().copied().collect();
-    let class = if codes.iter().any(|code| TEMPORARY_REASONS.contains(code)) {
-        Class::Unavailable
-    } else {
-        Class::Backend
-    };
-    let message = format!(
-        "{}: transaction canceled ({})",
-        context.into(),
-        if codes.is_empty() {
-            "no reason given".to_owned()
-        } else {
-            codes.join(", ")
-        }
-    );
-    build(class, message, error)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +188,6 @@ mod tests {
     use aws_smithy_runtime_api::client::result::ConnectorError;
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
-    use tracker_core::ErrorKind;
 
     fn response(status: u16) -> HttpResponse {
         HttpResponse::new(
@@ -202,7 +212,9 @@ mod tests {
     where
         E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
     {
-        sdk_error("testing", error).kind()
+        let kind = classify(&error);
+        assert_eq!(driver_error("testing", error).kind(), kind);
+        kind
     }
 
     #[test]
@@ -243,7 +255,7 @@ mod tests {
         assert_eq!(kind_of(service(unavailable, 503)), ErrorKind::Unavailable);
         let unknown = GetItemError::generic(ErrorMetadata::builder().build());
         assert_eq!(kind_of(service(unknown, 502)), ErrorKind::Unavailable);
-        let error = sdk_error(
+        let error = driver_error(
             "reading",
             service(GetItemError::generic(meta("ThrottlingException")), 400),
         );
@@ -334,14 +346,15 @@ mod tests {
             "ThrottlingError",
             "ProvisionedThroughputExceeded",
         ] {
-            let error = transaction_error("appending", canceled(&[reason, "None"]));
+            let error = driver_error("appending", canceled(&[reason, "None"]));
             assert_eq!(error.kind(), ErrorKind::Unavailable, "{reason}");
             assert!(error.to_string().contains(reason), "{error}");
         }
-        let error = transaction_error("appending", canceled(&["None", "ValidationError"]));
+        let error = driver_error("appending", canceled(&["None", "ValidationError"]));
         assert_eq!(error.kind(), ErrorKind::Backend);
-        let error = transaction_error("appending", canceled(&[]));
+        let error = driver_error("appending", canceled(&[]));
         assert_eq!(error.kind(), ErrorKind::Backend);
+        assert!(error.to_string().contains("no reason given"), "{error}");
         // Errors of the call itself are classified as for any operation.
         let throttled = TransactWriteItemsError::ProvisionedThroughputExceededException(
             ProvisionedThroughputExceededException::builder()
@@ -350,17 +363,17 @@ mod tests {
                 .build(),
         );
         assert_eq!(
-            transaction_error("appending", service(throttled, 400)).kind(),
+            driver_error("appending", service(throttled, 400)).kind(),
             ErrorKind::Unavailable
         );
         let conflict = TransactWriteItemsError::generic(meta("TransactionConflictException"));
         assert_eq!(
-            transaction_error("appending", service(conflict, 400)).kind(),
+            driver_error("appending", service(conflict, 400)).kind(),
             ErrorKind::Unavailable
         );
         let internal = TransactWriteItemsError::generic(meta("InternalServerError"));
         assert_eq!(
-            transaction_error("appending", service(internal, 500)).kind(),
+            driver_error("appending", service(internal, 500)).kind(),
             ErrorKind::Unavailable
         );
     }
@@ -368,22 +381,22 @@ mod tests {
     #[test]
     fn classification_table() {
         assert_eq!(
-            classify(Some("ThrottlingException"), Some(400)),
-            Class::Unavailable
+            classify_code(Some("ThrottlingException"), Some(400)),
+            ErrorKind::Unavailable
         );
-        assert_eq!(classify(None, Some(503)), Class::Unavailable);
+        assert_eq!(classify_code(None, Some(503)), ErrorKind::Unavailable);
         assert_eq!(
-            classify(Some("ValidationException"), Some(400)),
-            Class::Backend
+            classify_code(Some("ValidationException"), Some(400)),
+            ErrorKind::Backend
         );
-        assert_eq!(classify(None, None), Class::Backend);
+        assert_eq!(classify_code(None, None), ErrorKind::Backend);
         assert_eq!(
-            classify(Some("ResourceNotFoundException"), Some(400)),
-            Class::Config
+            classify_code(Some("ResourceNotFoundException"), Some(400)),
+            ErrorKind::Config
         );
         assert_eq!(
-            classify(Some("ExpiredTokenException"), Some(400)),
-            Class::Config
+            classify_code(Some("ExpiredTokenException"), Some(400)),
+            ErrorKind::Config
         );
     }
 }

@@ -3,11 +3,15 @@
 
 mod config;
 mod error;
+mod migrate;
 pub mod rasa;
+mod registration;
 pub mod schema;
 mod store;
 
-pub use config::{DEFAULT_REGION, DEFAULT_TABLE_NAME, DynamoConfig};
+pub use config::{DEFAULT_REGION, DEFAULT_TABLE_NAME, DynamoConfig, RASA_DEFAULT_TABLE_NAME};
+pub use rasa::DynamoRasaSource;
+pub use registration::REGISTRATION;
 pub use store::DynamoStore;
 
 pub use aws_config;

@@ -1,10 +1,13 @@
-//! Reading conversations that Rasa's own `DynamoTrackerStore` wrote, for migration.
+//! Reading conversations that Rasa's own `DynamoTrackerStore` wrote, for migration:
+//! [`DynamoRasaSource`], a [`RasaSource`] for
+//! [`TrackerStore::import_from`](tracker_core::TrackerStore::import_from).
 //!
-//! Rasa keeps a conversation as one item of its table (default `states`, hash key
-//! `sender_id`): `{"events": [...], "name": <sender id>, "sender_id": <sender id>}`, the events
-//! being maps whose numbers are DynamoDB numbers (Python `Decimal`s, floats rounded to 9
-//! decimals). Rasa 1.x/2.x tables also have a range key `session_date`, and Rasa reads the
-//! newest item of a conversation; so do these functions. They never write Rasa's table.
+//! Rasa keeps a conversation as one item of its table (default
+//! [`RASA_DEFAULT_TABLE_NAME`], `states`; hash key `sender_id`):
+//! `{"events": [...], "name": <sender id>, "sender_id": <sender id>}`, the events being maps
+//! whose numbers are DynamoDB numbers (Python `Decimal`s, floats rounded to 9 decimals). Rasa
+//! 1.x/2.x tables also have a range key `session_date`, and Rasa reads the newest item of a
+//! conversation; so does this reader. It never writes, creates or changes a table.
 //!
 //! Numbers are read as Rasa reads them (`replace_decimals_with_floats`): every number becomes
 //! a float, so an integer slot value `3` that Rasa stored comes back as `3.0`, exactly as Rasa
@@ -12,30 +15,28 @@
 //! only shows in the text of events of unknown types.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_config::{BehaviorVersion, ConfigLoader};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 use serde_json::{Map, Number, Value};
 use tracker_core::event::deserialise_events;
-use tracker_core::{Append, Error, Event, ReadScope, Result, SenderId, Store};
+use tracker_core::{Error, Event, RasaConversation, RasaSource, Result, async_trait};
 
-use crate::DynamoStore;
-use crate::error::sdk_error;
-use crate::schema::{Item, MAX_APPEND_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND};
+pub use crate::config::RASA_DEFAULT_TABLE_NAME;
+use crate::config::{DynamoConfig, redact_url, validate_table_name};
+use crate::error::driver_error;
+use crate::migrate::{describe, describe_keys, key_schema};
+use crate::schema::{Item, continuation};
 
 /// Rasa's hash key.
 pub const RASA_HASH_KEY: &str = "sender_id";
+/// The range key of Rasa 1.x/2.x tables (epoch seconds of the save).
+pub const RASA_LEGACY_RANGE_KEY: &str = "session_date";
 /// The attribute holding Rasa's event list.
 pub const RASA_EVENTS: &str = "events";
-
-/// A conversation read from Rasa's table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RasaConversation {
-    /// The sender id.
-    pub sender_id: String,
-    /// Its events, parsed as Rasa's `deserialise_events` does (maps without `event` and
-    /// legacy `topic` events are skipped).
-    pub events: Vec<Event>,
-}
 
 /// Converts a DynamoDB value to JSON as Rasa reads it: numbers become floats, `NULL` is
 /// `null`, lists and maps are converted recursively (map keys sorted).
@@ -106,107 +107,165 @@ pub fn parse_rasa_item(sender_id: &str, item: &Item) -> Result<Vec<Event>> {
             .iter()
             .position(|value| deserialise_events(std::slice::from_ref(value)).is_err())
             .map(|index| index as u64 + 1);
-        Error::Corrupt {
-            sender_id: sender_id.to_owned(),
-            position,
-            message: format!("Rasa item: {}", error.message()),
-            source: Some(Box::new(error)),
-        }
+        let message = format!("Rasa item: {}", error.message());
+        Error::corrupt_with(sender_id, position, message, error)
     })
 }
 
-/// Splits events into appends that fit the store's limits (count and bytes).
-fn chunks(sender_id: &str, events: &[Event]) -> Result<Vec<std::ops::Range<usize>>> {
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (index, event) in events.iter().enumerate() {
-        let size = event.to_rasa_json().len();
-        if size > MAX_EVENT_BYTES {
-            return Err(Error::invalid_input(format!(
-                "event {} of Rasa's conversation {sender_id:?} is {size} bytes; this store's limit is {MAX_EVENT_BYTES}",
-                index + 1
-            )));
-        }
-        if index - start == MAX_EVENTS_PER_APPEND || bytes + size > MAX_APPEND_BYTES {
-            ranges.push(start..index);
-            start = index;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    if start < events.len() {
-        ranges.push(start..events.len());
-    }
-    Ok(ranges)
+/// Rasa's DynamoDB table, read as Rasa's `DynamoTrackerStore` reads it: a
+/// [`RasaSource`] for [`TrackerStore::import_from`](tracker_core::TrackerStore::import_from).
+///
+/// It only reads (`DescribeTable` when connecting, `Query` and `Scan`, all consistent): no
+/// table is created, changed or written. Cloning is cheap and shares the client.
+///
+/// ```no_run
+/// use tracker_dynamo::{DynamoConfig, DynamoRasaSource, DynamoStore, RASA_DEFAULT_TABLE_NAME};
+/// use tracker_dynamo::tracker_core::{RasaSource, TrackerStore};
+///
+/// # async fn demo() -> tracker_dynamo::tracker_core::Result<()> {
+/// let rasa = DynamoRasaSource::connect(&DynamoConfig::with_table(RASA_DEFAULT_TABLE_NAME)).await?;
+/// let store = TrackerStore::new(DynamoStore::connect(&DynamoConfig::with_table("conversations")).await?);
+/// for id in rasa.sender_ids().await? {
+///     store.import_from(&rasa, &id).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DynamoRasaSource {
+    client: Client,
+    table: Arc<str>,
+    page_size: Option<i32>,
 }
 
-impl DynamoStore {
-    /// Reads the conversation Rasa's `DynamoTrackerStore` stored for `sender_id` in the table
-    /// `rasa_table` (a consistent read), or `None` if there is none. Of several items (Rasa
-    /// 1.x/2.x tables with a `session_date` range key) the newest is read, as Rasa does.
+impl fmt::Debug for DynamoRasaSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoRasaSource")
+            .field("table", &self.table)
+            .field("page_size", &self.page_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamoRasaSource {
+    /// Opens Rasa's table `config.table_name` (Rasa's default: `states`) in `config.region`
+    /// (at `config.endpoint_url`, if set), with credentials from the standard AWS chain, and
+    /// checks that it has Rasa's key schema. `config.migrate` plays no part: nothing is
+    /// created.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] naming the conversation when the item is not Rasa's;
-    /// [`Error::Config`] when the table does not exist; [`Error::Unavailable`] /
-    /// [`Error::Backend`] for DynamoDB failures.
-    pub async fn read_rasa(
-        &self,
-        rasa_table: &str,
-        sender_id: &str,
-    ) -> Result<Option<RasaConversation>> {
-        // Limit 1, newest first: the one item of a Rasa 3 table, or the latest of a legacy one.
-        let output = self
-            .client()
-            .query()
-            .table_name(rasa_table)
-            .consistent_read(true)
-            .key_condition_expression("#k = :k")
-            .expression_attribute_names("#k", RASA_HASH_KEY)
-            .expression_attribute_values(":k", AttributeValue::S(sender_id.to_owned()))
-            .scan_index_forward(false)
-            .limit(1)
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    format!("reading Rasa's conversation {sender_id:?} in table {rasa_table:?}"),
-                    e,
-                )
-            })?;
-        let Some(item) = output.items.unwrap_or_default().into_iter().next() else {
-            return Ok(None);
-        };
-        let events = parse_rasa_item(sender_id, &item)?;
-        Ok(Some(RasaConversation {
-            sender_id: sender_id.to_owned(),
-            events,
-        }))
+    /// [`Error::Config`] for an invalid configuration, a missing table or a table of another
+    /// layout (this store's own, say); [`Error::Unavailable`] when DynamoDB cannot be
+    /// reached.
+    pub async fn connect(config: &DynamoConfig) -> Result<Self> {
+        Self::connect_with(config, aws_config::defaults(BehaviorVersion::latest())).await
     }
 
-    /// The sender ids of every conversation in Rasa's table `rasa_table`: a consistent `Scan`
-    /// of the hash key, following `LastEvaluatedKey` to the end; sorted, without duplicates.
-    /// Conversations written or deleted during the scan may or may not be included.
+    /// [`DynamoRasaSource::connect`] with AWS settings of your own; the configuration's
+    /// region and endpoint are applied on top of `loader`.
     ///
     /// # Errors
-    /// [`Error::Config`] when the table does not exist; [`Error::Unavailable`] /
-    /// [`Error::Backend`] for DynamoDB failures.
-    pub async fn rasa_sender_ids(&self, rasa_table: &str) -> Result<Vec<String>> {
+    /// As [`DynamoRasaSource::connect`].
+    pub async fn connect_with(config: &DynamoConfig, loader: ConfigLoader) -> Result<Self> {
+        config.validate()?;
+        let source = Self::from_client(config.client(loader).await, config)?;
+        source.check_schema().await?;
+        tracing::debug!(
+            table = %source.table,
+            region = %config.region,
+            endpoint = ?config.endpoint_url.as_deref().map(redact_url),
+            "opened Rasa's DynamoDB table"
+        );
+        Ok(source)
+    }
+
+    /// Rasa's table `config.table_name` through a client you built (such as
+    /// [`DynamoStore::client`](crate::DynamoStore::client)); the other keys are ignored.
+    /// Nothing is sent.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a table name DynamoDB does not accept.
+    pub fn from_client(client: Client, config: &DynamoConfig) -> Result<Self> {
+        validate_table_name(&config.table_name)?;
+        Ok(Self {
+            client,
+            table: Arc::from(config.table_name.as_str()),
+            page_size: None,
+        })
+    }
+
+    /// Sets the `Limit` of every `Scan` of [`RasaSource::sender_ids`] (at least 1; default:
+    /// none, i.e. DynamoDB's 1 MB pages). The listing is complete either way.
+    #[must_use]
+    pub fn with_page_size(mut self, items: u32) -> Self {
+        self.page_size = Some(i32::try_from(items.max(1)).unwrap_or(i32::MAX));
+        self
+    }
+
+    /// The DynamoDB client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The name of Rasa's table.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// Checks that Rasa's table exists with the key schema of Rasa 3 (`sender_id` only) or
+    /// of Rasa 1.x/2.x (`sender_id`, `session_date`). Changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when it does not exist or has another key schema.
+    pub async fn check_schema(&self) -> Result<()> {
+        let Some(description) = describe(&self.client, &self.table).await? else {
+            return Err(Error::config(format!(
+                "Rasa's DynamoDB table {:?} does not exist (`table_name` names Rasa's table, \
+                 default `{RASA_DEFAULT_TABLE_NAME}`)",
+                self.table
+            )));
+        };
+        let keys = key_schema(&description);
+        match keys.as_slice() {
+            [(RASA_HASH_KEY, KeyType::Hash)]
+            | [
+                (RASA_HASH_KEY, KeyType::Hash),
+                (RASA_LEGACY_RANGE_KEY, KeyType::Range),
+            ] => Ok(()),
+            _ => Err(Error::config(format!(
+                "DynamoDB table {:?} has the key [{}], not that of Rasa's DynamoTrackerStore \
+                 (`{RASA_HASH_KEY}` HASH, and `{RASA_LEGACY_RANGE_KEY}` RANGE before Rasa 3)",
+                self.table,
+                describe_keys(&keys)
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl RasaSource for DynamoRasaSource {
+    fn describe(&self) -> String {
+        format!("Rasa's DynamoDB table {:?}", self.table)
+    }
+
+    /// The sender ids of every conversation in Rasa's table: a consistent `Scan` of the hash
+    /// key, following `LastEvaluatedKey` to the end; sorted, without duplicates.
+    /// Conversations written or deleted during the scan may or may not be included.
+    async fn sender_ids(&self) -> Result<Vec<String>> {
         let mut ids = BTreeSet::new();
         let mut start = None;
         loop {
             let output = self
-                .client()
+                .client
                 .scan()
-                .table_name(rasa_table)
+                .table_name(&*self.table)
                 .consistent_read(true)
                 .projection_expression("#k")
                 .expression_attribute_names("#k", RASA_HASH_KEY)
-                .set_limit(self.page_size())
+                .set_limit(self.page_size)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| sdk_error(format!("listing Rasa's table {rasa_table:?}"), e))?;
+                .map_err(|e| driver_error(format!("listing Rasa's table {:?}", self.table), e))?;
             for item in output.items.unwrap_or_default() {
                 match item.get(RASA_HASH_KEY) {
                     Some(AttributeValue::S(id)) => {
@@ -218,72 +277,47 @@ impl DynamoStore {
                     ),
                 }
             }
-            start = output.last_evaluated_key.filter(|key| !key.is_empty());
+            start = continuation(output.last_evaluated_key);
             if start.is_none() {
                 return Ok(ids.into_iter().collect());
             }
         }
     }
 
-    /// Copies the conversation Rasa stored for `sender_id` in `rasa_table` into this store.
-    /// Rasa's item is left as it is.
-    ///
-    /// Conversations of more than 99 events (or 3.5 MB) take several appends, each atomic but
-    /// not together; an import that stopped half-way is resumed by importing again: when this
-    /// store already holds a prefix of Rasa's events, only the rest is appended. Importing a
-    /// conversation already copied completely writes nothing.
-    ///
-    /// Returns `None` when Rasa has no item for it, else the conversation's version here (0
-    /// for a Rasa item without events, which writes nothing).
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] when this store holds other events for that sender id (nothing is
-    /// written); [`Error::InvalidInput`] for a sender id this store cannot hold (over 255 bytes
-    /// or with NUL), a non-finite timestamp or an event over 400,000 bytes;
-    /// [`Error::Corrupt`] for an unreadable Rasa item.
-    pub async fn import_rasa(&self, rasa_table: &str, sender_id: &str) -> Result<Option<u64>> {
-        let Some(conversation) = self.read_rasa(rasa_table, sender_id).await? else {
+    /// The conversation Rasa stored for `sender_id` (a consistent read), or `None` if there
+    /// is none. Of several items (Rasa 1.x/2.x tables with a `session_date` range key) the
+    /// newest is read, as Rasa does.
+    async fn read(&self, sender_id: &str) -> Result<Option<RasaConversation>> {
+        // Limit 1, newest first: the one item of a Rasa 3 table, or the latest of a legacy one.
+        let output = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .consistent_read(true)
+            .key_condition_expression("#k = :k")
+            .expression_attribute_names("#k", RASA_HASH_KEY)
+            .expression_attribute_values(":k", AttributeValue::S(sender_id.to_owned()))
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| {
+                driver_error(
+                    format!(
+                        "reading Rasa's conversation {sender_id:?} in table {:?}",
+                        self.table
+                    ),
+                    e,
+                )
+            })?;
+        let Some(item) = output.items.unwrap_or_default().into_iter().next() else {
             return Ok(None);
         };
-        let id = SenderId::new(sender_id)?;
-        let events = conversation.events;
-        let mut version = self.version(&id).await?;
-        if version > 0 {
-            let stored = self
-                .read(&id, ReadScope::All)
-                .await?
-                .map(|conversation| conversation.events)
-                .unwrap_or_default();
-            let is_prefix = stored.len() as u64 == version
-                && stored.len() <= events.len()
-                && stored
-                    .iter()
-                    .zip(&events)
-                    .all(|(stored, event)| match &stored.data {
-                        tracker_core::EventData::Text(text) => *text == event.to_rasa_json(),
-                        tracker_core::EventData::Json(value) => *value == event.to_value(),
-                    });
-            if !is_prefix {
-                return Err(Error::conflict(sender_id, 0, version));
-            }
-            if stored.len() < events.len() {
-                tracing::info!(
-                    sender_id,
-                    imported = version,
-                    total = events.len(),
-                    "resuming an interrupted import of Rasa's conversation"
-                );
-            }
-        }
-        let start = usize::try_from(version)
-            .unwrap_or(usize::MAX)
-            .min(events.len());
-        let rest = &events[start..];
-        for range in chunks(sender_id, rest)? {
-            let append = Append::new(id.clone(), version, &rest[range])?;
-            version = self.append(&append).await?;
-        }
-        Ok(Some(version))
+        let events = parse_rasa_item(sender_id, &item)?;
+        Ok(Some(RasaConversation {
+            sender_id: sender_id.to_owned(),
+            events,
+        }))
     }
 }
 
@@ -373,30 +407,5 @@ mod tests {
             Error::Corrupt { position, .. } => assert_eq!(position, Some(2)),
             other => panic!("{other}"),
         }
-    }
-
-    #[test]
-    fn chunks_respect_the_limits() {
-        let small: Vec<Event> = (0..250)
-            .map(|i| Event::bot(format!("{i}")).at(1.0))
-            .collect();
-        let ranges = chunks("x", &small).expect("chunks");
-        assert_eq!(ranges, vec![0..99, 99..198, 198..250]);
-        let big: Vec<Event> = (0..20)
-            .map(|_| Event::bot("x".repeat(390_000)).at(1.0))
-            .collect();
-        let ranges = chunks("x", &big).expect("chunks");
-        assert_eq!(ranges.len(), 3);
-        for range in &ranges {
-            let bytes: usize = big[range.clone()]
-                .iter()
-                .map(|e| e.to_rasa_json().len())
-                .sum();
-            assert!(bytes <= MAX_APPEND_BYTES);
-        }
-        assert_eq!(ranges.iter().map(|r| r.len()).sum::<usize>(), 20);
-        let huge = [Event::bot("x".repeat(MAX_EVENT_BYTES)).at(1.0)];
-        assert!(chunks("x", &huge).is_err());
-        assert!(chunks("x", &[]).expect("empty").is_empty());
     }
 }

@@ -11,8 +11,12 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+};
 use tracker_core::{Append, Error, EventRecord, Result};
+
+use crate::error::{CONDITION_FAILED, build_error};
 
 /// The hash key: the conversation's sender id (string).
 pub const HASH_KEY: &str = "sender_id";
@@ -110,6 +114,161 @@ pub(crate) fn event_item(sender_id: &str, record: &EventRecord) -> Item {
         item.insert(TIMESTAMP.to_owned(), AttributeValue::N(timestamp));
     }
     item
+}
+
+/// Reads a number attribute as `u64` (`None` when the item has no such attribute).
+pub(crate) fn read_number(
+    sender_id: &str,
+    item: &Item,
+    name: &str,
+    seq: Option<u64>,
+) -> Result<Option<u64>> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::N(text)) => text.parse().map(Some).map_err(|_| {
+            Error::corrupt(
+                sender_id,
+                seq,
+                format!("attribute `{name}` is {text:?}, not a sequence number"),
+            )
+        }),
+        Some(other) => Err(Error::corrupt(
+            sender_id,
+            seq,
+            format!("attribute `{name}` is not a number: {other:?}"),
+        )),
+    }
+}
+
+/// Reads a primary key (`sender_id`, `seq`).
+pub(crate) fn read_key(item: &Item) -> Result<(String, u64)> {
+    let sender_id = match item.get(HASH_KEY) {
+        Some(AttributeValue::S(id)) => id.clone(),
+        other => {
+            return Err(Error::backend(format!(
+                "an item key without a string `{HASH_KEY}`: {other:?}"
+            )));
+        }
+    };
+    let seq = read_number(&sender_id, item, RANGE_KEY, None)?.ok_or_else(|| {
+        Error::corrupt(&sender_id, None, format!("an item without `{RANGE_KEY}`"))
+    })?;
+    Ok((sender_id, seq))
+}
+
+/// `Some(key)` unless DynamoDB said the listing is complete (`LastEvaluatedKey` absent or
+/// empty).
+pub(crate) fn continuation(key: Option<Item>) -> Option<Item> {
+    key.filter(|key| !key.is_empty())
+}
+
+/// The update of an append's head item in `table`: set the new version (and session start),
+/// if the conversation is at the expected version (`attribute_not_exists` for version 0).
+pub(crate) fn head_update(table: &str, append: &Append) -> Result<TransactWriteItem> {
+    let sender_id = append.sender_id().as_str();
+    let mut expression = "SET #v = :new".to_owned();
+    let mut update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key(sender_id, HEAD_SEQ)))
+        .expression_attribute_names("#v", VERSION)
+        .expression_attribute_values(":new", number(append.new_version()));
+    if let Some(seq) = append.last_session_started() {
+        expression.push_str(", #s = :s");
+        update = update
+            .expression_attribute_names("#s", SESSION_START)
+            .expression_attribute_values(":s", number(seq));
+    }
+    update = if append.expected_version() == 0 {
+        update
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", HASH_KEY)
+    } else {
+        update
+            .condition_expression("#v = :expected")
+            .expression_attribute_values(":expected", number(append.expected_version()))
+    };
+    let update = update
+        .update_expression(expression)
+        .build()
+        .map_err(build_error)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// The put of one event item into `table`; `conditional` adds `attribute_not_exists` so that
+/// an existing item is never overwritten unnoticed.
+pub(crate) fn event_put(table: &str, item: Item, conditional: bool) -> Result<TransactWriteItem> {
+    let mut put = Put::builder().table_name(table).set_item(Some(item));
+    if conditional {
+        put = put
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", HASH_KEY);
+    }
+    Ok(TransactWriteItem::builder()
+        .put(put.build().map_err(build_error)?)
+        .build())
+}
+
+/// A transaction deleting the event items `seqs` of a conversation from `table`, whose first
+/// action checks that the conversation has no head (it was not created anew).
+pub(crate) fn event_deletes(
+    table: &str,
+    sender_id: &str,
+    seqs: &[u64],
+) -> Result<Vec<TransactWriteItem>> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key(sender_id, HEAD_SEQ)))
+        .condition_expression("attribute_not_exists(#k)")
+        .expression_attribute_names("#k", HASH_KEY)
+        .build()
+        .map_err(build_error)?;
+    let mut actions = vec![TransactWriteItem::builder().condition_check(check).build()];
+    for seq in seqs {
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(key(sender_id, *seq)))
+            .build()
+            .map_err(build_error)?;
+        actions.push(TransactWriteItem::builder().delete(delete).build());
+    }
+    Ok(actions)
+}
+
+/// What a canceled append transaction (the head's update, then one put per event) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Canceled {
+    /// The head's condition failed: another writer got there first.
+    Stale,
+    /// Only event puts failed their `attribute_not_exists`: items of an interrupted delete.
+    Leftovers(usize),
+    /// Anything else.
+    Other,
+}
+
+impl Canceled {
+    /// Reads an append's cancellation reasons (one per action, `None` for actions that did
+    /// not fail; no reasons at all for another error).
+    pub(crate) fn of(reasons: Option<&[Option<&str>]>) -> Self {
+        let Some(reasons) = reasons else {
+            return Self::Other;
+        };
+        if reasons.first() == Some(&Some(CONDITION_FAILED)) {
+            return Self::Stale;
+        }
+        let failed = reasons
+            .iter()
+            .skip(1)
+            .filter(|code| **code == Some(CONDITION_FAILED))
+            .count();
+        let only_conditions = reasons
+            .iter()
+            .all(|code| code.is_none() || *code == Some(CONDITION_FAILED));
+        if failed > 0 && only_conditions {
+            Self::Leftovers(failed)
+        } else {
+            Self::Other
+        }
+    }
 }
 
 /// An item's size by DynamoDB's rules (attribute names plus values; a number counts at most
@@ -291,5 +450,26 @@ mod tests {
         let error = check_append(&append, &items).expect_err("100 events");
         assert_eq!(error.kind(), tracker_core::ErrorKind::InvalidInput);
         check_append(&append, &items[..99]).expect("99 events fit");
+    }
+
+    #[test]
+    fn canceled_appends_are_read_by_action() {
+        let failed = Some(CONDITION_FAILED);
+        assert_eq!(Canceled::of(None), Canceled::Other);
+        assert_eq!(Canceled::of(Some(&[failed, None])), Canceled::Stale);
+        assert_eq!(Canceled::of(Some(&[failed, failed])), Canceled::Stale);
+        assert_eq!(
+            Canceled::of(Some(&[None, failed, None, failed])),
+            Canceled::Leftovers(2)
+        );
+        assert_eq!(
+            Canceled::of(Some(&[None, failed, Some("ValidationError")])),
+            Canceled::Other
+        );
+        assert_eq!(
+            Canceled::of(Some(&[Some("TransactionConflict"), None])),
+            Canceled::Other
+        );
+        assert_eq!(Canceled::of(Some(&[])), Canceled::Other);
     }
 }

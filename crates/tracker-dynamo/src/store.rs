@@ -1,32 +1,25 @@
-//! The store implementation.
+//! The store: [`DynamoStore`], its constructors, and its [`Store`] implementation.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::Region;
-use aws_sdk_dynamodb::error::BuildError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, KeySchemaElement,
-    KeyType, Put, ReturnValue, ScalarAttributeType, TableDescription, TableStatus,
-    TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use tracker_core::{
     Append, Capabilities, Error, EventData, ListPage, ListRequest, ReadScope, Result, SenderId,
     Store, StoredConversation, StoredEvent, async_trait,
 };
 
-use crate::DynamoConfig;
-use crate::error::{CONDITION_FAILED, cancellation_reasons, sdk_error, transaction_error};
+use crate::config::{DynamoConfig, redact_url, validate_table_name};
+use crate::error::{CONDITION_FAILED, cancellation_reasons, driver_error};
+use crate::migrate;
 use crate::schema::{
-    self, DATA, HASH_KEY, HEAD_SEQ, Item, MAX_APPEND_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND,
-    RANGE_KEY, SESSION_START, VERSION, key, number,
+    self, Canceled, DATA, HASH_KEY, HEAD_SEQ, Item, MAX_APPEND_BYTES, MAX_EVENT_BYTES,
+    MAX_EVENTS_PER_APPEND, RANGE_KEY, SESSION_START, VERSION, continuation, key, number, read_key,
+    read_number,
 };
 
-/// How long [`DynamoStore::migrate`] waits for a table to become `ACTIVE`.
-const TABLE_WAIT: Duration = Duration::from_secs(300);
 /// Attempts of a read whose head and events disagree (a delete ran in between).
 const READ_ATTEMPTS: usize = 3;
 /// Scan requests one [`Store::list`] call makes at most before returning a shorter page
@@ -60,65 +53,10 @@ struct Head {
     session_start: Option<u64>,
 }
 
-/// What a canceled append transaction says.
-enum Canceled {
-    /// The head's condition failed: another writer got there first.
-    Stale,
-    /// Only event puts failed their `attribute_not_exists`: items of an interrupted delete.
-    Leftovers(usize),
-    /// Anything else.
-    Other,
-}
-
-fn build_error(error: BuildError) -> Error {
-    Error::backend("building a DynamoDB request", error)
-}
-
-/// Reads a number attribute as `u64`.
-fn read_number(sender_id: &str, item: &Item, name: &str, seq: Option<u64>) -> Result<Option<u64>> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttributeValue::N(text)) => text.parse().map(Some).map_err(|_| {
-            Error::corrupt(
-                sender_id,
-                seq,
-                format!("attribute `{name}` is {text:?}, not a sequence number"),
-            )
-        }),
-        Some(other) => Err(Error::corrupt(
-            sender_id,
-            seq,
-            format!("attribute `{name}` is not a number: {other:?}"),
-        )),
-    }
-}
-
-/// Reads a primary key (`sender_id`, `seq`).
-fn read_key(item: &Item) -> Result<(String, u64)> {
-    let sender_id = match item.get(HASH_KEY) {
-        Some(AttributeValue::S(id)) => id.clone(),
-        other => {
-            return Err(Error::backend(
-                format!("an item key without a string `{HASH_KEY}`: {other:?}"),
-                "unexpected key",
-            ));
-        }
-    };
-    let seq = read_number(&sender_id, item, RANGE_KEY, None)?.ok_or_else(|| {
-        Error::corrupt(&sender_id, None, format!("an item without `{RANGE_KEY}`"))
-    })?;
-    Ok((sender_id, seq))
-}
-
-/// `Some(key)` unless DynamoDB said the listing is complete.
-fn continuation(key: Option<Item>) -> Option<Item> {
-    key.filter(|key| !key.is_empty())
-}
-
 impl DynamoStore {
-    /// Connects as configured, with credentials from the standard AWS chain, and creates the
-    /// table when `config.migrate` is set (the default) and it does not exist; otherwise
-    /// checks that it exists.
+    /// Connects as configured, with credentials from the standard AWS chain, then creates
+    /// the table with [`DynamoStore::ensure_schema`] when `config.migrate` is set (the
+    /// default), or checks it with [`DynamoStore::check_schema`] otherwise.
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid configuration, a missing table (with `migrate: false`)
@@ -152,35 +90,51 @@ impl DynamoStore {
     /// As [`DynamoStore::connect`].
     pub async fn connect_with(config: &DynamoConfig, loader: ConfigLoader) -> Result<Self> {
         config.validate()?;
-        let mut loader = loader.region(Region::new(config.region.clone()));
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let sdk_config = loader.load().await;
-        let store = Self::new(Client::new(&sdk_config), config.table_name.clone());
+        let store = Self::from_client(config.client(loader).await, config)?;
         if config.migrate {
-            store.migrate().await?;
+            for change in store.ensure_schema().await? {
+                tracing::info!(table = %store.table, change, "set up the DynamoDB table");
+            }
         } else {
-            store.check_table().await?;
+            store.check_schema().await?;
         }
         tracing::info!(
             table = %store.table,
             region = %config.region,
-            endpoint = ?config.endpoint_url.as_deref().map(crate::config::redact_url),
+            endpoint = ?config.endpoint_url.as_deref().map(redact_url),
             "connected to the DynamoDB tracker store"
         );
         Ok(store)
     }
 
-    /// A store on an existing client and table. Nothing is checked or sent: run
-    /// [`DynamoStore::migrate`] (or [`DynamoStore::check_table`]) once if the table may be
-    /// missing.
-    pub fn new(client: Client, table_name: impl Into<String>) -> Self {
-        Self {
+    /// A store on a client you built (with the re-exported [`aws_sdk_dynamodb`] crate), in
+    /// the table `config.table_name`; the other keys are the client's business and ignored
+    /// here. Nothing is sent: run [`DynamoStore::ensure_schema`] (or
+    /// [`DynamoStore::check_schema`]) once if the table may be missing.
+    ///
+    /// ```
+    /// use tracker_dynamo::aws_sdk_dynamodb::{self, config::{BehaviorVersion, Region}};
+    /// use tracker_dynamo::{DynamoConfig, DynamoStore};
+    ///
+    /// let sdk_config = aws_sdk_dynamodb::Config::builder()
+    ///     .behavior_version(BehaviorVersion::latest())
+    ///     .region(Region::new("eu-west-1"))
+    ///     .build();
+    /// let client = aws_sdk_dynamodb::Client::from_conf(sdk_config);
+    /// let store = DynamoStore::from_client(client, &DynamoConfig::with_table("conversations"))
+    ///     .expect("a valid table name");
+    /// assert_eq!(store.table_name(), "conversations");
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a table name DynamoDB does not accept.
+    pub fn from_client(client: Client, config: &DynamoConfig) -> Result<Self> {
+        validate_table_name(&config.table_name)?;
+        Ok(Self {
             client,
-            table: Arc::from(table_name.into()),
+            table: Arc::from(config.table_name.as_str()),
             page_size: None,
-        }
+        })
     }
 
     /// Sets the `Limit` of every `Query` and `Scan` this store sends (at least 1; default:
@@ -202,158 +156,27 @@ impl DynamoStore {
         &self.table
     }
 
-    /// The `Limit` of every `Query` and `Scan`, if one is set.
-    pub(crate) fn page_size(&self) -> Option<i32> {
-        self.page_size
-    }
-
     /// Creates the table if it does not exist — hash key `sender_id` (string), range key
     /// `seq` (number), on-demand billing — and waits until it is `ACTIVE` (at most 5
-    /// minutes). Safe to run concurrently and repeatedly. Returns whether it created the
-    /// table.
+    /// minutes). Safe to run concurrently and repeatedly; an existing table's key schema is
+    /// checked. Returns a description of each change made: one line when this call created
+    /// the table, none when it existed (or another process created it meanwhile).
     ///
     /// # Errors
     /// [`Error::Config`] when a table of that name has another key schema (Rasa's `states`
     /// table has the key `sender_id` only) or is being deleted; [`Error::Unavailable`] when
     /// it does not become active in time.
-    pub async fn migrate(&self) -> Result<bool> {
-        if let Some(table) = self.describe().await? {
-            check_layout(&self.table, &table)?;
-            if table.table_status() == Some(&TableStatus::Creating) {
-                self.wait_until_active().await?;
-            }
-            return Ok(false);
-        }
-        let created = self
-            .client
-            .create_table()
-            .table_name(&*self.table)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(HASH_KEY)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(build_error)?,
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(RANGE_KEY)
-                    .attribute_type(ScalarAttributeType::N)
-                    .build()
-                    .map_err(build_error)?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(HASH_KEY)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(build_error)?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(RANGE_KEY)
-                    .key_type(KeyType::Range)
-                    .build()
-                    .map_err(build_error)?,
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
-        let created = match created {
-            Ok(_) => true,
-            // Another process is creating it right now.
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
-            {
-                false
-            }
-            Err(error) => {
-                return Err(sdk_error(format!("creating table {:?}", self.table), error));
-            }
-        };
-        let table = self.wait_until_active().await?;
-        check_layout(&self.table, &table)?;
-        if created {
-            tracing::info!(table = %self.table, "created the DynamoDB table");
-        }
-        Ok(created)
+    pub async fn ensure_schema(&self) -> Result<Vec<String>> {
+        migrate::ensure_schema(&self.client, &self.table).await
     }
 
     /// Checks that the table exists with this store's key schema (waiting while it is being
-    /// created).
+    /// created), changing nothing.
     ///
     /// # Errors
     /// [`Error::Config`] when it does not exist or has another key schema.
-    pub async fn check_table(&self) -> Result<()> {
-        let Some(table) = self.describe().await? else {
-            return Err(Error::config(format!(
-                "DynamoDB table {:?} does not exist: create it with `DynamoStore::migrate()` or connect with `migrate: true`",
-                self.table
-            )));
-        };
-        check_layout(&self.table, &table)?;
-        if table.table_status() == Some(&TableStatus::Creating) {
-            self.wait_until_active().await?;
-        }
-        Ok(())
-    }
-
-    async fn describe(&self) -> Result<Option<TableDescription>> {
-        match self
-            .client
-            .describe_table()
-            .table_name(&*self.table)
-            .send()
-            .await
-        {
-            Ok(output) => Ok(output.table),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(error) => Err(sdk_error(
-                format!("describing table {:?}", self.table),
-                error,
-            )),
-        }
-    }
-
-    async fn wait_until_active(&self) -> Result<TableDescription> {
-        let deadline = Instant::now() + TABLE_WAIT;
-        let mut delay = Duration::from_millis(100);
-        loop {
-            if let Some(table) = self.describe().await? {
-                match table.table_status() {
-                    // Some DynamoDB-compatible servers leave the status out.
-                    None | Some(TableStatus::Active | TableStatus::Updating) => return Ok(table),
-                    Some(TableStatus::Creating) => {}
-                    Some(status) => {
-                        return Err(Error::config(format!(
-                            "DynamoDB table {:?} is {status}, not usable",
-                            self.table
-                        )));
-                    }
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Unavailable {
-                    message: format!(
-                        "DynamoDB table {:?} did not become ACTIVE within {} s",
-                        self.table,
-                        TABLE_WAIT.as_secs()
-                    ),
-                    source: None,
-                });
-            }
-            tracing::debug!(table = %self.table, "waiting for the table to become ACTIVE");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
-        }
+    pub async fn check_schema(&self) -> Result<()> {
+        migrate::check_schema(&self.client, &self.table).await
     }
 
     /// The head item of a conversation, read consistently; `None` if it has none.
@@ -369,7 +192,7 @@ impl DynamoStore {
             .expression_attribute_names("#s", SESSION_START)
             .send()
             .await
-            .map_err(|e| sdk_error(format!("reading conversation {sender_id:?}"), e))?;
+            .map_err(|e| driver_error(format!("reading conversation {sender_id:?}"), e))?;
         let Some(item) = output.item else {
             return Ok(None);
         };
@@ -408,7 +231,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| sdk_error(format!("reading the events of {sender_id:?}"), e))?;
+                .map_err(|e| driver_error(format!("reading the events of {sender_id:?}"), e))?;
             for item in output.items.unwrap_or_default() {
                 let seq = read_number(sender_id, &item, RANGE_KEY, None)?.ok_or_else(|| {
                     Error::corrupt(sender_id, None, "an event item without `seq`")
@@ -440,71 +263,10 @@ impl DynamoStore {
         Ok(self.head(sender_id).await?.map_or(0, |head| head.version))
     }
 
-    /// The update of the head item: set the new version (and session start), if the
-    /// conversation is at the expected version.
-    fn head_update(&self, append: &Append) -> Result<TransactWriteItem> {
-        let sender_id = append.sender_id().as_str();
-        let mut expression = "SET #v = :new".to_owned();
-        let mut update = Update::builder()
-            .table_name(&*self.table)
-            .set_key(Some(key(sender_id, HEAD_SEQ)))
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":new", number(append.new_version()));
-        if let Some(seq) = append.last_session_started() {
-            expression.push_str(", #s = :s");
-            update = update
-                .expression_attribute_names("#s", SESSION_START)
-                .expression_attribute_values(":s", number(seq));
-        }
-        update = if append.expected_version() == 0 {
-            update
-                .condition_expression("attribute_not_exists(#k)")
-                .expression_attribute_names("#k", HASH_KEY)
-        } else {
-            update
-                .condition_expression("#v = :expected")
-                .expression_attribute_values(":expected", number(append.expected_version()))
-        };
-        let update = update
-            .update_expression(expression)
-            .build()
-            .map_err(build_error)?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    /// The put of one event item; `conditional` adds `attribute_not_exists` so that an
-    /// existing item is never overwritten unnoticed.
-    fn event_put(&self, item: Item, conditional: bool) -> Result<TransactWriteItem> {
-        let mut put = Put::builder().table_name(&*self.table).set_item(Some(item));
-        if conditional {
-            put = put
-                .condition_expression("attribute_not_exists(#k)")
-                .expression_attribute_names("#k", HASH_KEY);
-        }
-        Ok(TransactWriteItem::builder()
-            .put(put.build().map_err(build_error)?)
-            .build())
-    }
-
     /// Deletes event items in one transaction that first checks the conversation still has
     /// no head. Returns false (deleting nothing) when it has one: it was created anew.
     async fn delete_event_items(&self, sender_id: &str, seqs: &[u64]) -> Result<bool> {
-        let check = ConditionCheck::builder()
-            .table_name(&*self.table)
-            .set_key(Some(key(sender_id, HEAD_SEQ)))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", HASH_KEY)
-            .build()
-            .map_err(build_error)?;
-        let mut actions = vec![TransactWriteItem::builder().condition_check(check).build()];
-        for seq in seqs {
-            let delete = Delete::builder()
-                .table_name(&*self.table)
-                .set_key(Some(key(sender_id, *seq)))
-                .build()
-                .map_err(build_error)?;
-            actions.push(TransactWriteItem::builder().delete(delete).build());
-        }
+        let actions = schema::event_deletes(&self.table, sender_id, seqs)?;
         match self
             .client
             .transact_write_items()
@@ -519,7 +281,7 @@ impl DynamoStore {
                 if recreated {
                     Ok(false)
                 } else {
-                    Err(transaction_error(
+                    Err(driver_error(
                         format!("deleting the events of {sender_id:?}"),
                         error,
                     ))
@@ -552,7 +314,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| sdk_error(format!("listing the events of {sender_id:?}"), e))?;
+                .map_err(|e| driver_error(format!("listing the events of {sender_id:?}"), e))?;
             for item in output.items.unwrap_or_default() {
                 if let Some(seq) = read_number(sender_id, &item, RANGE_KEY, None)? {
                     batch.push(seq);
@@ -580,13 +342,13 @@ impl DynamoStore {
     /// again with unconditional event puts (the head's condition still guards it).
     async fn transact_append(&self, append: &Append, items: &[Item]) -> Result<u64> {
         let sender_id = append.sender_id().as_str();
-        let head = self.head_update(append)?;
+        let head = schema::head_update(&self.table, append)?;
         let mut conditional = true;
         loop {
             let mut actions = Vec::with_capacity(items.len() + 1);
             actions.push(head.clone());
             for item in items {
-                actions.push(self.event_put(item.clone(), conditional)?);
+                actions.push(schema::event_put(&self.table, item.clone(), conditional)?);
             }
             let error = match self
                 .client
@@ -598,28 +360,7 @@ impl DynamoStore {
                 Ok(_) => return Ok(append.new_version()),
                 Err(error) => error,
             };
-            let canceled = match cancellation_reasons(&error) {
-                Some(reasons) if reasons.first() == Some(&Some(CONDITION_FAILED)) => {
-                    Canceled::Stale
-                }
-                Some(reasons) => {
-                    let failed = reasons
-                        .iter()
-                        .skip(1)
-                        .filter(|code| **code == Some(CONDITION_FAILED))
-                        .count();
-                    let only_conditions = reasons
-                        .iter()
-                        .all(|code| code.is_none() || *code == Some(CONDITION_FAILED));
-                    if failed > 0 && only_conditions {
-                        Canceled::Leftovers(failed)
-                    } else {
-                        Canceled::Other
-                    }
-                }
-                None => Canceled::Other,
-            };
-            match canceled {
+            match Canceled::of(cancellation_reasons(&error).as_deref()) {
                 Canceled::Stale => {
                     let actual = self.current_version(sender_id).await?;
                     tracing::debug!(
@@ -643,58 +384,11 @@ impl DynamoStore {
                     conditional = false;
                 }
                 _ => {
-                    return Err(transaction_error(
-                        format!("appending to {sender_id:?}"),
-                        error,
-                    ));
+                    return Err(driver_error(format!("appending to {sender_id:?}"), error));
                 }
             }
         }
     }
-}
-
-/// Checks that a table has this store's key schema.
-fn check_layout(name: &str, table: &TableDescription) -> Result<()> {
-    let keys: Vec<(&str, &KeyType)> = table
-        .key_schema()
-        .iter()
-        .map(|element| (element.attribute_name(), element.key_type()))
-        .collect();
-    let type_of = |attribute: &str| {
-        table
-            .attribute_definitions()
-            .iter()
-            .find(|definition| definition.attribute_name() == attribute)
-            .map(|definition| definition.attribute_type().clone())
-    };
-    let ours = keys == [(HASH_KEY, &KeyType::Hash), (RANGE_KEY, &KeyType::Range)]
-        && type_of(HASH_KEY) == Some(ScalarAttributeType::S)
-        && type_of(RANGE_KEY) == Some(ScalarAttributeType::N);
-    if ours {
-        return Ok(());
-    }
-    let schema = keys
-        .iter()
-        .map(|(attribute, kind)| format!("{attribute} {}", kind.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let hint = match keys.as_slice() {
-        [(HASH_KEY, KeyType::Hash)] => {
-            ". That is the layout of Rasa's DynamoTrackerStore (one item per conversation): give \
-             this store a table of its own (`table_name`) and copy Rasa's conversations with \
-             `DynamoStore::import_rasa`"
-        }
-        [(HASH_KEY, KeyType::Hash), ("session_date", KeyType::Range)] => {
-            ". That is the layout of Rasa 1.x/2.x's DynamoTrackerStore: give this store a table \
-             of its own (`table_name`) and copy Rasa's conversations with \
-             `DynamoStore::import_rasa`"
-        }
-        _ => "",
-    };
-    Err(Error::config(format!(
-        "DynamoDB table {name:?} has the key [{schema}]; tracker-dynamo needs `{HASH_KEY}` \
-         (string, HASH) and `{RANGE_KEY}` (number, RANGE){hint}"
-    )))
 }
 
 #[async_trait]
@@ -811,7 +505,7 @@ impl Store for DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| sdk_error("listing conversations", e))?;
+                .map_err(|e| driver_error("listing conversations", e))?;
             let last_key = continuation(output.last_evaluated_key);
             let mut heads = output.items.unwrap_or_default().into_iter();
             while let Some(item) = heads.next() {
@@ -863,7 +557,7 @@ impl Store for DynamoStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|e| sdk_error(format!("deleting conversation {id:?}"), e))?;
+            .map_err(|e| driver_error(format!("deleting conversation {id:?}"), e))?;
         let existed = output.attributes.is_some_and(|head| !head.is_empty());
         // The head is gone, so the conversation no longer exists for any reader; what follows
         // only frees space. Items it leaves (on a crash or error) are invisible, overwritten by
@@ -879,62 +573,5 @@ impl Store for DynamoStore {
             ),
         }
         Ok(existed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `1234567` as `1,234,567`.
-    fn thousands(value: usize) -> String {
-        let digits = value.to_string();
-        let mut out = String::new();
-        for (index, digit) in digits.chars().enumerate() {
-            if index > 0 && (digits.len() - index).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(digit);
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn the_readme_states_the_declared_capabilities() {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .build();
-        let capabilities = DynamoStore::new(Client::from_conf(config), "t").capabilities();
-        let readme = include_str!("../README.md");
-        let rows = [
-            format!(
-                "| max events per append | {} |",
-                capabilities.max_events_per_append.unwrap_or_default()
-            ),
-            format!(
-                "| max event size | {} bytes of JSON",
-                thousands(capabilities.max_event_bytes.unwrap_or_default())
-            ),
-            format!(
-                "| max append size | {} bytes of JSON",
-                thousands(capabilities.max_append_bytes.unwrap_or_default())
-            ),
-            format!(
-                "| latest-session reads without earlier events | {} |",
-                if capabilities.native_latest_session {
-                    "yes"
-                } else {
-                    "no"
-                }
-            ),
-            format!(
-                "| expiry | {} |",
-                if capabilities.expiry { "yes" } else { "no" }
-            ),
-        ];
-        for row in rows {
-            assert!(readme.contains(&row), "the README lacks {row:?}");
-        }
     }
 }

@@ -1,7 +1,7 @@
-//! Reading and importing Rasa's `DynamoTrackerStore` tables, on items in exactly the shape
-//! Rasa 3.6 writes through boto3: `{"events": [...], "name": id, "sender_id": id}`, floats
-//! turned into `Decimal`s rounded to 9 decimals (`replace_floats_with_decimals`), integers as
-//! integers, `None` as `NULL`.
+//! Reading Rasa's `DynamoTrackerStore` tables with `DynamoRasaSource` and importing them with
+//! `TrackerStore::import_from`, on items in exactly the shape Rasa 3.6 writes through boto3:
+//! `{"events": [...], "name": id, "sender_id": id}`, floats turned into `Decimal`s rounded to
+//! 9 decimals (`replace_floats_with_decimals`), integers as integers, `None` as `NULL`.
 
 mod common;
 
@@ -9,14 +9,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 use tracker_conformance::golden;
-use tracker_core::{ErrorKind, Event, EventKind, ReadScope, TrackerStore};
-use tracker_dynamo::DynamoStore;
+use tracker_core::{
+    Error, ErrorKind, Event, EventKind, Imported, RasaConversation, RasaSource, ReadScope,
+    TrackerStore,
+};
 use tracker_dynamo::aws_sdk_dynamodb::Client;
 use tracker_dynamo::aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ProvisionedThroughput,
     ScalarAttributeType,
 };
-use tracker_dynamo::rasa::RasaConversation;
+use tracker_dynamo::{DynamoConfig, DynamoRasaSource, DynamoStore, RASA_DEFAULT_TABLE_NAME};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -207,11 +209,34 @@ fn from_dynamo_json(value: &Value) -> AttributeValue {
     }
 }
 
-async fn setup() -> Option<(DynamoStore, Client, String)> {
+/// A reader of Rasa's `table`, sharing the client.
+fn source_on(client: &Client, table: &str) -> DynamoRasaSource {
+    DynamoRasaSource::from_client(client.clone(), &DynamoConfig::with_table(table))
+        .expect("a valid table name")
+}
+
+/// A store on a table of its own, a Rasa table beside it, and a reader of that one.
+async fn setup() -> Option<(DynamoStore, Client, DynamoRasaSource)> {
     let store = common::store().await?;
     let client = store.client().clone();
     let table = rasa_table(&client, false).await;
-    Some((store, client, table))
+    let source = source_on(&client, &table);
+    source.check_schema().await.expect("Rasa's layout");
+    Some((store, client, source))
+}
+
+/// Every item of a table, read straight from it, ordered by sender id.
+async fn all_items(client: &Client, table: &str) -> Vec<Item> {
+    let output = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan");
+    let mut items = output.items.unwrap_or_default();
+    items.sort_by_key(|item| format!("{:?}", item.get("sender_id")));
+    items
 }
 
 fn texts(events: &[Event]) -> Vec<String> {
@@ -220,7 +245,7 @@ fn texts(events: &[Event]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_an_item_exactly_as_rasa_stored_it() {
-    let Some((store, client, table)) = setup().await else {
+    let Some((store, client, source)) = setup().await else {
         return;
     };
     // A conversation as `aws dynamodb get-item` shows Rasa 3.6's item.
@@ -264,10 +289,12 @@ async fn reads_an_item_exactly_as_rasa_stored_it() {
         .iter()
         .map(|(k, v)| (k.clone(), from_dynamo_json(v)))
         .collect();
+    let table = source.table_name().to_owned();
     put(&client, &table, item).await;
+    let before = all_items(&client, &table).await;
 
-    let RasaConversation { sender_id, events } = store
-        .read_rasa(&table, "rasa-alice")
+    let RasaConversation { sender_id, events } = source
+        .read("rasa-alice")
         .await
         .expect("read")
         .expect("exists");
@@ -295,45 +322,45 @@ async fn reads_an_item_exactly_as_rasa_stored_it() {
     );
     assert_eq!(events[6].to_value()["confidence"], json!(0.999999999));
 
-    // Imported, it reads back as the same events.
+    // Imported, it reads back as the same events; Rasa's table is left as it was.
+    let tracker_store = TrackerStore::new(store.clone());
     assert_eq!(
-        store
-            .import_rasa(&table, "rasa-alice")
+        tracker_store
+            .import_from(&source, "rasa-alice")
             .await
             .expect("import"),
-        Some(7)
+        Some(Imported {
+            already_present: 0,
+            written: 7,
+            version: 7
+        })
     );
-    let tracker = TrackerStore::new(store.clone())
+    let tracker = tracker_store
         .retrieve_full_tracker("rasa-alice")
         .await
         .expect("retrieve")
         .expect("imported");
     assert_eq!(texts(tracker.events()), texts(&events));
-    assert!(
-        store
-            .read_rasa(&table, "nobody")
-            .await
-            .expect("read")
-            .is_none()
-    );
+    assert_eq!(all_items(&client, &table).await, before);
+    assert!(source.read("nobody").await.expect("read").is_none());
     assert_eq!(
-        store.import_rasa(&table, "nobody").await.expect("import"),
+        tracker_store
+            .import_from(&source, "nobody")
+            .await
+            .expect("import"),
         None
     );
+    assert!(source.describe().contains(&table), "{}", source.describe());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_every_golden_event_as_rasa_does() {
-    let Some((store, client, table)) = setup().await else {
+    let Some((_store, client, source)) = setup().await else {
         return;
     };
     let values = golden::event_values();
-    put(&client, &table, rasa_item("golden", &values)).await;
-    let read = store
-        .read_rasa(&table, "golden")
-        .await
-        .expect("read")
-        .expect("exists");
+    put(&client, source.table_name(), rasa_item("golden", &values)).await;
+    let read = source.read("golden").await.expect("read").expect("exists");
     let expected: Vec<Event> = values
         .iter()
         .map(|value| Event::from_value(as_rasa_reads_it(value)).expect("golden event parses"))
@@ -347,31 +374,85 @@ async fn reads_every_golden_event_as_rasa_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_rasa_sender_ids_across_pages() {
-    let Some((store, client, table)) = setup().await else {
+    let Some((_store, client, source)) = setup().await else {
         return;
     };
     let mut ids: Vec<String> = (0..30).map(|n| format!("rasa-{n:02} ü")).collect();
     for id in &ids {
         let event = json!({"event": "bot", "timestamp": 1700000000.25, "text": id});
-        put(&client, &table, rasa_item(id, &[event])).await;
+        put(&client, source.table_name(), rasa_item(id, &[event])).await;
     }
     ids.sort();
     // Pages of 4 items: the scan follows LastEvaluatedKey eight times.
-    let paged = store.clone().with_page_size(4);
-    assert_eq!(paged.rasa_sender_ids(&table).await.expect("list"), ids);
-    assert_eq!(store.rasa_sender_ids(&table).await.expect("list"), ids);
-    let error = store
-        .rasa_sender_ids("no-such-table")
+    let paged = source.clone().with_page_size(4);
+    assert_eq!(paged.sender_ids().await.expect("list"), ids);
+    assert_eq!(source.sender_ids().await.expect("list"), ids);
+    let error = source_on(&client, "no-such-table")
+        .sender_ids()
         .await
         .expect_err("missing table");
     assert_eq!(error.kind(), ErrorKind::Config);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn imports_long_conversations_in_several_appends_and_resumes() {
-    let Some((store, client, table)) = setup().await else {
+async fn opening_checks_the_layout_and_creates_nothing() {
+    let Some((store, client, source)) = setup().await else {
         return;
     };
+    let Some(url) = common::url().await else {
+        return;
+    };
+    let loader = || {
+        tracker_dynamo::aws_config::defaults(tracker_dynamo::aws_config::BehaviorVersion::latest())
+            .credentials_provider(common::credentials())
+    };
+    let config = |table: &str| DynamoConfig {
+        endpoint_url: Some(url.clone()),
+        ..DynamoConfig::with_table(table)
+    };
+    let opened = DynamoRasaSource::connect_with(&config(source.table_name()), loader())
+        .await
+        .expect("Rasa's table");
+    assert_eq!(opened.table_name(), source.table_name());
+    assert_eq!(DynamoConfig::default().table_name, RASA_DEFAULT_TABLE_NAME);
+
+    // A missing table stays missing, whatever `migrate` says.
+    let missing = common::fresh_table("states-missing");
+    let error = DynamoRasaSource::connect_with(&config(&missing), loader())
+        .await
+        .expect_err("no such table");
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.to_string().contains(&missing), "{error}");
+    let described = client.describe_table().table_name(&missing).send().await;
+    assert!(
+        described
+            .expect_err("not created")
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception())
+    );
+
+    // This store's own table is not Rasa's.
+    let error = source_on(&client, store.table_name())
+        .check_schema()
+        .await
+        .expect_err("not Rasa's layout");
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.to_string().contains("seq"), "{error}");
+    let invalid = DynamoConfig::with_table("x");
+    assert_eq!(
+        DynamoRasaSource::from_client(client, &invalid)
+            .expect_err("bad name")
+            .kind(),
+        ErrorKind::Config
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_long_conversations_in_several_appends_and_resumes() {
+    let Some((store, client, source)) = setup().await else {
+        return;
+    };
+    let table = source.table_name().to_owned();
     let golden = golden::event_values();
     let values: Vec<Value> = (0..250).map(|n| golden[n % golden.len()].clone()).collect();
     put(&client, &table, rasa_item("long", &values)).await;
@@ -387,8 +468,15 @@ async fn imports_long_conversations_in_several_appends_and_resumes() {
         .await
         .expect("first part");
     assert_eq!(
-        store.import_rasa(&table, "long").await.expect("resume"),
-        Some(250)
+        tracker_store
+            .import_from(&source, "long")
+            .await
+            .expect("resume"),
+        Some(Imported {
+            already_present: 99,
+            written: 151,
+            version: 250
+        })
     );
     let read = tracker_store
         .read("long", ReadScope::All)
@@ -398,22 +486,33 @@ async fn imports_long_conversations_in_several_appends_and_resumes() {
     assert_eq!(texts(&read.events), texts(&expected));
     // Complete already: nothing more is written.
     assert_eq!(
-        store.import_rasa(&table, "long").await.expect("again"),
-        Some(250)
+        tracker_store
+            .import_from(&source, "long")
+            .await
+            .expect("again"),
+        Some(Imported {
+            already_present: 250,
+            written: 0,
+            version: 250
+        })
     );
     assert_eq!(tracker_store.version("long").await.expect("version"), 250);
 
-    // Other events under the same id: a conflict, nothing written.
+    // Other events under the same id: diverged at the first event, nothing written.
     put(&client, &table, rasa_item("taken", &values[..3])).await;
     tracker_store
         .append("taken", 0, &[Event::bot("mine").at(1.0)])
         .await
         .expect("append");
-    let error = store
-        .import_rasa(&table, "taken")
+    let error = tracker_store
+        .import_from(&source, "taken")
         .await
-        .expect_err("conflict");
-    assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+        .expect_err("diverged");
+    assert_eq!(error.kind(), ErrorKind::Diverged, "{error}");
+    assert!(
+        matches!(&error, Error::Diverged { sender_id, position: 1, .. } if sender_id == "taken"),
+        "{error:?}"
+    );
     assert_eq!(tracker_store.version("taken").await.expect("version"), 1);
 
     // An item without events imports as nothing.
@@ -427,12 +526,15 @@ async fn imports_long_conversations_in_several_appends_and_resumes() {
     )
     .await;
     assert_eq!(
-        store.import_rasa(&table, "empty").await.expect("import"),
-        Some(0)
+        tracker_store
+            .import_from(&source, "empty")
+            .await
+            .expect("import"),
+        Some(Imported::default())
     );
     assert!(!tracker_store.exists("empty").await.expect("exists"));
 
-    // An item that is not Rasa's: Corrupt, naming the conversation.
+    // An item that is not Rasa's: Corrupt, naming the conversation, for reads and imports.
     put(
         &client,
         &table,
@@ -442,12 +544,15 @@ async fn imports_long_conversations_in_several_appends_and_resumes() {
         ]),
     )
     .await;
-    let error = store
-        .read_rasa(&table, "broken")
+    let error = source.read("broken").await.expect_err("corrupt");
+    assert_eq!(error.kind(), ErrorKind::Corrupt);
+    assert!(error.to_string().contains("broken"), "{error}");
+    let error = tracker_store
+        .import_from(&source, "broken")
         .await
         .expect_err("corrupt");
     assert_eq!(error.kind(), ErrorKind::Corrupt);
-    assert!(error.to_string().contains("broken"), "{error}");
+    assert!(!tracker_store.exists("broken").await.expect("exists"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,6 +562,8 @@ async fn legacy_tables_read_the_newest_item() {
     };
     let client = store.client().clone();
     let table = rasa_table(&client, true).await;
+    let source = source_on(&client, &table);
+    source.check_schema().await.expect("Rasa 2.x's layout");
     for (date, count) in [(1_600_000_000_u64, 2_usize), (1_600_000_500, 3)] {
         let events: Vec<Value> = (0..count)
             .map(|n| json!({"event": "bot", "timestamp": 1600000000.5, "text": format!("{n}")}))
@@ -468,14 +575,10 @@ async fn legacy_tables_read_the_newest_item() {
         );
         put(&client, &table, item).await;
     }
-    let read = store
-        .read_rasa(&table, "legacy")
-        .await
-        .expect("read")
-        .expect("exists");
+    let read = source.read("legacy").await.expect("read").expect("exists");
     assert_eq!(read.events.len(), 3);
     assert_eq!(
-        store.rasa_sender_ids(&table).await.expect("list"),
+        source.sender_ids().await.expect("list"),
         ["legacy"],
         "one id per conversation"
     );

@@ -1,6 +1,7 @@
 //! DynamoDB-specific behaviour on the test server: the item layout, conflicts that write
-//! nothing, limits, pagination past 1 MB and with small pages, deletes (also interrupted
-//! ones), listing cursors, table creation and the key-schema check.
+//! nothing, limits (and the README's statement of them), pagination past 1 MB and with small
+//! pages, deletes (also interrupted ones), listing cursors, unreachable endpoints, corrupt
+//! items.
 
 mod common;
 
@@ -8,15 +9,27 @@ use std::collections::{HashMap, HashSet};
 
 use tracker_core::{ErrorKind, Event, ReadScope, SenderId, Store, TrackerStore};
 use tracker_dynamo::aws_sdk_dynamodb::Client;
-use tracker_dynamo::aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use tracker_dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use tracker_dynamo::schema::{
     DATA, HASH_KEY, HEAD_SEQ, MAX_APPEND_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, RANGE_KEY,
     SESSION_START, TIMESTAMP, TYPE_NAME, VERSION,
 };
 use tracker_dynamo::{DynamoConfig, DynamoStore};
+
+#[test]
+fn the_readme_states_the_capabilities() {
+    // Capabilities do not depend on the server: a store of the default configuration on a
+    // client that never sends anything.
+    let store = DynamoStore::from_client(
+        common::client_for("http://127.0.0.1:9"),
+        &DynamoConfig::default(),
+    )
+    .expect("the default configuration");
+    tracker_conformance::claims::assert_readme_states_capabilities(
+        include_str!("../README.md"),
+        &store.capabilities(),
+    );
+}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -495,197 +508,6 @@ async fn listing_pages_never_overlap() {
     }
 }
 
-async fn create_table(client: &Client, name: &str, keys: &[(&str, KeyType, ScalarAttributeType)]) {
-    let mut request = client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest);
-    for (attribute, key_type, scalar) in keys {
-        request = request
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(*attribute)
-                    .attribute_type(scalar.clone())
-                    .build()
-                    .expect("definition"),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(*attribute)
-                    .key_type(key_type.clone())
-                    .build()
-                    .expect("key"),
-            );
-    }
-    request.send().await.expect("create table");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tables_are_created_once_and_checked() {
-    let Some(client) = common::client().await else {
-        return;
-    };
-    let name = common::fresh_table("created");
-    let store = DynamoStore::new(client.clone(), name.clone());
-    let error = store.check_table().await.expect_err("missing");
-    assert_eq!(error.kind(), ErrorKind::Config);
-    assert!(error.to_string().contains("migrate"), "{error}");
-    let error = store
-        .version(&SenderId::new("x").expect("id"))
-        .await
-        .expect_err("no table");
-    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
-    // Concurrent creators: one creates, all succeed.
-    let results = futures::future::join_all((0..4).map(|_| store.migrate())).await;
-    let created = results
-        .into_iter()
-        .map(|r| r.expect("migrate"))
-        .filter(|created| *created)
-        .count();
-    assert!(created >= 1);
-    assert!(!store.migrate().await.expect("migrate again"));
-    store.check_table().await.expect("exists now");
-    let table = client
-        .describe_table()
-        .table_name(&name)
-        .send()
-        .await
-        .expect("describe")
-        .table
-        .expect("table");
-    let keys: Vec<(String, KeyType)> = table
-        .key_schema()
-        .iter()
-        .map(|k| (k.attribute_name().to_owned(), k.key_type().clone()))
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            ("sender_id".to_owned(), KeyType::Hash),
-            ("seq".to_owned(), KeyType::Range)
-        ]
-    );
-    assert_eq!(
-        table
-            .billing_mode_summary()
-            .and_then(|b| b.billing_mode().cloned()),
-        Some(BillingMode::PayPerRequest)
-    );
-
-    // Rasa's table layouts are refused with a Config error that says what to do.
-    let rasa = common::fresh_table("rasa-states");
-    create_table(
-        &client,
-        &rasa,
-        &[("sender_id", KeyType::Hash, ScalarAttributeType::S)],
-    )
-    .await;
-    for error in [
-        DynamoStore::new(client.clone(), rasa.clone())
-            .migrate()
-            .await
-            .expect_err("Rasa's table"),
-        DynamoStore::new(client.clone(), rasa.clone())
-            .check_table()
-            .await
-            .expect_err("Rasa's table"),
-    ] {
-        assert_eq!(error.kind(), ErrorKind::Config);
-        let message = error.to_string();
-        assert!(message.contains("Rasa's DynamoTrackerStore"), "{message}");
-        assert!(message.contains("import_rasa"), "{message}");
-    }
-    let legacy = common::fresh_table("rasa-legacy");
-    create_table(
-        &client,
-        &legacy,
-        &[
-            ("sender_id", KeyType::Hash, ScalarAttributeType::S),
-            ("session_date", KeyType::Range, ScalarAttributeType::N),
-        ],
-    )
-    .await;
-    let error = DynamoStore::new(client.clone(), legacy)
-        .migrate()
-        .await
-        .expect_err("legacy table");
-    assert!(error.to_string().contains("Rasa 1.x/2.x"), "{error}");
-    let other = common::fresh_table("other");
-    create_table(
-        &client,
-        &other,
-        &[
-            ("sender_id", KeyType::Hash, ScalarAttributeType::S),
-            ("seq", KeyType::Range, ScalarAttributeType::S),
-        ],
-    )
-    .await;
-    let error = DynamoStore::new(client, other)
-        .migrate()
-        .await
-        .expect_err("a string seq");
-    assert_eq!(error.kind(), ErrorKind::Config);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_from_configuration() {
-    let Some(url) = common::url().await else {
-        return;
-    };
-    let loader = || {
-        tracker_dynamo::aws_config::defaults(tracker_dynamo::aws_config::BehaviorVersion::latest())
-            .credentials_provider(common::credentials())
-    };
-    let table = common::fresh_table("connect");
-    let config: DynamoConfig = serde_json::from_value(serde_json::json!({
-        "type": "dynamo", "table_name": table, "region": "us-east-1",
-        "endpoint_url": url, "migrate": false
-    }))
-    .expect("config");
-    let error = DynamoStore::connect_with(&config, loader())
-        .await
-        .expect_err("no table, no migrate");
-    assert_eq!(error.kind(), ErrorKind::Config);
-    let config = DynamoConfig {
-        migrate: true,
-        ..config
-    };
-    let store = DynamoStore::connect_with(&config, loader())
-        .await
-        .expect("connect and create");
-    assert_eq!(store.table_name(), table);
-    let store = TrackerStore::new(store);
-    let id = fresh_id("connected");
-    let mut tracker = store.get_or_create_tracker(&id).await.expect("create");
-    tracker.update(Event::user("hi", "greet", 0.98));
-    assert_eq!(store.save(&mut tracker).await.expect("save"), 1);
-    // Connecting again finds the table.
-    let again = DynamoStore::connect_with(
-        &DynamoConfig {
-            migrate: false,
-            ..config.clone()
-        },
-        loader(),
-    )
-    .await
-    .expect("connect");
-    assert_eq!(
-        TrackerStore::new(again)
-            .version(&id)
-            .await
-            .expect("version"),
-        1
-    );
-    let invalid = DynamoConfig {
-        table_name: "x".to_owned(),
-        ..config
-    };
-    let error = DynamoStore::connect_with(&invalid, loader())
-        .await
-        .expect_err("bad name");
-    assert_eq!(error.kind(), ErrorKind::Config);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_is_unavailable() {
     // A port nothing listens on: connection refused, classified as temporary.
@@ -693,7 +515,7 @@ async fn an_unreachable_endpoint_is_unavailable() {
     let port = listener.local_addr().expect("address").port();
     drop(listener);
     let client = common::client_for(&format!("http://127.0.0.1:{port}"));
-    let store = DynamoStore::new(client, "unreachable");
+    let store = common::store_on(client, "unreachable");
     let error = store
         .version(&SenderId::new("x").expect("id"))
         .await

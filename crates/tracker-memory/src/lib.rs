@@ -2,8 +2,10 @@
 #![deny(missing_docs)]
 
 mod config;
+mod registration;
 mod store;
 
 pub use config::MemoryConfig;
+pub use registration::REGISTRATION;
 pub use store::MemoryStore;
 pub use tracker_core;

@@ -47,6 +47,15 @@ impl MemoryStore {
         Self::new()
     }
 
+    /// An empty store from its configuration; `async` and fallible like every backend's
+    /// `connect`, so code generic over backends builds this one the same way. It never fails.
+    ///
+    /// # Errors
+    /// None.
+    pub async fn connect(config: &MemoryConfig) -> tracker_core::Result<Self> {
+        Ok(Self::from_config(config))
+    }
+
     /// Number of conversations stored.
     pub fn len(&self) -> usize {
         self.conversations

@@ -2,11 +2,12 @@
 
 use std::fmt;
 
+use mongodb::Client;
 use mongodb::options::{AuthMechanism, ClientOptions};
 use serde::Deserialize;
 use tracker_core::{Error, Result};
 
-use crate::error::from_driver;
+use crate::error::driver_error;
 use crate::schema::MAX_TAIL_BYTES;
 pub(crate) use tracker_core::redact::{deserialize_password as password, redact_url};
 
@@ -26,23 +27,31 @@ pub const DEFAULT_BUCKET_BYTES: usize = 512 * 1024;
 /// The largest `bucket_events` accepted.
 pub const MAX_BUCKET_EVENTS: usize = 100_000;
 
-/// Configuration of [`MongoStore`](crate::MongoStore): the keys of Rasa's `MongoTrackerStore`
-/// in `endpoints.yml`, with Rasa's defaults, plus this store's own (`ensure_indexes`,
-/// `bucket_events`, `bucket_bytes`).
+/// Configuration of [`MongoStore`](crate::MongoStore) and
+/// [`MongoRasaSource`](crate::MongoRasaSource): the keys of Rasa's `MongoTrackerStore` in
+/// `endpoints.yml` (`url`, `db`, `username`, `password`, `auth_source`, `collection`), with
+/// Rasa's defaults, plus this store's own (`ensure_indexes`, `bucket_events`,
+/// `bucket_bytes`). Unknown keys are an error.
 ///
 /// ```
-/// let config: tracker_mongo::MongoConfig = serde_json::from_value(serde_json::json!({
-///     "type": "mongod", "url": "mongodb://db.internal:27017/?tls=true", "db": "rasa",
+/// use tracker_mongo::tracker_core::config::from_keys;
+///
+/// # fn main() -> tracker_mongo::tracker_core::Result<()> {
+/// let section = serde_json::json!({
+///     "url": "mongodb://db.internal:27017/?tls=true", "db": "rasa",
 ///     "username": "rasa", "password": "secret", "auth_source": "admin"
-/// })).unwrap();
+/// });
+/// let serde_json::Value::Object(keys) = section else { unreachable!() };
+/// let config: tracker_mongo::MongoConfig = from_keys("the MongoDB tracker store", keys)?;
 /// assert_eq!(config.collection, "conversations");
 /// assert!(!format!("{config:?}").contains("secret"));
+/// # Ok(()) }
 /// ```
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MongoConfig {
-    /// Rasa's store type selector; only `mongod`, `mongo` or `mongodb` (any case) is accepted
-    /// when present.
+    /// Rasa's store type selector, for a section deserialised whole; only `mongod`, `mongo` or
+    /// `mongodb` (any case) is accepted when present.
     #[serde(rename = "type")]
     pub store_type: Option<String>,
     /// The MongoDB connection string (default `mongodb://localhost:27017`), with TLS and other
@@ -64,12 +73,13 @@ pub struct MongoConfig {
     pub auth_source: String,
     /// Base name of this store's collections (default `conversations`): heads in
     /// `<collection>.heads`, older events in `<collection>.events`. Rasa's own documents stay
-    /// in `<collection>` itself, where [`crate::rasa`] reads them.
+    /// in `<collection>` itself, where [`MongoRasaSource`](crate::MongoRasaSource) reads them.
     pub collection: String,
     /// Create the indexes when connecting (default `true`; Rasa creates its index at start-up
-    /// too). Without it, call [`MongoStore::ensure_indexes`](crate::MongoStore::ensure_indexes)
+    /// too). Without it, call [`MongoStore::ensure_schema`](crate::MongoStore::ensure_schema)
     /// once (e.g. at deploy time); correctness never depends on them, listing and reads of
-    /// long conversations do.
+    /// long conversations do. A [`MongoRasaSource`](crate::MongoRasaSource) never creates
+    /// them.
     pub ensure_indexes: bool,
     /// Most events kept in a conversation's head document before they move to a bucket
     /// document (default 500).
@@ -192,6 +202,19 @@ impl MongoConfig {
 }
 
 impl MongoConfig {
+    /// A client for this configuration, after [`validate`](Self::validate); it connects
+    /// lazily, on its first command.
+    pub(crate) async fn client(&self) -> Result<Client> {
+        self.validate()?;
+        let options = self.client_options().await?;
+        Client::with_options(options).map_err(|e| {
+            driver_error(
+                format!("cannot create a client for {}", self.display_url()),
+                e,
+            )
+        })
+    }
+
     /// The driver's options: the parsed URL with the credentials applied as Rasa applies
     /// them, and `tracker-store` as the application name unless the URL names one.
     pub(crate) async fn client_options(&self) -> Result<ClientOptions> {
@@ -205,7 +228,7 @@ impl MongoConfig {
                          name and password"
                 ))
             } else {
-                from_driver(message, e)
+                driver_error(message, e)
             }
         })?;
         if let Some(username) = &self.username {
@@ -315,7 +338,14 @@ mod tests {
     use super::*;
 
     fn config(value: serde_json::Value) -> MongoConfig {
-        serde_json::from_value(value).expect("config")
+        parse(value).expect("config")
+    }
+
+    fn parse(value: serde_json::Value) -> Result<MongoConfig> {
+        let serde_json::Value::Object(keys) = value else {
+            panic!("not an object: {value}");
+        };
+        tracker_core::config::from_keys("the MongoDB tracker store", keys)
     }
 
     #[test]
@@ -352,10 +382,8 @@ mod tests {
             redis.validate().expect_err("redis").kind(),
             tracker_core::ErrorKind::Config
         );
-        assert!(
-            serde_json::from_value::<MongoConfig>(serde_json::json!({"colection": "x"})).is_err(),
-            "a misspelt key is an error"
-        );
+        let misspelt = parse(serde_json::json!({"colection": "x"})).expect_err("unknown key");
+        assert_eq!(misspelt.kind(), tracker_core::ErrorKind::Config);
     }
 
     #[test]

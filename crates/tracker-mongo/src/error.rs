@@ -1,12 +1,14 @@
-//! Driver errors as tracker-core errors.
-//!
-//! [`classify`] decides the kind; the driver's error is always kept as the `source`.
+//! Driver errors as tracker-core errors: [`classify`] decides the kind, [`driver_error`]
+//! builds the error with the driver's error kept as the `source`.
 
 use mongodb::error::{Error as DriverError, ErrorKind as DriverKind, WriteFailure};
 use tracker_core::{Error, ErrorKind};
 
 /// MongoDB's duplicate key error code.
-pub const DUPLICATE_KEY: i32 = 11000;
+const DUPLICATE_KEY: i32 = 11000;
+
+/// MongoDB's error code for a collection or database that does not exist.
+const NAMESPACE_NOT_FOUND: i32 = 26;
 
 /// Server error codes that go away when the server is reachable, elected or less loaded again:
 /// host and network failures, shutdowns and elections, time limits, lock and write conflicts,
@@ -69,7 +71,7 @@ fn server_code(error: &DriverError) -> Option<i32> {
 ///   string), TLS configuration, and the codes `UserNotFound`, `Unauthorized` and
 ///   `AuthenticationFailed`;
 /// - [`ErrorKind::Backend`] for everything else.
-pub fn classify(error: &DriverError) -> ErrorKind {
+pub(crate) fn classify(error: &DriverError) -> ErrorKind {
     if TEMPORARY_LABELS
         .iter()
         .any(|label| error.contains_label(label))
@@ -94,18 +96,19 @@ pub fn classify(error: &DriverError) -> ErrorKind {
 
 /// The driver error as a tracker-core error of its [`classify`] kind, with `context` as the
 /// message and the driver error as the source.
-pub(crate) fn from_driver(context: impl Into<String>, error: DriverError) -> Error {
-    let message = context.into();
-    match classify(&error) {
-        ErrorKind::Unavailable => Error::unavailable(message, error),
-        ErrorKind::Config => Error::config_with(message, error),
-        _ => Error::backend(message, error),
-    }
+pub(crate) fn driver_error(context: impl Into<String>, error: DriverError) -> Error {
+    Error::classified(classify(&error), context, error)
 }
 
 /// Whether the error is a duplicate key error (an insert whose `_id` exists).
 pub(crate) fn is_duplicate_key(error: &DriverError) -> bool {
     server_code(error) == Some(DUPLICATE_KEY)
+}
+
+/// Whether the error says the collection does not exist (listing the indexes of a collection
+/// nothing was written to yet).
+pub(crate) fn is_namespace_not_found(error: &DriverError) -> bool {
+    server_code(error) == Some(NAMESPACE_NOT_FOUND)
 }
 
 #[cfg(test)]
@@ -119,7 +122,7 @@ mod tests {
             "refused",
         ));
         assert_eq!(classify(&io), ErrorKind::Unavailable);
-        let error = from_driver("reading", io);
+        let error = driver_error("reading", io);
         assert!(error.is_temporary());
         let source = std::error::Error::source(&error).expect("source kept");
         assert!(source.downcast_ref::<DriverError>().is_some());

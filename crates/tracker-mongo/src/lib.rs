@@ -1,9 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod buckets;
 mod config;
-pub mod error;
+mod error;
+mod migrate;
 pub mod rasa;
+mod registration;
 pub mod schema;
 mod store;
 
@@ -11,6 +14,8 @@ pub use config::{
     DEFAULT_AUTH_SOURCE, DEFAULT_BUCKET_BYTES, DEFAULT_BUCKET_EVENTS, DEFAULT_COLLECTION,
     DEFAULT_DB, DEFAULT_URL, MAX_BUCKET_EVENTS, MongoConfig,
 };
+pub use rasa::MongoRasaSource;
+pub use registration::REGISTRATION;
 pub use store::MongoStore;
 
 pub use mongodb;

@@ -1,13 +1,13 @@
-//! Reading conversations that Rasa's own `MongoTrackerStore` wrote, for migration.
+//! Reading conversations that Rasa's own `MongoTrackerStore` wrote, for migration:
+//! [`MongoRasaSource`], a [`RasaSource`] for
+//! [`TrackerStore::import_from`](tracker_core::TrackerStore::import_from).
 //!
 //! Rasa keeps one document per conversation in its collection (`conversations` by default):
 //! an automatic `_id`, `sender_id` (a string; an integer in very old data), the tracker's state
 //! fields (`slots`, `latest_message`, `latest_event_time`, `followup_action`, `paused`,
 //! `latest_input_channel`, `active_loop`, `latest_action`, `latest_action_name`) and
-//! `events`, an array of event objects stored as BSON documents. These functions read such
-//! documents — from any collection, or from the store's own `<collection>` with the
-//! [`MongoStore`] methods — and never write them; [`MongoStore::import_rasa`] copies one
-//! conversation into the store.
+//! `events`, an array of event objects stored as BSON documents. A source reads such
+//! documents and never writes anything: no index, no rewritten `sender_id`.
 //!
 //! The events are BSON, so their JSON is rebuilt ([`bson_to_json`]): key order is kept, and
 //! numbers keep their type — a BSON double is a JSON float (`1.0` stays `1.0`), an integer an
@@ -15,28 +15,179 @@
 //! whole-number doubles into integers) changes the events' text accordingly.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use futures::TryStreamExt;
-use mongodb::Collection;
 use mongodb::bson::{Bson, Document, doc};
+use mongodb::{Client, Collection};
 use serde_json::{Map, Number, Value};
 use tracker_core::event::deserialise_events;
-use tracker_core::{Append, Error, Event, Result, SenderId, Store};
+use tracker_core::{Error, RasaConversation, RasaSource, Result, async_trait};
 
-use crate::MongoStore;
-use crate::error::from_driver;
-use crate::schema::{MAX_APPEND_BYTES, MAX_EVENTS_PER_APPEND};
+use crate::config::{MongoConfig, validate_collection_name, validate_db_name};
+use crate::error::driver_error;
+use crate::store::MongoStore;
 
-/// A conversation read from Rasa's format.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RasaConversation {
-    /// The sender id (an integer one as its decimal text, as Rasa migrates it).
-    pub sender_id: String,
-    /// The document's `_id`.
-    pub id: Bson,
-    /// Its events, parsed as Rasa's `deserialise_events` does (objects without `event` and
-    /// legacy `topic` events are skipped).
-    pub events: Vec<Event>,
+/// The conversations Rasa's `MongoTrackerStore` stored in one collection, read-only.
+///
+/// With the configuration of a store, the collection is `<collection>` itself (Rasa's), beside
+/// the store's `<collection>.heads` and `<collection>.events`.
+///
+/// ```no_run
+/// use tracker_mongo::tracker_core::{RasaSource, TrackerStore};
+/// use tracker_mongo::{MongoConfig, MongoRasaSource, MongoStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> tracker_mongo::tracker_core::Result<()> {
+/// let config = MongoConfig::default();
+/// let rasa = MongoRasaSource::connect(&config).await?;
+/// let store = TrackerStore::new(MongoStore::connect(&config).await?);
+/// for sender_id in rasa.sender_ids().await? {
+///     // Resumes a copy an earlier run left half done; `Diverged` if the store holds
+///     // other events for this conversation.
+///     store.import_from(&rasa, &sender_id).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MongoRasaSource {
+    collection: Collection<Document>,
+    /// Where it is connected, without credentials.
+    display: String,
+}
+
+impl fmt::Debug for MongoRasaSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoRasaSource")
+            .field("server", &self.display)
+            .field("namespace", &self.collection.namespace().to_string())
+            .finish()
+    }
+}
+
+impl MongoRasaSource {
+    /// Connects with the store's configuration and pings the server; reads the collection
+    /// `config.collection` of the database `config.db`. Creates nothing, whatever
+    /// `ensure_indexes` says.
+    ///
+    /// # Errors
+    /// As [`MongoStore::connect`].
+    pub async fn connect(config: &MongoConfig) -> Result<Self> {
+        let client = config.client().await?;
+        let mut source = Self::from_client(client, config)?;
+        source.display = config.display_url();
+        source
+            .collection
+            .client()
+            .database(&config.db)
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(|e| driver_error(format!("pinging MongoDB at {}", source.display), e))?;
+        Ok(source)
+    }
+
+    /// A source on a client you built, reading the collection `config.collection` of the
+    /// database `config.db`; the other keys are ignored. Touches no server.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid database or collection name.
+    pub fn from_client(client: Client, config: &MongoConfig) -> Result<Self> {
+        validate_db_name(&config.db)?;
+        validate_collection_name(&config.collection)?;
+        Ok(Self {
+            collection: client.database(&config.db).collection(&config.collection),
+            display: "<client given>".to_owned(),
+        })
+    }
+
+    /// The Rasa collection beside `store`'s collections (`<collection>`), on its client.
+    pub fn from_store(store: &MongoStore) -> Self {
+        Self {
+            collection: store.database().collection(store.collection_name()),
+            display: store.display().to_owned(),
+        }
+    }
+
+    /// A source reading any collection in Rasa's format.
+    pub fn from_collection(collection: Collection<Document>) -> Self {
+        Self {
+            collection,
+            display: "<collection given>".to_owned(),
+        }
+    }
+
+    /// The collection read, for inspection.
+    pub fn collection(&self) -> &Collection<Document> {
+        &self.collection
+    }
+}
+
+#[async_trait]
+impl RasaSource for MongoRasaSource {
+    fn describe(&self) -> String {
+        format!(
+            "Rasa's MongoDB documents in {} at {}",
+            self.collection.namespace(),
+            self.display
+        )
+    }
+
+    /// The sender ids of every document (integers as decimal text), sorted by bytes and each
+    /// once. Reads only the `sender_id` field of each document, in one cursor; documents
+    /// without a usable `sender_id` are skipped.
+    async fn sender_ids(&self) -> Result<Vec<String>> {
+        let context = "listing Rasa conversations";
+        let mut cursor = self
+            .collection
+            .find(doc! {})
+            .projection(doc! { "_id": 0, "sender_id": 1 })
+            .await
+            .map_err(|e| driver_error(context, e))?;
+        let mut ids = BTreeSet::new();
+        while let Some(document) = cursor
+            .try_next()
+            .await
+            .map_err(|e| driver_error(context, e))?
+        {
+            match sender_id_text(document.get("sender_id")) {
+                Some(id) => {
+                    ids.insert(id);
+                }
+                None => tracing::debug!(
+                    sender_id = ?document.get("sender_id"),
+                    "skipping a document without a usable sender_id"
+                ),
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// The conversation as Rasa's `retrieve` finds it: `find_one({"sender_id": id})`, and for
+    /// an all-digit id not found that way, the document whose `sender_id` is that integer
+    /// (Rasa then rewrites it as a string; this writes nothing). Its events are parsed as by
+    /// [`parse_rasa_document`].
+    async fn read(&self, sender_id: &str) -> Result<Option<RasaConversation>> {
+        let find = |filter: Document| async move {
+            self.collection
+                .find_one(filter)
+                .await
+                .map_err(|e| driver_error("reading a Rasa conversation", e))
+        };
+        let mut document = find(doc! { "sender_id": sender_id }).await?;
+        if document.is_none()
+            && !sender_id.is_empty()
+            && sender_id.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(number) = sender_id.parse::<i64>()
+        {
+            document = find(doc! { "sender_id": number }).await?;
+        }
+        let Some(document) = document else {
+            return Ok(None);
+        };
+        let mut conversation = parse_rasa_document(&document)?;
+        conversation.sender_id = sender_id.to_owned();
+        Ok(Some(conversation))
+    }
 }
 
 /// A BSON value as the JSON value Rasa had before storing it: documents keep their key
@@ -89,11 +240,14 @@ fn sender_id_text(value: Option<&Bson>) -> Option<String> {
     }
 }
 
-/// Parses one document of Rasa's `MongoTrackerStore`.
+/// Parses one document of Rasa's `MongoTrackerStore`: its `sender_id` (an integer one as its
+/// decimal text, as Rasa migrates it) and its events, read as Rasa's `deserialise_events` does
+/// (objects without `event` and legacy `topic` events are skipped).
 ///
 /// # Errors
 /// [`Error::Corrupt`] when `sender_id` is missing or neither text nor an integer, `events` is
-/// not an array, or an event cannot be read (with its position in the array, from 1).
+/// not an array, or an event cannot be read (with its position in the array, from 1); the
+/// message names the document's `_id`.
 pub fn parse_rasa_document(document: &Document) -> Result<RasaConversation> {
     let id = document.get("_id").cloned().unwrap_or(Bson::Null);
     let Some(sender_id) = sender_id_text(document.get("sender_id")) else {
@@ -106,23 +260,14 @@ pub fn parse_rasa_document(document: &Document) -> Result<RasaConversation> {
             ),
         ));
     };
-    let corrupt =
-        |position: Option<u64>, message: String, source: Option<tracker_core::BoxError>| {
-            Error::Corrupt {
-                sender_id: sender_id.clone(),
-                position,
-                message: format!("Rasa document {id}: {message}"),
-                source,
-            }
-        };
     let values: Vec<Value> = match document.get("events") {
         None | Some(Bson::Null) => Vec::new(),
         Some(Bson::Array(events)) => events.iter().map(bson_to_json).collect(),
         Some(other) => {
-            return Err(corrupt(
+            return Err(Error::corrupt(
+                sender_id,
                 None,
-                format!("`events` is {other:?}, not an array"),
-                None,
+                format!("Rasa document {id}: `events` is {other:?}, not an array"),
             ));
         }
     };
@@ -131,167 +276,14 @@ pub fn parse_rasa_document(document: &Document) -> Result<RasaConversation> {
             .iter()
             .position(|value| deserialise_events(std::slice::from_ref(value)).is_err())
             .map(|index| index as u64 + 1);
-        corrupt(position, error.message().to_owned(), Some(Box::new(error)))
+        Error::corrupt_with(
+            sender_id.clone(),
+            position,
+            format!("Rasa document {id}: {}", error.message()),
+            error,
+        )
     })?;
-    Ok(RasaConversation {
-        sender_id,
-        id,
-        events,
-    })
-}
-
-/// Reads the conversation of `sender_id` from a collection Rasa's `MongoTrackerStore` wrote,
-/// as Rasa's `retrieve` finds it: `find_one({"sender_id": id})`, and for an all-digit id not
-/// found that way, the document whose `sender_id` is that integer (Rasa then rewrites it as a
-/// string; this function writes nothing). `None` if there is no document.
-///
-/// # Errors
-/// [`Error::Corrupt`] for a document that is not Rasa's format; [`Error::Unavailable`] /
-/// [`Error::Backend`] for server failures.
-pub async fn read(
-    collection: &Collection<Document>,
-    sender_id: &str,
-) -> Result<Option<RasaConversation>> {
-    let find = |filter: Document| async move {
-        collection
-            .find_one(filter)
-            .await
-            .map_err(|e| from_driver("reading a Rasa conversation", e))
-    };
-    let mut document = find(doc! { "sender_id": sender_id }).await?;
-    if document.is_none()
-        && !sender_id.is_empty()
-        && sender_id.bytes().all(|b| b.is_ascii_digit())
-        && let Ok(number) = sender_id.parse::<i64>()
-    {
-        document = find(doc! { "sender_id": number }).await?;
-    }
-    let Some(document) = document else {
-        return Ok(None);
-    };
-    let mut conversation = parse_rasa_document(&document)?;
-    conversation.sender_id = sender_id.to_owned();
-    Ok(Some(conversation))
-}
-
-/// The sender ids of every conversation in a collection Rasa's `MongoTrackerStore` wrote
-/// (integers as decimal text), sorted by bytes and each once. Reads only the `sender_id`
-/// field of each document, in one cursor; documents without a usable `sender_id` are skipped.
-///
-/// # Errors
-/// [`Error::Unavailable`] / [`Error::Backend`] for server failures.
-pub async fn sender_ids(collection: &Collection<Document>) -> Result<Vec<String>> {
-    let mut cursor = collection
-        .find(doc! {})
-        .projection(doc! { "_id": 0, "sender_id": 1 })
-        .await
-        .map_err(|e| from_driver("listing Rasa conversations", e))?;
-    let mut ids = BTreeSet::new();
-    while let Some(document) = cursor
-        .try_next()
-        .await
-        .map_err(|e| from_driver("listing Rasa conversations", e))?
-    {
-        match sender_id_text(document.get("sender_id")) {
-            Some(id) => {
-                ids.insert(id);
-            }
-            None => tracing::debug!(
-                sender_id = ?document.get("sender_id"),
-                "skipping a document without a usable sender_id"
-            ),
-        }
-    }
-    Ok(ids.into_iter().collect())
-}
-
-/// Splits events into appends that fit the store's limits.
-fn chunks(events: &[Event]) -> Result<Vec<&[Event]>> {
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (index, event) in events.iter().enumerate() {
-        let size = event.to_rasa_json().len() + event.type_name().len();
-        if size > MAX_APPEND_BYTES {
-            return Err(Error::invalid_input(format!(
-                "event {} ({}) is {size} bytes; the store's limit is {MAX_APPEND_BYTES} bytes",
-                index + 1,
-                event.type_name()
-            )));
-        }
-        if index > start
-            && (bytes + size > MAX_APPEND_BYTES || index - start >= MAX_EVENTS_PER_APPEND)
-        {
-            chunks.push(&events[start..index]);
-            start = index;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    if start < events.len() {
-        chunks.push(&events[start..]);
-    }
-    Ok(chunks)
-}
-
-impl MongoStore {
-    /// The collection Rasa's `MongoTrackerStore` uses with the same configuration:
-    /// `<collection>` itself, beside this store's `<collection>.heads` and
-    /// `<collection>.events`.
-    pub fn rasa_collection(&self) -> Collection<Document> {
-        self.database().collection(self.collection_name())
-    }
-
-    /// Reads the conversation Rasa stored for `sender_id` in [`rasa_collection`]
-    /// (see [`read`]).
-    ///
-    /// [`rasa_collection`]: Self::rasa_collection
-    ///
-    /// # Errors
-    /// As [`read`].
-    pub async fn read_rasa(&self, sender_id: &str) -> Result<Option<RasaConversation>> {
-        read(&self.rasa_collection(), sender_id).await
-    }
-
-    /// The sender ids of the conversations Rasa stored in [`rasa_collection`]
-    /// (see [`sender_ids`]).
-    ///
-    /// [`rasa_collection`]: Self::rasa_collection
-    ///
-    /// # Errors
-    /// As [`sender_ids`].
-    pub async fn rasa_sender_ids(&self) -> Result<Vec<String>> {
-        sender_ids(&self.rasa_collection()).await
-    }
-
-    /// Copies the conversation Rasa stored for `sender_id` in [`rasa_collection`] into this
-    /// store as a new conversation; Rasa's document is left as it is.
-    ///
-    /// Returns `None` when Rasa has no document for it, else the new version (0 for a document
-    /// without events, which writes nothing). A conversation is written in one append when it
-    /// fits the store's per-append limits (nearly always: Rasa's whole conversation fits in
-    /// one 16 MiB document), else in several, in order; if such an import is interrupted,
-    /// [`delete`](Store::delete) the conversation and import it again.
-    ///
-    /// [`rasa_collection`]: Self::rasa_collection
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] when this store already has the conversation (nothing is
-    /// written); [`Error::InvalidInput`] for a sender id this store cannot hold (over 255
-    /// bytes or with NUL) or an event over the store's limits; [`Error::Corrupt`] for an
-    /// unreadable Rasa document.
-    pub async fn import_rasa(&self, sender_id: &str) -> Result<Option<u64>> {
-        let Some(conversation) = self.read_rasa(sender_id).await? else {
-            return Ok(None);
-        };
-        let sender = SenderId::new(sender_id)?;
-        let mut version = 0;
-        for chunk in chunks(&conversation.events)? {
-            let append = Append::new(sender.clone(), version, chunk)?;
-            version = self.append(&append).await?;
-        }
-        Ok(Some(version))
-    }
+    Ok(RasaConversation { sender_id, events })
 }
 
 #[cfg(test)]
@@ -369,15 +361,5 @@ mod tests {
             Error::Corrupt { position, .. } => assert_eq!(position, Some(2)),
             other => panic!("{other}"),
         }
-    }
-
-    #[test]
-    fn chunks_fit_the_limits() {
-        let events: Vec<Event> = (0..25_000).map(|n| Event::bot(format!("m{n}"))).collect();
-        let parts = chunks(&events).expect("chunks");
-        assert_eq!(parts.len(), 3);
-        assert!(parts.iter().all(|part| part.len() <= MAX_EVENTS_PER_APPEND));
-        assert_eq!(parts.iter().map(|part| part.len()).sum::<usize>(), 25_000);
-        assert!(chunks(&[]).expect("empty").is_empty());
     }
 }

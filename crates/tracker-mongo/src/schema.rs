@@ -1,13 +1,13 @@
 //! The document layout: collection and field names, derived document ids, indexes and size
 //! limits, for inspecting the collections (the README's "Document layout" section describes
-//! the same for people).
+//! the same for people); and, inside the crate, reading head documents and event entries back.
 
 use mongodb::IndexModel;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::IndexOptions;
 use sha2::{Digest, Sha256};
-use tracker_core::{Error, EventRecord, Result};
+use tracker_core::{Error, EventData, EventRecord, Result, StoredEvent};
 
 /// Suffix of the collection of head documents (one per conversation).
 pub const HEADS_SUFFIX: &str = ".heads";
@@ -212,6 +212,23 @@ pub(crate) fn get_u64(
     })
 }
 
+/// Checks that a document found by derived `_id` belongs to `sender_id`; another sender id
+/// means two ids hash alike (odds 2^-96 per pair), which this store refuses to mix.
+pub(crate) fn check_owner(
+    document: &Document,
+    field: &str,
+    sender_id: &str,
+    what: &str,
+) -> Result<()> {
+    match document.get(field) {
+        Some(Bson::String(owner)) if owner == sender_id => Ok(()),
+        other => Err(Error::backend(format!(
+            "the {what} document with the id derived from sender id {sender_id:?} belongs to \
+             {other:?}: an id collision; this conversation cannot be stored"
+        ))),
+    }
+}
+
 /// An optional non-negative integer field (absent or `null` is `None`).
 pub(crate) fn get_opt_u64(
     document: &Document,
@@ -223,6 +240,125 @@ pub(crate) fn get_opt_u64(
         None | Some(Bson::Null) => Ok(None),
         Some(_) => get_u64(document, field, sender_id, what).map(Some),
     }
+}
+
+/// A conversation's head document, read back.
+pub(crate) struct Head {
+    /// `generation`.
+    pub(crate) generation: ObjectId,
+    /// `version`.
+    pub(crate) version: u64,
+    /// `session`, if set.
+    pub(crate) session: Option<u64>,
+    /// `tail_seq`.
+    pub(crate) tail_seq: u64,
+    /// `tail_count`.
+    pub(crate) tail_count: u64,
+    /// `tail_bytes`.
+    pub(crate) tail_bytes: u64,
+    /// `tail`: as many entries as `tail_count`, the last one `version`.
+    pub(crate) tail: Vec<Bson>,
+}
+
+impl Head {
+    /// Reads a head document of `sender_id`, checking that its counters agree.
+    pub(crate) fn parse(mut document: Document, sender_id: &str) -> Result<Self> {
+        let number = |document: &Document, field| get_u64(document, field, sender_id, "head");
+        let version = number(&document, head::VERSION)?;
+        let tail_seq = number(&document, head::TAIL_SEQ)?;
+        let tail_count = number(&document, head::TAIL_COUNT)?;
+        let tail_bytes = number(&document, head::TAIL_BYTES)?;
+        let session = get_opt_u64(&document, head::SESSION, sender_id, "head")?;
+        let generation = match document.get(head::GENERATION) {
+            Some(Bson::ObjectId(id)) => *id,
+            other => {
+                return Err(Error::corrupt(
+                    sender_id,
+                    None,
+                    format!("the head's `generation` is {other:?}, not an ObjectId"),
+                ));
+            }
+        };
+        let tail = match document.remove(head::TAIL) {
+            Some(Bson::Array(tail)) => tail,
+            other => {
+                return Err(Error::corrupt(
+                    sender_id,
+                    None,
+                    format!("the head's `tail` is {other:?}, not an array"),
+                ));
+            }
+        };
+        if tail_seq == 0
+            || tail_count == 0
+            || tail.len() as u64 != tail_count
+            || tail_seq.checked_add(tail_count - 1) != Some(version)
+        {
+            return Err(Error::corrupt(
+                sender_id,
+                None,
+                format!(
+                    "the head is inconsistent: version {version}, tail from {tail_seq} with \
+                     {tail_count} events, {} stored",
+                    tail.len()
+                ),
+            ));
+        }
+        Ok(Self {
+            generation,
+            version,
+            session,
+            tail_seq,
+            tail_count,
+            tail_bytes,
+            tail,
+        })
+    }
+}
+
+/// Moves the events of `entries` (numbered from `first_seq`) with a sequence number of at
+/// least `from` into `out`, checking each entry's own `seq`.
+pub(crate) fn take_events(
+    out: &mut Vec<StoredEvent>,
+    entries: Vec<Bson>,
+    first_seq: u64,
+    from: u64,
+    sender_id: &str,
+) -> Result<()> {
+    for (seq, entry) in (first_seq..).zip(entries) {
+        if seq < from {
+            continue;
+        }
+        let Bson::Document(mut entry) = entry else {
+            return Err(Error::corrupt(
+                sender_id,
+                Some(seq),
+                format!("the event entry is {entry:?}, not a document"),
+            ));
+        };
+        let stored_seq = entry.get(event::SEQ).and_then(as_u64);
+        if stored_seq != Some(seq) {
+            return Err(Error::corrupt(
+                sender_id,
+                Some(seq),
+                format!("the event entry at this position says `seq` {stored_seq:?}"),
+            ));
+        }
+        match entry.remove(event::DATA) {
+            Some(Bson::String(text)) => out.push(StoredEvent {
+                seq,
+                data: EventData::Text(text),
+            }),
+            other => {
+                return Err(Error::corrupt(
+                    sender_id,
+                    Some(seq),
+                    format!("the event's `data` is {other:?}, not JSON text"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,27 +1,16 @@
-//! Configuration and connection failures; no server needed.
+//! Configuration: the keys of an `endpoints.yml` section, and invalid configurations refused
+//! before any connection. No server needed.
 
-use std::time::{Duration, Instant};
-
+use serde_json::{Value, json};
 use tracker_core::ErrorKind;
-use tracker_mongo::{MongoConfig, MongoStore};
+use tracker_core::config::from_keys;
+use tracker_mongo::{MongoConfig, MongoRasaSource, MongoStore, REGISTRATION};
 
-#[tokio::test]
-async fn an_unreachable_server_is_unavailable() {
-    // Port 1 on the loopback: nothing listens there.
-    let config = MongoConfig::from_url(
-        "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300&connectTimeoutMS=300",
-    );
-    let started = Instant::now();
-    let error = MongoStore::connect(&config)
-        .await
-        .expect_err("nothing listens on port 1");
-    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
-    assert!(error.is_temporary());
-    assert!(
-        std::error::Error::source(&error).is_some(),
-        "the driver error is kept"
-    );
-    assert!(started.elapsed() < Duration::from_secs(20));
+fn section(value: Value) -> tracker_core::JsonMap {
+    match value {
+        Value::Object(keys) => keys,
+        other => panic!("not a section: {other}"),
+    }
 }
 
 #[tokio::test]
@@ -43,18 +32,21 @@ async fn bad_configuration_is_a_config_error_before_any_connection() {
         let error = MongoStore::connect(&config).await.expect_err("invalid");
         assert_eq!(error.kind(), ErrorKind::Config, "{config:?}: {error}");
         assert!(!error.to_string().contains("secret"));
+        let error = MongoRasaSource::connect(&config)
+            .await
+            .expect_err("invalid");
+        assert_eq!(error.kind(), ErrorKind::Config, "{config:?}: {error}");
     }
 }
 
 #[test]
 fn endpoints_yml_section_deserialises() {
-    let yaml = serde_json::json!({
-        "type": "mongod",
+    let keys = section(json!({
         "url": "mongodb://rasa:s3cr3t@mongo.internal:27017/?tls=true",
         "db": "bot",
         "collection": "trackers",
-    });
-    let config: MongoConfig = serde_json::from_value(yaml).expect("valid");
+    }));
+    let config: MongoConfig = from_keys("the MongoDB tracker store", keys).expect("valid");
     config.validate().expect("valid");
     assert_eq!(config.db, "bot");
     assert_eq!(
@@ -62,4 +54,31 @@ fn endpoints_yml_section_deserialises() {
         "mongodb://rasa:<redacted>@mongo.internal:27017/?tls=true"
     );
     assert!(!format!("{config:?}").contains("s3cr3t"));
+}
+
+/// Through the registration, a misspelt key or a bad value is refused before connecting,
+/// both for the store and for the Rasa source, and no value is quoted.
+#[tokio::test]
+async fn the_registration_refuses_bad_sections() {
+    for keys in [
+        json!({ "url": "mongodb://127.0.0.1:1", "colection": "x" }),
+        json!({ "url": "mongodb://127.0.0.1:1", "bucket_events": "many" }),
+        json!({ "url": "mongodb://127.0.0.1:1", "password": "hunter2" }),
+    ] {
+        let store = (REGISTRATION.connect)("mongo", section(keys.clone()))
+            .await
+            .expect_err("invalid");
+        assert_eq!(store.kind(), ErrorKind::Config, "{keys}: {store}");
+        let open = REGISTRATION.rasa_source.expect("a Rasa source");
+        let source = open("mongodb", section(keys.clone()))
+            .await
+            .expect_err("invalid");
+        assert_eq!(source.kind(), ErrorKind::Config, "{keys}: {source}");
+        for error in [store, source] {
+            assert!(
+                !format!("{error} {error:?}").contains("hunter2"),
+                "{error:?}"
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The whole conformance suite, twice: with the default bucket sizes, and with heads that keep
 //! only 3 events, so that nearly every append seals a bucket and the roll-over paths face every
-//! case (32 concurrent writers included). Each case gets its own collections.
+//! case (32 concurrent writers included). Each case gets its own collections. Also: the
+//! README states the capabilities the store declares.
 
 mod common;
 
@@ -12,4 +13,18 @@ mod default_buckets {
 /// Heads of at most 3 events and 2 KiB.
 mod small_buckets {
     tracker_conformance::conformance_suite!(crate::common::small_buckets());
+}
+
+/// The README's capability table states what the store declares.
+#[tokio::test]
+async fn readme_states_the_capabilities() {
+    use tracker_core::Store;
+
+    let Some(store) = common::store().await else {
+        return;
+    };
+    tracker_conformance::claims::assert_readme_states_capabilities(
+        include_str!("../README.md"),
+        &store.capabilities(),
+    );
 }

@@ -1,142 +1,18 @@
-//! The document layout, what crashes between steps leave behind, races with deletes, corrupt
-//! data, listing order, indexes, and the server properties the design relies on.
+//! Store behaviour specific to this backend: latest-session reads that skip earlier
+//! buckets, stale writers and racing writers at bucket boundaries, appends racing deletes,
+//! listing order, the constructors, oversized appends, and the server properties the design
+//! relies on.
 
 mod common;
 
 use std::sync::Arc;
 
-use futures::TryStreamExt;
-use tracker_core::{
-    Append, ErrorKind, Event, ListRequest, ReadScope, SenderId, Store, TrackerStore,
-};
+use common::{append, bots, buckets_of, id, read_texts, texts};
+use tracker_core::{Append, ErrorKind, Event, ListRequest, ReadScope, Store, TrackerStore};
 use tracker_mongo::mongodb::bson::oid::ObjectId;
-use tracker_mongo::mongodb::bson::{Bson, Document, doc};
-use tracker_mongo::schema::{self, bucket, head};
+use tracker_mongo::mongodb::bson::{Document, doc};
+use tracker_mongo::schema::bucket;
 use tracker_mongo::{MongoConfig, MongoStore};
-
-fn id(text: &str) -> SenderId {
-    SenderId::new(text).expect("valid sender id")
-}
-
-/// `n` bot events with distinct texts.
-fn bots(tag: &str, n: usize) -> Vec<Event> {
-    (0..n)
-        .map(|i| Event::bot(format!("{tag} {i}")).at(1_700_000_000.0 + i as f64))
-        .collect()
-}
-
-fn texts(events: &[Event]) -> Vec<String> {
-    events.iter().map(Event::to_rasa_json).collect()
-}
-
-async fn append(store: &MongoStore, sender: &str, version: u64, events: &[Event]) -> u64 {
-    store
-        .append(&Append::new(id(sender), version, events).expect("valid append"))
-        .await
-        .expect("append")
-}
-
-async fn head_document(store: &MongoStore, sender: &str) -> Document {
-    store
-        .heads()
-        .find_one(doc! { "_id": schema::head_id(sender) })
-        .await
-        .expect("read head")
-        .expect("head exists")
-}
-
-async fn buckets_of(store: &MongoStore, sender: &str) -> Vec<Document> {
-    store
-        .buckets()
-        .find(doc! { bucket::SENDER_ID: sender })
-        .sort(doc! { bucket::FIRST_SEQ: 1 })
-        .await
-        .expect("find buckets")
-        .try_collect()
-        .await
-        .expect("read buckets")
-}
-
-fn number(document: &Document, field: &str) -> u64 {
-    document
-        .get(field)
-        .and_then(schema::as_u64)
-        .unwrap_or_else(|| panic!("{field} in {document}"))
-}
-
-async fn read_texts(store: &MongoStore, sender: &str, scope: ReadScope) -> Option<Vec<String>> {
-    let conversation = TrackerStore::new(store.clone())
-        .read(sender, scope)
-        .await
-        .expect("read")?;
-    Some(texts(&conversation.events))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn layout_of_heads_and_buckets() {
-    let Some(store) = common::store_with(|c| c.with_bucket_size(4, 1 << 20)).await else {
-        return;
-    };
-    let sender = "layout ü";
-    let mut events = vec![
-        Event::action("action_session_start").at(1_700_000_000.0),
-        Event::session_started().at(1_700_000_000.5),
-    ];
-    events.extend(bots("first", 2));
-    assert_eq!(append(&store, sender, 0, &events).await, 4);
-    let more = bots("second", 3);
-    assert_eq!(append(&store, sender, 4, &more).await, 7);
-
-    let head = head_document(&store, sender).await;
-    assert_eq!(head.get_str(head::SENDER_ID).ok(), Some(sender));
-    assert_eq!(
-        head.get_str(head::SENDER_HEX).ok(),
-        Some("6c61796f757420c3bc")
-    );
-    assert_eq!(number(&head, head::VERSION), 7);
-    assert_eq!(number(&head, head::SESSION), 2);
-    assert_eq!(number(&head, head::TAIL_SEQ), 5, "the full tail was sealed");
-    assert_eq!(number(&head, head::TAIL_COUNT), 3);
-    assert!(matches!(
-        head.get(head::GENERATION),
-        Some(Bson::ObjectId(_))
-    ));
-    let tail = head.get_array(head::TAIL).expect("tail");
-    let entry = tail[0].as_document().expect("entry");
-    assert_eq!(number(entry, "seq"), 5);
-    assert_eq!(entry.get_str("type").ok(), Some("bot"));
-    assert_eq!(
-        entry.get_str("data").ok(),
-        Some(more[0].to_rasa_json().as_str()),
-        "events are stored as Rasa's exact JSON text"
-    );
-
-    let buckets = buckets_of(&store, sender).await;
-    assert_eq!(buckets.len(), 1);
-    let sealed = &buckets[0];
-    assert_eq!(
-        (
-            number(sealed, bucket::FIRST_SEQ),
-            number(sealed, bucket::LAST_SEQ),
-            number(sealed, bucket::COUNT)
-        ),
-        (1, 4, 4)
-    );
-    assert_eq!(sealed.get(bucket::GENERATION), head.get(head::GENERATION));
-    assert_eq!(
-        sealed.get_object_id("_id").ok(),
-        Some(schema::bucket_id(
-            sender,
-            &head.get_object_id(head::GENERATION).expect("generation"),
-            1
-        ))
-    );
-    let all: Vec<Event> = [events, more].concat();
-    assert_eq!(
-        read_texts(&store, sender, ReadScope::All).await,
-        Some(texts(&all))
-    );
-}
 
 /// A conversation much longer than any one document: many buckets, and a latest-session read
 /// that never touches the buckets of earlier sessions (they are made unreadable to prove it).
@@ -196,64 +72,6 @@ async fn latest_session_reads_skip_earlier_buckets() {
     assert_eq!(
         full.expect_err("a full read meets the damage").kind(),
         ErrorKind::Corrupt
-    );
-}
-
-/// A writer that crashed after copying the tail into a bucket and before committing leaves
-/// only that copy: reads ignore it and the next roll-over completes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn crash_between_seal_and_commit_is_invisible() {
-    let Some(store) = common::store_with(|c| c.with_bucket_size(4, 1 << 20)).await else {
-        return;
-    };
-    let sender = "crash";
-    let first = bots("a", 3);
-    let second = bots("b", 2);
-    let third = bots("c", 1);
-    append(&store, sender, 0, &first).await;
-    append(&store, sender, 3, &second).await; // seals 1..=3; the tail is 4..=5
-    append(&store, sender, 5, &third).await; // the tail is 4..=6
-    let head = head_document(&store, sender).await;
-    assert_eq!(number(&head, head::TAIL_SEQ), 4);
-    let generation = head.get_object_id(head::GENERATION).expect("generation");
-    let tail = head.get_array(head::TAIL).expect("tail").clone();
-    // What a roll-over at version 5 (tail 4..=5) that crashed before its commit left.
-    store
-        .buckets()
-        .insert_one(doc! {
-            "_id": schema::bucket_id(sender, &generation, 4),
-            bucket::SENDER_ID: sender,
-            bucket::GENERATION: generation,
-            bucket::FIRST_SEQ: 4_i64,
-            bucket::LAST_SEQ: 5_i64,
-            bucket::COUNT: 2_i64,
-            bucket::EVENTS: tail[..2].to_vec(),
-        })
-        .await
-        .expect("left-over copy");
-    let so_far: Vec<Event> = [first.clone(), second.clone(), third.clone()].concat();
-    assert_eq!(
-        read_texts(&store, sender, ReadScope::All).await,
-        Some(texts(&so_far))
-    );
-    assert_eq!(store.version(&id(sender)).await.expect("version"), 6);
-
-    // The tail holds 3 events; this append does not fit and seals 4..=6 over the copy.
-    let fourth = bots("d", 2);
-    assert_eq!(append(&store, sender, 6, &fourth).await, 8);
-    let buckets = buckets_of(&store, sender).await;
-    assert_eq!(buckets.len(), 2);
-    assert_eq!(
-        (
-            number(&buckets[1], bucket::FIRST_SEQ),
-            number(&buckets[1], bucket::COUNT)
-        ),
-        (4, 3),
-        "the copy was completed"
-    );
-    assert_eq!(
-        read_texts(&store, sender, ReadScope::All).await,
-        Some(texts(&[so_far, fourth].concat()))
     );
 }
 
@@ -328,76 +146,6 @@ async fn pushes_and_roll_overs_racing_at_one_version() {
     }
 }
 
-/// Deleting only the head — what a crash right after a delete's first step leaves — deletes
-/// the conversation: its buckets are never read again, and it can be created anew.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn crash_after_deleting_the_head() {
-    let Some(store) = common::store_with(|c| c.with_bucket_size(2, 1 << 20)).await else {
-        return;
-    };
-    let sender = "half-deleted";
-    let mut version = 0;
-    for turn in 0..3 {
-        version = append(&store, sender, version, &bots(&format!("old {turn}"), 2)).await;
-    }
-    assert_eq!(buckets_of(&store, sender).await.len(), 2);
-    store
-        .heads()
-        .delete_one(doc! { "_id": schema::head_id(sender) })
-        .await
-        .expect("delete the head only");
-    assert_eq!(store.version(&id(sender)).await.expect("version"), 0);
-    assert!(
-        store
-            .read(&id(sender), ReadScope::All)
-            .await
-            .expect("read")
-            .is_none()
-    );
-    let page = store
-        .list(&ListRequest {
-            cursor: None,
-            limit: 10,
-        })
-        .await
-        .expect("list");
-    assert!(!page.sender_ids.contains(&sender.to_owned()));
-
-    let fresh = bots("new", 5);
-    let mut version = append(&store, sender, 0, &fresh[..2]).await;
-    version = append(&store, sender, version, &fresh[2..4]).await;
-    version = append(&store, sender, version, &fresh[4..]).await;
-    assert_eq!(version, 5);
-    assert_eq!(
-        read_texts(&store, sender, ReadScope::All).await,
-        Some(texts(&fresh)),
-        "the old generation's buckets are not read"
-    );
-
-    // Collecting removes the old generation's buckets and nothing of a live conversation.
-    let other = "whole";
-    let mut version = 0;
-    for turn in 0..3 {
-        version = append(&store, other, version, &bots(&format!("kept {turn}"), 2)).await;
-    }
-    let (live, others) = (
-        buckets_of(&store, sender).await.len(),
-        buckets_of(&store, other).await.len(),
-    );
-    assert!(live > 2 && others > 0, "{live} {others}");
-    assert_eq!(store.collect_orphaned_buckets().await.expect("collect"), 2);
-    assert_eq!(buckets_of(&store, sender).await.len(), live - 2);
-    assert_eq!(buckets_of(&store, other).await.len(), others);
-    assert_eq!(
-        read_texts(&store, sender, ReadScope::All).await,
-        Some(texts(&fresh))
-    );
-    assert_eq!(store.collect_orphaned_buckets().await.expect("again"), 0);
-
-    assert!(store.delete(&id(sender)).await.expect("delete"));
-    assert!(buckets_of(&store, sender).await.is_empty());
-}
-
 /// Appends and deletes of one conversation racing: every read sees either no conversation or
 /// a complete one, every successful append is at the version it expected, and nothing is ever
 /// reported corrupt.
@@ -455,59 +203,6 @@ async fn appends_racing_deletes() {
     }
 }
 
-/// Stored data this store cannot read is `Corrupt`, naming the conversation and the event;
-/// other conversations are unaffected.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn corrupt_data_is_reported_for_its_conversation() {
-    let Some(store) = common::store().await else {
-        return;
-    };
-    append(&store, "healthy", 0, &bots("fine", 2)).await;
-    append(&store, "broken", 0, &bots("fine", 2)).await;
-    store
-        .heads()
-        .update_one(
-            doc! { "_id": schema::head_id("broken") },
-            doc! { "$set": { "tail.1.data": 42 } },
-        )
-        .await
-        .expect("damage");
-    let error = store
-        .read(&id("broken"), ReadScope::All)
-        .await
-        .expect_err("corrupt");
-    match error {
-        tracker_core::Error::Corrupt {
-            sender_id,
-            position,
-            ..
-        } => assert_eq!((sender_id.as_str(), position), ("broken", Some(2))),
-        other => panic!("{other}"),
-    }
-    store
-        .heads()
-        .update_one(
-            doc! { "_id": schema::head_id("broken") },
-            doc! { "$set": { head::VERSION: "seven" } },
-        )
-        .await
-        .expect("damage");
-    assert_eq!(
-        store
-            .version(&id("broken"))
-            .await
-            .expect_err("corrupt")
-            .kind(),
-        ErrorKind::Corrupt
-    );
-    assert_eq!(
-        read_texts(&store, "healthy", ReadScope::All)
-            .await
-            .map(|t| t.len()),
-        Some(2)
-    );
-}
-
 /// Listing pages through the ids in UTF-8 byte order on every server (the stand-in sorts text
 /// by locale, so the listing key is the id's bytes in hex).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -537,32 +232,6 @@ async fn listing_is_in_byte_order() {
         }
     }
     assert_eq!(listed, ids);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ensure_indexes_creates_them() {
-    let Some(store) = common::store_with(|c| MongoConfig {
-        ensure_indexes: false,
-        ..c
-    })
-    .await
-    else {
-        return;
-    };
-    append(&store, "x", 0, &bots("x", 1)).await;
-    store.ensure_indexes().await.expect("indexes");
-    store.ensure_indexes().await.expect("again: idempotent");
-    let heads = store
-        .heads()
-        .list_index_names()
-        .await
-        .expect("head indexes");
-    assert!(heads.contains(&schema::HEADS_INDEX.to_owned()), "{heads:?}");
-    let buckets = store.buckets().list_index_names().await.expect("indexes");
-    assert!(
-        buckets.contains(&schema::EVENTS_INDEX.to_owned()),
-        "{buckets:?}"
-    );
 }
 
 /// The constructors from a client and from a database share the client and its data.
@@ -673,30 +342,4 @@ async fn server_guarantees_the_design_relies_on() {
         .expect("exists");
     assert_eq!(document.get_array("log").expect("log").len(), 1);
     let _ = scratch.drop().await;
-}
-
-/// Numbers in this store's own documents come back as the types written on a real server;
-/// the store reads them tolerantly either way (checked by every other test on the stand-in).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn real_server_keeps_64_bit_counters() {
-    let Some(store) = common::store().await else {
-        return;
-    };
-    if !common::real_server(&store, "store::real_server_keeps_64_bit_counters").await {
-        return;
-    }
-    append(&store, "typed", 0, &bots("x", 2)).await;
-    let head = head_document(&store, "typed").await;
-    for field in [
-        head::VERSION,
-        head::TAIL_SEQ,
-        head::TAIL_COUNT,
-        head::TAIL_BYTES,
-    ] {
-        assert!(
-            matches!(head.get(field), Some(Bson::Int64(_))),
-            "{field}: {:?}",
-            head.get(field)
-        );
-    }
 }

@@ -9,10 +9,11 @@ use fred::types::config::{ClusterDiscoveryPolicy, Config, ServerConfig, TlsConfi
 use serde::Deserialize;
 use tracker_core::{Error, Result};
 
-use crate::keys::KeyLayout;
+use crate::schema::KeyLayout;
 use tracker_core::redact::{deserialize_password as password, redact_url};
 
-/// Configuration of [`RedisStore`](crate::RedisStore): the keys of Rasa's `RedisTrackerStore`
+/// Configuration of [`RedisStore`](crate::RedisStore) and
+/// [`RedisRasaSource`](crate::RedisRasaSource): the keys of Rasa's `RedisTrackerStore`
 /// (`url`, `port`, `db`, `username`, `password`, `key_prefix`, `record_exp`, `use_ssl`,
 /// `ssl_keyfile`, `ssl_certfile`, `ssl_ca_certs`) with Rasa's defaults, plus Redis Cluster,
 /// Sentinel and connection options.
@@ -174,16 +175,19 @@ impl RedisConfig {
     /// # Errors
     /// [`Error::Config`] naming the offending key.
     pub fn validate(&self) -> Result<()> {
-        self.store_options()?;
+        self.key_layout()?;
+        self.check_pool_size()?;
         self.fred_config()?;
         Ok(())
     }
 
-    /// The store options this configuration implies (key prefix and expiry).
+    /// The key layout this configuration selects, after checking the keys that describe the
+    /// stored data rather than the connection: `type`, `key_prefix` and `record_exp`.
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad `type`, `key_prefix`, `record_exp` or `pool_size`.
-    pub fn store_options(&self) -> Result<RedisOptions> {
+    /// [`Error::Config`] for a `type` other than `redis`, a `key_prefix` that is not
+    /// alphanumeric or is `tracker`, or a `record_exp` of 0.
+    pub fn key_layout(&self) -> Result<KeyLayout> {
         if let Some(store_type) = &self.store_type
             && !store_type.eq_ignore_ascii_case("redis")
         {
@@ -191,18 +195,20 @@ impl RedisConfig {
                 "type is {store_type:?}; this configuration is for the `redis` tracker store"
             )));
         }
+        if self.record_exp == Some(0) {
+            return Err(Error::config(
+                "record_exp must be at least 1 second; leave it out for no expiry",
+            ));
+        }
+        KeyLayout::new(self.key_prefix.as_deref())
+    }
+
+    /// Checks `pool_size`.
+    pub(crate) fn check_pool_size(&self) -> Result<()> {
         if self.pool_size == 0 {
             return Err(Error::config("pool_size must be at least 1"));
         }
-        let mut options = RedisOptions::new();
-        if let Some(prefix) = &self.key_prefix {
-            options = options.key_prefix(prefix.clone());
-        }
-        if let Some(seconds) = self.record_exp {
-            options = options.record_exp(seconds);
-        }
-        options.validate()?;
-        Ok(options)
+        Ok(())
     }
 
     /// The fred client configuration: server(s), credentials, database and TLS.
@@ -370,53 +376,6 @@ impl RedisConfig {
     /// The timeout for connecting and for each command; `None` waits forever.
     pub fn timeout(&self) -> Option<Duration> {
         (self.timeout > 0).then(|| Duration::from_secs(self.timeout))
-    }
-}
-
-/// What a [`RedisStore`](crate::RedisStore) needs besides a client: the key namespace and the
-/// expiry. Used with [`RedisStore::from_client`](crate::RedisStore::from_client);
-/// [`RedisConfig::store_options`] derives it from a configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisOptions {
-    /// Rasa's `key_prefix` (alphanumeric); `None` or empty for none.
-    pub key_prefix: Option<String>,
-    /// Rasa's `record_exp`, in seconds.
-    pub record_exp: Option<u64>,
-}
-
-impl RedisOptions {
-    /// No prefix, no expiry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the key prefix.
-    #[must_use]
-    pub fn key_prefix(mut self, key_prefix: impl Into<String>) -> Self {
-        self.key_prefix = Some(key_prefix.into());
-        self
-    }
-
-    /// Sets the expiry, in seconds.
-    #[must_use]
-    pub fn record_exp(mut self, seconds: u64) -> Self {
-        self.record_exp = Some(seconds);
-        self
-    }
-
-    /// Checks the prefix and the expiry.
-    ///
-    /// # Errors
-    /// [`Error::Config`] when the prefix is not alphanumeric or is `tracker`, or the expiry
-    /// is 0.
-    pub fn validate(&self) -> Result<()> {
-        if self.record_exp == Some(0) {
-            return Err(Error::config(
-                "record_exp must be at least 1 second; leave it out for no expiry",
-            ));
-        }
-        KeyLayout::new(self.key_prefix.as_deref()).map(|_| ())
     }
 }
 

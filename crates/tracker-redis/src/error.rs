@@ -53,7 +53,7 @@ fn is_tls_rejection(error: &FredError) -> bool {
 /// ..., and fred's "too many failed write attempts" and "failed to route command"),
 /// [`ErrorKind::Config`] for bad configuration, URLs, credentials and TLS (including a
 /// handshake refused over certificates), and [`ErrorKind::Backend`] for anything else.
-pub fn classify(error: &FredError) -> ErrorKind {
+pub(crate) fn classify(error: &FredError) -> ErrorKind {
     let code = reply_code(error);
     if TEMPORARY_REPLIES.contains(&code) {
         return ErrorKind::Unavailable;
@@ -84,14 +84,10 @@ pub fn classify(error: &FredError) -> ErrorKind {
     }
 }
 
-/// Converts a fred error raised while doing `operation`, keeping it as the source.
-pub fn from_fred(operation: impl Into<String>, error: FredError) -> Error {
-    let message = operation.into();
-    match classify(&error) {
-        ErrorKind::Unavailable => Error::unavailable(message, error),
-        ErrorKind::Config => Error::config_with(message, error),
-        _ => Error::backend(message, error),
-    }
+/// A fred error raised while doing `context`, as classified by [`classify`], keeping it as
+/// the source.
+pub(crate) fn driver_error(context: impl Into<String>, error: FredError) -> Error {
+    Error::classified(classify(&error), context, error)
 }
 
 /// Whether a fred error is a script's `CORRUPT ...` reply or a `WRONGTYPE` reply: stored data
@@ -104,17 +100,13 @@ pub(crate) fn is_corrupt_reply(error: &FredError) -> bool {
 }
 
 /// A fred error of a conversation's read or write: [`Error::Corrupt`] naming the conversation
-/// when its stored data is unreadable, else as [`from_fred`].
+/// when its stored data is unreadable, else as [`driver_error`].
 pub(crate) fn conversation_error(sender_id: &str, operation: &str, error: FredError) -> Error {
     if is_corrupt_reply(&error) {
-        return Error::Corrupt {
-            sender_id: sender_id.to_owned(),
-            position: None,
-            message: format!("{operation}: {}", error.details()),
-            source: Some(Box::new(error)),
-        };
+        let message = format!("{operation}: {}", error.details());
+        return Error::corrupt_with(sender_id, None, message, error);
     }
-    from_fred(format!("{operation} of conversation {sender_id:?}"), error)
+    driver_error(format!("{operation} of conversation {sender_id:?}"), error)
 }
 
 #[cfg(test)]
@@ -144,7 +136,7 @@ mod tests {
         ];
         for error in temporary {
             assert_eq!(classify(&error), ErrorKind::Unavailable, "{error}");
-            let core = from_fred("op", error);
+            let core = driver_error("op", error);
             assert!(core.is_temporary());
             assert!(core.source().is_some_and(|s| s.is::<FredError>()));
         }

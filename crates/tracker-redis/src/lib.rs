@@ -2,17 +2,21 @@
 #![deny(missing_docs)]
 
 mod config;
-pub mod error;
-mod keys;
+mod connection;
+mod error;
+mod index;
 mod nodes;
-pub mod rasa;
+mod rasa;
+mod registration;
+mod schema;
 mod scripts;
 mod store;
 mod tls;
 
-pub use config::{RedisConfig, RedisOptions};
-pub use keys::{KeyLayout, hash_tag};
-pub use rasa::RasaConversation;
+pub use config::RedisConfig;
+pub use rasa::{RedisRasaSource, parse_rasa_record};
+pub use registration::REGISTRATION;
+pub use schema::{KeyLayout, hash_tag};
 pub use store::{MAX_EVENT_BYTES, RedisStore};
 
 /// The Redis client this crate is built on, so callers can build clients and pools of the

@@ -2,156 +2,122 @@
 //!
 //! Rasa keeps a conversation as one string key, `tracker:<sender id>` or
 //! `<key_prefix>:tracker:<sender id>`, holding `json.dumps({"events": [...], "name": id})`.
-//! These functions read those records with the store's connection and key prefix, so a Rasa
-//! deployment can be moved over (see [`RedisStore::import_rasa`]); they never write Rasa's
-//! keys.
+//! [`RedisRasaSource`] reads those records with the same connection settings and key prefix,
+//! so a Rasa deployment can be moved over with
+//! [`TrackerStore::import_from`](tracker_core::TrackerStore::import_from); it never writes.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
+use fred::clients::{Client, Pool};
 use fred::interfaces::KeysInterface;
 use fred::types::Value;
 use fred::types::scan::{ScanType, Scanner};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value as Json;
 use tracker_core::event::deserialise_events;
-use tracker_core::{Append, Error, Event, Result, SenderId, Store};
+use tracker_core::{Error, Event, RasaConversation, RasaSource, Result, async_trait};
 
-use crate::RedisStore;
-use crate::error::from_fred;
+use crate::config::RedisConfig;
+use crate::connection::Connection;
+use crate::error::{driver_error, is_corrupt_reply};
+use crate::schema::KeyLayout;
+use crate::store::RedisStore;
 
 /// Keys asked for per `SCAN` call.
 const SCAN_COUNT: u32 = 1_000;
 
-/// A conversation read from Rasa's format.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RasaConversation {
-    /// The sender id (the key without Rasa's prefix).
-    pub sender_id: String,
-    /// The Redis key it was read from.
-    pub key: String,
-    /// Its events, parsed as Rasa's `deserialise_events` does (objects without `event` and
-    /// legacy `topic` events are skipped).
-    pub events: Vec<Event>,
-}
-
-/// Parses the value Rasa stores for a conversation (`{"events": [...], "name": id}`; a
-/// missing `events` is an empty list, as in Rasa's `Dialogue.from_parameters`).
+/// The conversations Rasa's `RedisTrackerStore` stored under a `key_prefix`, read-only: a
+/// [`RasaSource`] for [`TrackerStore::import_from`](tracker_core::TrackerStore::import_from).
 ///
-/// # Errors
-/// [`Error::Corrupt`] naming `sender_id` and `key` when the text is not JSON, not an object,
-/// `events` is not a list, or an event cannot be read (with its position in the list,
-/// from 1).
-pub fn parse_rasa_record(sender_id: &str, key: &str, text: &str) -> Result<Vec<Event>> {
-    let corrupt =
-        |position: Option<u64>, message: String, source: Option<tracker_core::BoxError>| {
-            Error::Corrupt {
-                sender_id: sender_id.to_owned(),
-                position,
-                message: format!("Rasa record at key {key:?}: {message}"),
-                source,
-            }
-        };
-    let value: Json = serde_json::from_str(text)
-        .map_err(|e| corrupt(None, format!("not JSON ({e})"), Some(Box::new(e))))?;
-    let Json::Object(record) = value else {
-        return Err(corrupt(None, "not a JSON object".to_owned(), None));
-    };
-    let values = match record.get("events") {
-        None | Some(Json::Null) => return Ok(Vec::new()),
-        Some(Json::Array(values)) => values,
-        Some(_) => return Err(corrupt(None, "`events` is not a list".to_owned(), None)),
-    };
-    deserialise_events(values).map_err(|error| {
-        // Find the event at fault, to name its position.
-        let position = values
-            .iter()
-            .position(|value| deserialise_events(std::slice::from_ref(value)).is_err())
-            .map(|index| index as u64 + 1);
-        corrupt(position, error.message().to_owned(), Some(Box::new(error)))
-    })
+/// It reads the string keys `tracker:<sender id>` (or `<key_prefix>:tracker:<sender id>`)
+/// and never writes, expires or deletes anything. Open it from the same configuration as a
+/// [`RedisStore`] ([`RedisRasaSource::connect`]), or on a store's connections
+/// ([`RedisRasaSource::from_store`]). Cloning is cheap and shares the connections.
+#[derive(Clone)]
+pub struct RedisRasaSource {
+    connection: Connection,
+    layout: KeyLayout,
 }
 
-/// `text` with the glob characters of `SCAN ... MATCH` escaped.
-fn glob_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
+impl fmt::Debug for RedisRasaSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRasaSource")
+            .field("rasa_prefix", &self.layout.rasa_prefix())
+            .field("connection", &self.connection)
+            .finish()
     }
-    escaped
 }
 
-impl RedisStore {
-    /// Reads the conversation Rasa's `RedisTrackerStore` stored for `sender_id` (under this
-    /// store's `key_prefix`), or `None` if there is no such key.
+impl RedisRasaSource {
+    /// Connects with `config` as [`RedisStore::connect`] does, to read Rasa's keys under its
+    /// `key_prefix`. Nothing is written.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] naming the key when its value is not a Rasa record (or not a
-    /// string); [`Error::Unavailable`] / [`Error::Backend`] for Redis failures.
-    pub async fn read_rasa(&self, sender_id: &str) -> Result<Option<RasaConversation>> {
-        let key = self.layout().rasa(sender_id);
-        let value: Value = self
-            .on_key(&key, |client| {
-                let key = key.clone();
-                async move { client.get(key).await }
-            })
-            .await
-            .map_err(|e| {
-                if crate::error::is_corrupt_reply(&e) {
-                    Error::Corrupt {
-                        sender_id: sender_id.to_owned(),
-                        position: None,
-                        message: format!("Rasa record at key {key:?} is not a string"),
-                        source: Some(Box::new(e)),
-                    }
-                } else {
-                    from_fred(format!("reading Rasa's key {key:?}"), e)
-                }
-            })?;
-        let text = match value {
-            Value::Null => return Ok(None),
-            Value::String(text) => text.to_string(),
-            Value::Bytes(bytes) => {
-                String::from_utf8(bytes.to_vec()).map_err(|e| Error::Corrupt {
-                    sender_id: sender_id.to_owned(),
-                    position: None,
-                    message: format!("Rasa record at key {key:?} is not UTF-8"),
-                    source: Some(Box::new(e)),
-                })?
-            }
-            other => {
-                return Err(Error::corrupt(
-                    sender_id,
-                    None,
-                    format!("Rasa record at key {key:?} is not text: {other:?}"),
-                ));
-            }
-        };
-        let events = parse_rasa_record(sender_id, &key, &text)?;
-        Ok(Some(RasaConversation {
-            sender_id: sender_id.to_owned(),
-            key,
-            events,
-        }))
+    /// [`Error::Config`] for an invalid configuration or rejected credentials;
+    /// [`Error::Unavailable`] when the server cannot be reached.
+    pub async fn connect(config: &RedisConfig) -> Result<Self> {
+        let layout = config.key_layout()?;
+        let connection = Connection::connect(config).await?;
+        Ok(Self { connection, layout })
     }
 
-    /// The sender ids of every conversation Rasa stored under this store's `key_prefix`:
-    /// string keys matching `<rasa prefix>*` found with `SCAN` (on every primary of a
-    /// cluster), prefix stripped, sorted and without duplicates. This store's own keys never
-    /// match (see the key layout), and neither do keys of another type.
+    /// A source on an existing, connected fred client (call `init()` on it first), with the
+    /// key prefix of `config` (its connection settings are not used).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid `type`, `key_prefix` or `record_exp`.
+    pub fn from_client(client: Client, config: &RedisConfig) -> Result<Self> {
+        let layout = config.key_layout()?;
+        let connection = Connection::from_client(client)?;
+        Ok(Self { connection, layout })
+    }
+
+    /// A source on an existing, connected fred pool (call `init()` on it first), with the key
+    /// prefix of `config` (its connection settings are not used).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid `type`, `key_prefix` or `record_exp`.
+    pub fn from_pool(pool: Pool, config: &RedisConfig) -> Result<Self> {
+        let layout = config.key_layout()?;
+        Ok(Self {
+            connection: Connection::from_pool(pool),
+            layout,
+        })
+    }
+
+    /// The source of Rasa's keys under `store`'s key prefix, on `store`'s connections.
+    pub fn from_store(store: &RedisStore) -> Self {
+        Self {
+            connection: store.connection().clone(),
+            layout: store.layout().clone(),
+        }
+    }
+
+    /// The key names; Rasa's are [`KeyLayout::rasa`].
+    pub fn layout(&self) -> &KeyLayout {
+        &self.layout
+    }
+}
+
+#[async_trait]
+impl RasaSource for RedisRasaSource {
+    fn describe(&self) -> String {
+        format!("Rasa's Redis keys {}*", self.layout.rasa_prefix())
+    }
+
+    /// The sender ids of every conversation Rasa stored under the `key_prefix`: string keys
+    /// matching `<rasa prefix>*` found with `SCAN` (on every primary of a cluster), prefix
+    /// stripped, sorted and without duplicates. A [`RedisStore`]'s own keys never match (see
+    /// the key layout), and neither do keys of another type.
     ///
     /// `SCAN` returns every key that exists for the whole scan; keys written or deleted while
     /// it runs may or may not be included.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] / [`Error::Backend`] for Redis failures.
-    pub async fn rasa_sender_ids(&self) -> Result<Vec<String>> {
-        let prefix = self.layout().rasa_prefix().to_owned();
+    async fn sender_ids(&self) -> Result<Vec<String>> {
+        let prefix = self.layout.rasa_prefix().to_owned();
         let pattern = format!("{}*", glob_escape(&prefix));
-        let client = self.client();
-        let mut pages = if self.is_clustered() {
+        let client = self.connection.client();
+        let mut pages = if self.connection.is_clustered() {
             client
                 .scan_cluster(pattern, Some(SCAN_COUNT), Some(ScanType::String))
                 .boxed()
@@ -164,7 +130,7 @@ impl RedisStore {
         while let Some(mut page) = pages
             .try_next()
             .await
-            .map_err(|e| from_fred("scanning for Rasa's keys", e))?
+            .map_err(|e| driver_error("scanning for Rasa's keys", e))?
         {
             for key in page.take_results().unwrap_or_default() {
                 match key
@@ -185,27 +151,97 @@ impl RedisStore {
         Ok(ids.into_iter().collect())
     }
 
-    /// Copies the conversation Rasa stored for `sender_id` into this store, as a new
-    /// conversation. Rasa's key is left as it is.
-    ///
-    /// Returns `None` when Rasa has no record for it, else the new version (0 for Rasa's empty
-    /// record, which writes nothing).
+    /// Reads the conversation Rasa stored for `sender_id`, parsing its events as Rasa's
+    /// `deserialise_events` does, or `None` if there is no such key.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when this store already has the conversation (nothing is
-    /// written); [`Error::InvalidInput`] for a sender id this store cannot hold (over 255
-    /// bytes or with NUL) or an event with a non-finite timestamp; [`Error::Corrupt`] for an
-    /// unreadable Rasa record.
-    pub async fn import_rasa(&self, sender_id: &str) -> Result<Option<u64>> {
-        let Some(conversation) = self.read_rasa(sender_id).await? else {
-            return Ok(None);
+    /// [`Error::Corrupt`] naming the key when its value is not a Rasa record (or not a
+    /// string); [`Error::Unavailable`] / [`Error::Backend`] for Redis failures.
+    async fn read(&self, sender_id: &str) -> Result<Option<RasaConversation>> {
+        let key = self.layout.rasa(sender_id);
+        let value: Value = self
+            .connection
+            .on_key(&key, |client| {
+                let key = key.clone();
+                async move { client.get(key).await }
+            })
+            .await
+            .map_err(|e| {
+                if is_corrupt_reply(&e) {
+                    let message = format!("Rasa record at key {key:?} is not a string");
+                    Error::corrupt_with(sender_id, None, message, e)
+                } else {
+                    driver_error(format!("reading Rasa's key {key:?}"), e)
+                }
+            })?;
+        let text = match value {
+            Value::Null => return Ok(None),
+            Value::String(text) => text.to_string(),
+            Value::Bytes(bytes) => String::from_utf8(bytes.to_vec()).map_err(|e| {
+                let message = format!("Rasa record at key {key:?} is not UTF-8");
+                Error::corrupt_with(sender_id, None, message, e)
+            })?,
+            other => {
+                return Err(Error::corrupt(
+                    sender_id,
+                    None,
+                    format!("Rasa record at key {key:?} is not text: {other:?}"),
+                ));
+            }
         };
-        if conversation.events.is_empty() {
-            return Ok(Some(0));
-        }
-        let append = Append::new(SenderId::new(sender_id)?, 0, &conversation.events)?;
-        self.append(&append).await.map(Some)
+        let events = parse_rasa_record(sender_id, &key, &text)?;
+        Ok(Some(RasaConversation {
+            sender_id: sender_id.to_owned(),
+            events,
+        }))
     }
+}
+
+/// Parses the value Rasa stores for a conversation (`{"events": [...], "name": id}`; a
+/// missing `events` is an empty list, as in Rasa's `Dialogue.from_parameters`).
+///
+/// # Errors
+/// [`Error::Corrupt`] naming `sender_id` and `key` when the text is not JSON, not an object,
+/// `events` is not a list, or an event cannot be read (with its position in the list,
+/// from 1).
+pub fn parse_rasa_record(sender_id: &str, key: &str, text: &str) -> Result<Vec<Event>> {
+    let corrupt = |position: Option<u64>, message: String| {
+        Error::corrupt(
+            sender_id,
+            position,
+            format!("Rasa record at key {key:?}: {message}"),
+        )
+    };
+    let value: Json = serde_json::from_str(text)
+        .map_err(|e| corrupt(None, format!("not JSON ({e})")).with_source(e))?;
+    let Json::Object(record) = value else {
+        return Err(corrupt(None, "not a JSON object".to_owned()));
+    };
+    let values = match record.get("events") {
+        None | Some(Json::Null) => return Ok(Vec::new()),
+        Some(Json::Array(values)) => values,
+        Some(_) => return Err(corrupt(None, "`events` is not a list".to_owned())),
+    };
+    deserialise_events(values).map_err(|error| {
+        // Find the event at fault, to name its position.
+        let position = values
+            .iter()
+            .position(|value| deserialise_events(std::slice::from_ref(value)).is_err())
+            .map(|index| index as u64 + 1);
+        corrupt(position, error.message().to_owned()).with_source(error)
+    })
+}
+
+/// `text` with the glob characters of `SCAN ... MATCH` escaped.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 #[cfg(test)]

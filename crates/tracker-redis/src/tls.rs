@@ -41,9 +41,10 @@ pub(crate) fn client_config(
             "no CA certificates to trust: the system has none; set ssl_ca_certs",
         ));
     }
-    // The ring provider explicitly: rustls cannot choose a process-wide default when a
-    // program also links another provider (the AWS SDK brings aws-lc-rs).
-    let provider = std::sync::Arc::new(fred::rustls::crypto::ring::default_provider());
+    // The aws-lc-rs provider (rustls' default, with post-quantum key exchange), given
+    // explicitly: rustls cannot choose a process-wide default when a program also links
+    // another provider (other crates of the workspace bring ring).
+    let provider = std::sync::Arc::new(fred::rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config_with("the TLS provider supports no protocol version", e))?

@@ -3,7 +3,7 @@
 
 use tracker_core::ErrorKind;
 use tracker_redis::fred::prelude::{Server, ServerConfig};
-use tracker_redis::{RedisConfig, RedisOptions, tracker_core};
+use tracker_redis::{KeyLayout, RedisConfig, tracker_core};
 
 fn yaml(text: &str) -> RedisConfig {
     serde_norway::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -42,7 +42,10 @@ fn defaults_are_rasas() {
     );
     assert_eq!(fred.database, None);
     assert!(fred.tls.is_none());
-    assert_eq!(config.store_options().expect("valid"), RedisOptions::new());
+    assert_eq!(
+        config.key_layout().expect("valid"),
+        KeyLayout::new(None).expect("valid")
+    );
 }
 
 #[test]
@@ -62,9 +65,10 @@ fn rasa_endpoints_section() {
     assert_eq!(fred.username.as_deref(), Some("bot"));
     assert_eq!(fred.password.as_deref(), Some("s3cret"));
     assert!(fred.tls.is_some(), "use_ssl turns TLS on");
-    let options = config.store_options().expect("valid");
-    assert_eq!(options.key_prefix.as_deref(), Some("bot1"));
-    assert_eq!(options.record_exp, Some(3600));
+    let layout = config.key_layout().expect("valid");
+    assert_eq!(layout.key_prefix(), Some("bot1"));
+    assert_eq!(layout.rasa("alice"), "bot1:tracker:alice");
+    assert_eq!(config.record_exp, Some(3600));
     // `type` is Rasa's selector: accepted in any case, but only for redis.
     yaml("type: REDIS").validate().expect("redis in capitals");
     assert!(config_error(&yaml("type: sql")).contains("redis"));

@@ -11,7 +11,7 @@ use tracker_core::{Error, ErrorKind, Event, ReadScope, Store, TrackerStore};
 use tracker_redis::fred::prelude::*;
 use tracker_redis::fred::types::{ClusterHash, CustomCommand};
 use tracker_redis::fred::util::redis_keyslot;
-use tracker_redis::{MAX_EVENT_BYTES, RedisOptions, RedisStore, hash_tag, tracker_core};
+use tracker_redis::{MAX_EVENT_BYTES, RedisConfig, RedisStore, hash_tag, tracker_core};
 use tracker_testkit::Service;
 
 on_both!(
@@ -23,6 +23,8 @@ on_both!(
     corrupt_data_is_corrupt_for_that_conversation_only,
     listing_skips_and_prunes_missing_conversations,
     existing_client_and_pool,
+    ensure_schema_changes_nothing,
+    readme_states_the_capabilities,
 );
 
 fn session(t: f64) -> Vec<Event> {
@@ -125,7 +127,7 @@ async fn writes_without_record_exp_remove_the_expiry(service: Service) {
     let prefix = expiring.layout().key_prefix().expect("prefix").to_owned();
     let permanent = RedisStore::from_pool(
         expiring.pool().clone(),
-        RedisOptions::new().key_prefix(prefix),
+        &RedisConfig::new().with_key_prefix(prefix),
     )
     .expect("same namespace, no expiry");
     assert!(!permanent.capabilities().expiry);
@@ -204,7 +206,7 @@ async fn stale_append_writes_nothing(service: Service) {
         assert!(
             matches!(
                 error,
-                Error::Conflict { ref sender_id, expected: e, actual: 5 }
+                Error::Conflict { ref sender_id, expected: e, actual: 5, .. }
                     if sender_id == id && e == expected
             ),
             "{error:?}"
@@ -481,7 +483,7 @@ async fn existing_client_and_pool(service: Service) {
         .expect("client");
     client.init().await.expect("connect");
     let store = TestStore(
-        RedisStore::from_client(client, RedisOptions::new().key_prefix(prefix.clone()))
+        RedisStore::from_client(client, &RedisConfig::new().with_key_prefix(prefix.clone()))
             .expect("store"),
     );
     assert_eq!(store.is_clustered(), service == Service::RedisCluster);
@@ -492,8 +494,9 @@ async fn existing_client_and_pool(service: Service) {
 
     let pool = Builder::from_config(config).build_pool(3).expect("pool");
     pool.init().await.expect("connect");
-    let pooled =
-        RedisStore::from_pool(pool, RedisOptions::new().key_prefix(prefix)).expect("store");
+    // Only the key prefix and the expiry of the configuration are used: not its address.
+    let unused_address = RedisConfig::from_url("redis://192.0.2.1:1").with_key_prefix(prefix);
+    let pooled = RedisStore::from_pool(pool, &unused_address).expect("store");
     let read = TrackerStore::new(pooled.clone())
         .retrieve("a")
         .await
@@ -503,9 +506,34 @@ async fn existing_client_and_pool(service: Service) {
     assert_eq!(pooled.capabilities().max_event_bytes, Some(MAX_EVENT_BYTES));
     assert!(pooled.capabilities().native_latest_session);
     assert!(!pooled.capabilities().expiry);
-    assert!(
-        RedisStore::from_pool(pooled.pool().clone(), RedisOptions::new().key_prefix("a-b"))
-            .is_err()
+    for bad in [
+        RedisConfig::new().with_key_prefix("a-b"),
+        RedisConfig::new().with_record_exp(0),
+    ] {
+        let error = RedisStore::from_pool(pooled.pool().clone(), &bad).expect_err("invalid");
+        assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    }
+}
+
+/// Redis needs no setup: `ensure_schema` checks that the server answers, reports no change
+/// and writes nothing.
+async fn ensure_schema_changes_nothing(service: Service) {
+    let Some(store) = store(service).await else {
+        return;
+    };
+    assert!(store.ensure_schema().await.expect("answers").is_empty());
+    assert!(store.ensure_schema().await.expect("again").is_empty());
+    assert!(keys_of(&store).await.is_empty());
+}
+
+/// The README's capability table states what the store, as configured by default, declares.
+async fn readme_states_the_capabilities(service: Service) {
+    let Some(store) = store(service).await else {
+        return;
+    };
+    tracker_conformance::claims::assert_readme_states_capabilities(
+        include_str!("../README.md"),
+        &store.capabilities(),
     );
 }
 

@@ -75,16 +75,23 @@ fn is_temporary_query(error: &diesel::result::Error) -> bool {
     }
 }
 
-/// Classifies a query error.
-pub(crate) fn query_error(context: &str, error: diesel::result::Error) -> Error {
-    if is_temporary_query(&error) {
-        Error::unavailable(context, error)
+/// What a query error means: [`ErrorKind::Unavailable`] when it goes away once the server is
+/// reachable again or a lock is released (by diesel's error kind, else by the server's
+/// message, which is all some drivers give), [`ErrorKind::Backend`] otherwise.
+pub(crate) fn classify(error: &diesel::result::Error) -> ErrorKind {
+    if is_temporary_query(error) {
+        ErrorKind::Unavailable
     } else {
-        Error::backend(context, error)
+        ErrorKind::Backend
     }
 }
 
-/// A connection failure classified where the driver's error is at hand (see `tls.rs`).
+/// A query error as a tracker-core error, classified by [`classify`].
+pub(crate) fn driver_error(context: impl Into<String>, error: diesel::result::Error) -> Error {
+    Error::classified(classify(&error), context, error)
+}
+
+/// A connection failure classified where the driver's error is at hand (see `tls/`).
 ///
 /// diesel's [`ConnectionError`] has no variant for a typed error except a boxed
 /// query-builder error inside `CouldntSetupConfiguration`; that box carries the
@@ -135,11 +142,7 @@ impl ConnectFailure {
 
     fn into_error(self, context: &str) -> Error {
         let message = format!("{context}: {}", self.message);
-        match self.kind {
-            ErrorKind::Config => Error::config_with(message, self.source),
-            ErrorKind::Unavailable => Error::unavailable(message, self.source),
-            _ => Error::backend(message, self.source),
-        }
+        Error::classified(self.kind, message, self.source)
     }
 }
 
@@ -163,7 +166,7 @@ pub(crate) fn connection_error(context: &str, error: ConnectionError) -> Error {
             inner,
         )) if inner.is::<ConnectFailure>() => match inner.downcast::<ConnectFailure>() {
             Ok(failure) => failure.into_error(context),
-            Err(inner) => Error::unavailable(
+            Err(inner) => Error::unavailable_with(
                 context,
                 ConnectionError::CouldntSetupConfiguration(
                     diesel::result::Error::QueryBuilderError(inner),
@@ -177,7 +180,7 @@ pub(crate) fn connection_error(context: &str, error: ConnectionError) -> Error {
             _,
             ref info,
         )) if is_refusal_message(info.message()) => Error::config_with(context, error),
-        _ => Error::unavailable(context, error),
+        _ => Error::unavailable_with(context, error),
     }
 }
 
@@ -187,8 +190,8 @@ pub(crate) fn pool_error(context: &str, error: DeadpoolError) -> Error {
         DeadpoolError::Backend(PoolError::ConnectionError(error)) => {
             connection_error(context, error)
         }
-        DeadpoolError::Backend(PoolError::QueryError(error)) => query_error(context, error),
-        other => Error::unavailable(context, other),
+        DeadpoolError::Backend(PoolError::QueryError(error)) => driver_error(context, error),
+        other => Error::unavailable_with(context, other),
     }
 }
 
@@ -231,5 +234,29 @@ mod tests {
             assert_eq!(down.kind(), ErrorKind::Unavailable, "{down}");
             assert!(down.is_temporary());
         }
+    }
+
+    #[test]
+    fn query_errors_by_kind_then_message() {
+        let database = |kind, message: &str| {
+            diesel::result::Error::DatabaseError(kind, Box::new(message.to_owned()))
+        };
+        for temporary in [
+            database(DatabaseErrorKind::ClosedConnection, "gone"),
+            database(DatabaseErrorKind::SerializationFailure, "retry"),
+            database(DatabaseErrorKind::Unknown, "database is locked"),
+            diesel::result::Error::BrokenTransactionManager,
+        ] {
+            assert_eq!(classify(&temporary), ErrorKind::Unavailable, "{temporary}");
+        }
+        for permanent in [
+            database(DatabaseErrorKind::UniqueViolation, "duplicate key"),
+            diesel::result::Error::NotFound,
+        ] {
+            assert_eq!(classify(&permanent), ErrorKind::Backend, "{permanent}");
+        }
+        let error = driver_error("reading", database(DatabaseErrorKind::Unknown, "timeout"));
+        assert!(error.is_temporary(), "{error}");
+        assert!(error.to_string().contains("reading"), "{error}");
     }
 }

@@ -1,19 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod append;
 mod config;
 mod error;
 #[cfg(feature = "postgres")]
 mod explain;
 mod migrate;
-#[cfg(feature = "mysql")]
-mod mysql_tls;
+mod pool;
 mod rasa;
+mod registration;
 pub mod schema;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 mod store;
-#[cfg(feature = "postgres")]
+mod target;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod tls;
 mod url;
 
@@ -22,12 +22,15 @@ pub use config::{
     SqlConfig,
 };
 #[cfg(feature = "mysql")]
-pub use store::MysqlPool;
+pub use pool::MysqlPool;
 #[cfg(feature = "postgres")]
-pub use store::PgPool;
-pub use store::SqlStore;
+pub use pool::PgPool;
+pub use pool::SqlClient;
 #[cfg(feature = "sqlite")]
-pub use store::{SqliteConnection, SqlitePool};
+pub use pool::{SqliteConnection, SqlitePool};
+pub use rasa::SqlRasaSource;
+pub use registration::REGISTRATION;
+pub use store::SqlStore;
 
 pub use diesel;
 pub use diesel_async;

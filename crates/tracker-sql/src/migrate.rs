@@ -7,7 +7,8 @@ use diesel::migration::MigrationVersion;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use tracker_core::{BoxError, Error, Result};
 
-use crate::error::query_error;
+use crate::error::driver_error;
+use crate::pool::{SqlClient, acquire};
 
 #[cfg(feature = "postgres")]
 const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -25,9 +26,19 @@ fn names(versions: Vec<MigrationVersion<'_>>) -> Vec<String> {
 }
 
 fn migration_error(error: BoxError) -> Error {
-    Error::Backend {
-        message: "running schema migrations".to_owned(),
-        source: Some(error),
+    Error::backend_with("running schema migrations", error)
+}
+
+/// Creates or upgrades the schema of the database behind `client`; returns the migrations
+/// applied now.
+pub(crate) async fn run(client: &SqlClient) -> Result<Vec<String>> {
+    match client {
+        #[cfg(feature = "postgres")]
+        SqlClient::Postgres(pool) => postgres(pool).await,
+        #[cfg(feature = "mysql")]
+        SqlClient::Mysql(pool) => mysql(pool).await,
+        #[cfg(feature = "sqlite")]
+        SqlClient::Sqlite(pool) => sqlite(pool).await,
     }
 }
 
@@ -52,7 +63,7 @@ where
         task(&mut wrapper)
     })
     .await
-    .map_err(|e| Error::backend("running schema migrations", e))?
+    .map_err(|e| Error::backend_with("running schema migrations", e))?
 }
 
 /// Runs `$migrations` on a connection taken from `$pool`, between the server-side lock and
@@ -60,18 +71,18 @@ where
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! migrate_locked {
     ($pool:expr, $migrations:expr, $lock:expr, $unlock:expr) => {{
-        let object = crate::store::acquire($pool, "running schema migrations").await?;
+        let object = acquire($pool, "running schema migrations").await?;
         let connection = deadpool::managed::Object::take(object);
         run_blocking(connection, |conn| {
             conn.batch_execute(&$lock)
-                .map_err(|e| query_error("locking for schema migrations", e))?;
+                .map_err(|e| driver_error("locking for schema migrations", e))?;
             let result = conn
                 .run_pending_migrations($migrations)
                 .map(names)
                 .map_err(migration_error);
             let unlock = conn.batch_execute(&$unlock);
             let applied = result?;
-            unlock.map_err(|e| query_error("unlocking after schema migrations", e))?;
+            unlock.map_err(|e| driver_error("unlocking after schema migrations", e))?;
             Ok(applied)
         })
         .await
@@ -80,7 +91,7 @@ macro_rules! migrate_locked {
 
 /// Migrates a PostgreSQL database, holding an advisory lock.
 #[cfg(feature = "postgres")]
-pub(crate) async fn postgres(pool: &crate::store::PgPool) -> Result<Vec<String>> {
+async fn postgres(pool: &crate::pool::PgPool) -> Result<Vec<String>> {
     migrate_locked!(
         pool,
         POSTGRES,
@@ -91,7 +102,7 @@ pub(crate) async fn postgres(pool: &crate::store::PgPool) -> Result<Vec<String>>
 
 /// Migrates a MySQL / MariaDB database, holding a named lock.
 #[cfg(feature = "mysql")]
-pub(crate) async fn mysql(pool: &crate::store::MysqlPool) -> Result<Vec<String>> {
+async fn mysql(pool: &crate::pool::MysqlPool) -> Result<Vec<String>> {
     migrate_locked!(
         pool,
         MYSQL,
@@ -103,7 +114,7 @@ pub(crate) async fn mysql(pool: &crate::store::MysqlPool) -> Result<Vec<String>>
 /// Migrates an SQLite database inside one immediate transaction, so concurrent migrators
 /// wait for each other.
 #[cfg(feature = "sqlite")]
-pub(crate) async fn sqlite(pool: &crate::store::SqlitePool) -> Result<Vec<String>> {
+async fn sqlite(pool: &crate::pool::SqlitePool) -> Result<Vec<String>> {
     enum Failure {
         Migration(BoxError),
         Query(diesel::result::Error),
@@ -113,7 +124,7 @@ pub(crate) async fn sqlite(pool: &crate::store::SqlitePool) -> Result<Vec<String
             Self::Query(error)
         }
     }
-    let mut conn = crate::store::acquire(pool, "running schema migrations").await?;
+    let mut conn = acquire(pool, "running schema migrations").await?;
     let outcome = conn
         .spawn_blocking(|conn: &mut diesel::SqliteConnection| {
             Ok(conn.immediate_transaction::<_, Failure, _>(|conn| {
@@ -123,30 +134,12 @@ pub(crate) async fn sqlite(pool: &crate::store::SqlitePool) -> Result<Vec<String
             }))
         })
         .await
-        .map_err(|e| query_error("running schema migrations", e))?;
+        .map_err(|e| driver_error("running schema migrations", e))?;
     match outcome {
         Ok(applied) => Ok(applied),
         Err(Failure::Migration(error)) => Err(migration_error(error)),
-        Err(Failure::Query(error)) => Err(query_error("running schema migrations", error)),
+        Err(Failure::Query(error)) => Err(driver_error("running schema migrations", error)),
     }
-}
-
-/// Opens an SQLite connection that waits for locks instead of failing at once, in WAL mode
-/// so readers don't block the writer.
-#[cfg(feature = "sqlite")]
-pub(crate) fn establish_sqlite(
-    url: &str,
-) -> futures::future::BoxFuture<'_, diesel::ConnectionResult<crate::store::SqliteConnection>> {
-    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-    use futures::FutureExt;
-    async move {
-        let mut conn = crate::store::SqliteConnection::establish(url).await?;
-        conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
-            .await
-            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-        Ok(conn)
-    }
-    .boxed()
 }
 
 #[cfg(feature = "postgres")]
@@ -184,7 +177,7 @@ pub(crate) async fn ensure_postgres_database(
         create_postgres_database(login_url, database, context),
     )
     .await
-    .map_err(|elapsed| Error::unavailable(context, elapsed))?
+    .map_err(|elapsed| Error::unavailable_with(context, elapsed))?
 }
 
 #[cfg(feature = "postgres")]
@@ -196,7 +189,7 @@ async fn create_postgres_database(login_url: &str, database: &str, context: &str
         .map_err(|e| crate::error::connection_error(context, e))?;
     let found = database_count(&mut conn, database)
         .await
-        .map_err(|e| query_error("looking for the database", e))?;
+        .map_err(|e| driver_error("looking for the database", e))?;
     if found > 0 {
         return Ok(());
     }
@@ -208,9 +201,9 @@ async fn create_postgres_database(login_url: &str, database: &str, context: &str
         // Another process may have created it meanwhile.
         let found = database_count(&mut conn, database)
             .await
-            .map_err(|e| query_error("looking for the database", e))?;
+            .map_err(|e| driver_error("looking for the database", e))?;
         if found == 0 {
-            return Err(query_error("creating the database", error));
+            return Err(driver_error("creating the database", error));
         }
     }
     tracing::info!(database, "created the database");
@@ -220,17 +213,17 @@ async fn create_postgres_database(login_url: &str, database: &str, context: &str
 /// Checks once that `schema` (`schema` or `POSTGRESQL_SCHEMA`) exists (Rasa checks on every
 /// operation and exits the process).
 #[cfg(feature = "postgres")]
-pub(crate) async fn check_postgres_schema(pool: &crate::store::PgPool, schema: &str) -> Result<()> {
+pub(crate) async fn check_postgres_schema(pool: &crate::pool::PgPool, schema: &str) -> Result<()> {
     use diesel_async::RunQueryDsl;
     let context = "checking the PostgreSQL schema";
-    let mut conn = crate::store::acquire(pool, context).await?;
+    let mut conn = acquire(pool, context).await?;
     let found: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name = $1",
     )
     .bind::<diesel::sql_types::Text, _>(schema)
     .get_result(&mut *conn)
     .await
-    .map_err(|e| query_error(context, e))?;
+    .map_err(|e| driver_error(context, e))?;
     if found.n == 0 {
         return Err(Error::config(format!(
             "the PostgreSQL schema {schema:?} (`schema` or POSTGRESQL_SCHEMA) does not exist"

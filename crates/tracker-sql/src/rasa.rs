@@ -1,16 +1,18 @@
 //! Reading a database Rasa's `SQLTrackerStore` wrote, as it is (without migrating it), for
-//! moving conversations elsewhere.
+//! copying conversations elsewhere with
+//! [`TrackerStore::import_from`](tracker_core::TrackerStore::import_from).
 //!
-//! Connect with `migrate: false` to leave Rasa's table untouched; these functions read only
-//! Rasa's own columns, in Rasa's order (`ORDER BY id`).
+//! Only Rasa's own columns are read, in Rasa's order (`ORDER BY id`).
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use tracker_core::event::deserialise_events;
-use tracker_core::{Error, Event, Result};
+use tracker_core::{Error, RasaConversation, RasaSource, Result, async_trait};
 
-use crate::error::query_error;
-use crate::store::{Pool, SqlStore, with_connection};
+use crate::config::SqlConfig;
+use crate::error::driver_error;
+use crate::pool::with_connection;
+use crate::store::SqlStore;
 
 mod rasa_schema {
     diesel::table! {
@@ -25,21 +27,70 @@ mod rasa_schema {
 
 use rasa_schema::events;
 
-impl SqlStore {
+/// The conversations in Rasa's `events` table, read as Rasa's `SQLTrackerStore` reads them:
+/// a [`RasaSource`] for [`TrackerStore::import_from`](tracker_core::TrackerStore::import_from).
+///
+/// It never writes: opening one creates no database, runs no migration and does not need
+/// the store's `seq` column, so it reads a table Rasa is still using.
+///
+/// ```no_run
+/// use tracker_sql::{SqlConfig, SqlRasaSource, SqlStore};
+/// use tracker_sql::tracker_core::{RasaSource, TrackerStore};
+///
+/// # #[tokio::main]
+/// # async fn main() -> tracker_sql::tracker_core::Result<()> {
+/// let rasa = SqlRasaSource::connect(&SqlConfig::sqlite("rasa.db")).await?;
+/// let store = TrackerStore::new(SqlStore::connect(&SqlConfig::sqlite("tracker.db")).await?);
+/// for sender_id in rasa.sender_ids().await? {
+///     store.import_from(&rasa, &sender_id).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqlRasaSource {
+    store: SqlStore,
+}
+
+impl SqlRasaSource {
+    /// Connects as `config` says, without changing anything: `migrate` and `login_db` are
+    /// not acted on.
+    ///
+    /// # Errors
+    /// As [`SqlStore::connect`].
+    pub async fn connect(config: &SqlConfig) -> Result<Self> {
+        Ok(Self {
+            store: SqlStore::connect_unchanged(config).await?,
+        })
+    }
+
+    /// Reads through `store`'s connection pool.
+    pub fn from_store(store: &SqlStore) -> Self {
+        Self {
+            store: store.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl RasaSource for SqlRasaSource {
+    fn describe(&self) -> String {
+        format!("Rasa's SQL table `events` in {}", self.store.display)
+    }
+
     /// Every sender id in Rasa's `events` table, sorted.
     ///
     /// # Errors
     /// [`Error::Unavailable`] / [`Error::Backend`] for database failures.
-    pub async fn rasa_sender_ids(&self) -> Result<Vec<String>> {
+    async fn sender_ids(&self) -> Result<Vec<String>> {
         let context = "listing Rasa's conversations";
-        let ids = with_connection!(self, context, unbounded, |conn| {
+        let ids = with_connection!(self.store.connections, context, unbounded, |conn| {
             events::table
                 .select(events::sender_id)
                 .distinct()
                 .order(events::sender_id.asc())
                 .load::<String>(&mut *conn)
                 .await
-                .map_err(|e| query_error(context, e))?
+                .map_err(|e| driver_error(context, e))?
         });
         Ok(ids)
     }
@@ -50,17 +101,18 @@ impl SqlStore {
     /// # Errors
     /// [`Error::Corrupt`] naming the conversation and the row's position (from 1) when a row's
     /// `data` is not event JSON.
-    pub async fn read_rasa(&self, sender_id: &str) -> Result<Option<Vec<Event>>> {
+    async fn read(&self, sender_id: &str) -> Result<Option<RasaConversation>> {
         let context = "reading a Rasa conversation";
-        let rows: Vec<Option<String>> = with_connection!(self, context, unbounded, |conn| {
-            events::table
-                .filter(events::sender_id.eq(sender_id))
-                .order(events::id.asc())
-                .select(events::data)
-                .load(&mut *conn)
-                .await
-                .map_err(|e| query_error(context, e))?
-        });
+        let rows: Vec<Option<String>> =
+            with_connection!(self.store.connections, context, unbounded, |conn| {
+                events::table
+                    .filter(events::sender_id.eq(sender_id))
+                    .order(events::id.asc())
+                    .select(events::data)
+                    .load(&mut *conn)
+                    .await
+                    .map_err(|e| driver_error(context, e))?
+            });
         if rows.is_empty() {
             return Ok(None);
         }
@@ -69,17 +121,21 @@ impl SqlStore {
             let position = Some(index as u64 + 1);
             let text = data
                 .ok_or_else(|| Error::corrupt(sender_id, position, "Rasa's row has NULL `data`"))?;
-            let value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-                    sender_id: sender_id.to_owned(),
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::corrupt_with(
+                    sender_id,
                     position,
-                    message: format!("Rasa's row is not JSON: {e}"),
-                    source: Some(Box::new(e)),
-                })?;
+                    format!("Rasa's row is not JSON: {e}"),
+                    e,
+                )
+            })?;
             values.push(value);
         }
-        deserialise_events(&values)
-            .map(Some)
-            .map_err(|e| Error::corrupt(sender_id, None, e.message().to_owned()))
+        let events = deserialise_events(&values)
+            .map_err(|e| Error::corrupt(sender_id, None, e.message().to_owned()))?;
+        Ok(Some(RasaConversation {
+            sender_id: sender_id.to_owned(),
+            events,
+        }))
     }
 }

@@ -1,7 +1,10 @@
-//! The `events` table: Rasa's seven columns plus the per-conversation sequence number.
+//! The `events` table: Rasa's seven columns plus the per-conversation sequence number, and
+//! the rows the store writes into it.
 //!
 //! The DDL for each dialect is in `migrations/<dialect>/`; see the crate README for the
 //! exact schema.
+
+use tracker_core::{Append, Error, Result, SenderId};
 
 diesel::table! {
     /// One row per event, as Rasa's `SQLTrackerStore` writes it, plus `seq`.
@@ -27,3 +30,74 @@ diesel::table! {
 
 /// The unique constraint that makes appends safe: two writers can't store the same `seq`.
 pub const SEQ_CONSTRAINT: &str = "ux_events_sender_seq";
+
+/// A new row of the `events` table.
+#[derive(diesel::Insertable)]
+#[diesel(table_name = events)]
+pub(crate) struct NewEvent {
+    pub(crate) sender_id: String,
+    type_name: String,
+    timestamp: Option<f64>,
+    intent_name: Option<String>,
+    action_name: Option<String>,
+    data: Option<String>,
+    seq: i64,
+}
+
+/// The rows of an append, as Rasa fills its columns.
+pub(crate) fn new_rows(append: &Append) -> Result<Vec<NewEvent>> {
+    append
+        .records()
+        .iter()
+        .map(|record| {
+            Ok(NewEvent {
+                sender_id: append.sender_id().as_str().to_owned(),
+                type_name: record.type_name.clone(),
+                timestamp: Some(record.timestamp),
+                intent_name: record.intent_name.clone(),
+                action_name: record.action_name.clone(),
+                data: Some(record.json.clone()),
+                seq: to_i64(record.seq)?,
+            })
+        })
+        .collect()
+}
+
+/// Rasa's `VARCHAR(255)` columns hold 255 characters: reject longer names up front instead of
+/// failing in the database.
+pub(crate) fn check_column_widths(append: &Append) -> Result<()> {
+    for record in append.records() {
+        for (column, value) in [
+            ("type_name", Some(record.type_name.as_str())),
+            ("intent_name", record.intent_name.as_deref()),
+            ("action_name", record.action_name.as_deref()),
+        ] {
+            if let Some(value) = value
+                && value.chars().count() > 255
+            {
+                return Err(Error::invalid_input(format!(
+                    "event {} has a {column} of {} characters; the SQL store's column holds 255",
+                    record.seq,
+                    value.chars().count()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn to_i64(value: u64) -> Result<i64> {
+    i64::try_from(value)
+        .map_err(|_| Error::invalid_input(format!("version {value} is beyond the SQL range")))
+}
+
+/// A stored `seq` as a version; a negative one is corrupt data.
+pub(crate) fn to_u64(sender_id: &SenderId, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| {
+        Error::corrupt(
+            sender_id.as_str(),
+            None,
+            format!("negative sequence number {value}"),
+        )
+    })
+}

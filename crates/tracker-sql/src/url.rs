@@ -54,6 +54,19 @@ pub(crate) fn percent_decode(text: &str) -> Result<String> {
         .map_err(|_| Error::config("the connection URL's parameters are not UTF-8"))
 }
 
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

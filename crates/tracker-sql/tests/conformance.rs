@@ -1,21 +1,57 @@
-//! The whole conformance suite on every dialect: PostgreSQL and MariaDB/MySQL (URLs from
-//! `TRACKER_TEST_POSTGRES_URL` / `TRACKER_TEST_MYSQL_URL`, else a container, else a loud
-//! skip), and SQLite in a file and in memory.
+//! The whole conformance suite on every dialect this build enables: PostgreSQL and
+//! MariaDB/MySQL (URLs from `TRACKER_TEST_POSTGRES_URL` / `TRACKER_TEST_MYSQL_URL`, else a
+//! container, else a loud skip), and SQLite in a file and in memory; and the README's
+//! capability table against what the store declares.
 
 mod common;
 
+#[cfg(feature = "postgres")]
 mod postgres {
     tracker_conformance::conformance_suite!(crate::common::postgres());
 }
 
+#[cfg(feature = "mysql")]
 mod mysql {
     tracker_conformance::conformance_suite!(crate::common::mysql());
 }
 
+#[cfg(feature = "sqlite")]
 mod sqlite_file {
     tracker_conformance::conformance_suite!(crate::common::sqlite_file());
 }
 
+#[cfg(feature = "sqlite")]
 mod sqlite_memory {
     tracker_conformance::conformance_suite!(crate::common::sqlite_memory());
+}
+
+/// The README states the capabilities the store declares, on every dialect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_states_capabilities() {
+    use tracker_sql::tracker_core::Store;
+
+    let readme = include_str!("../README.md");
+    #[cfg(feature = "sqlite")]
+    {
+        let store = common::sqlite_memory().await.expect("SQLite");
+        tracker_conformance::claims::assert_readme_states_capabilities(
+            readme,
+            &store.capabilities(),
+        );
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(store) = common::postgres().await {
+        tracker_conformance::claims::assert_readme_states_capabilities(
+            readme,
+            &store.capabilities(),
+        );
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(store) = common::mysql().await {
+        tracker_conformance::claims::assert_readme_states_capabilities(
+            readme,
+            &store.capabilities(),
+        );
+    }
+    let _ = readme;
 }

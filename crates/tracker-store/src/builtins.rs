@@ -1,116 +1,118 @@
-//! The built-in stores this build's features enable.
+//! The built-in backends: the registrations this build's features enable, and the names of
+//! every built-in type with the feature that enables it.
 
-use crate::registry::Registry;
+use tracker_core::Registration;
 
-/// Keys of Rasa's `SQLTrackerStore` plus this store's own.
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub(crate) const SQL_KEYS: &[&str] = &[
-    "dialect",
-    "url",
-    "port",
-    "db",
-    "username",
-    "password",
-    "login_db",
-    "query",
-    "schema",
-    "pool_size",
-    "pool_timeout",
-    "query_timeout",
-    "migrate",
-];
-
-/// Keys of Rasa's `RedisTrackerStore` plus this store's own.
-#[cfg(feature = "redis")]
-pub(crate) const REDIS_KEYS: &[&str] = &[
-    "url",
-    "port",
-    "db",
-    "username",
-    "password",
-    "key_prefix",
-    "record_exp",
-    "use_ssl",
-    "ssl_ca_certs",
-    "ssl_certfile",
-    "ssl_keyfile",
-    "cluster",
-    "sentinel_service_name",
-    "sentinel_username",
-    "sentinel_password",
-    "pool_size",
-    "timeout",
-];
-
-/// Keys of Rasa's `MongoTrackerStore` plus this store's own.
-#[cfg(feature = "mongo")]
-pub(crate) const MONGO_KEYS: &[&str] = &[
-    "url",
-    "db",
-    "username",
-    "password",
-    "auth_source",
-    "collection",
-    "ensure_indexes",
-    "bucket_events",
-    "bucket_bytes",
-];
-
-/// Keys of Rasa's `DynamoTrackerStore` plus this store's own.
-#[cfg(feature = "dynamo")]
-pub(crate) const DYNAMO_KEYS: &[&str] = &["table_name", "region", "endpoint_url", "migrate"];
-
-pub(crate) fn register(registry: &mut Registry) {
+/// The registrations of the backends this build's features enable, in a fixed order.
+pub(crate) const REGISTRATIONS: &[Registration] = &[
     #[cfg(feature = "memory")]
-    registry.register_builtin("memory", &[], |_keys| async {
-        let store: std::sync::Arc<dyn tracker_core::Store> =
-            std::sync::Arc::new(tracker_memory::MemoryStore::new());
-        Ok(store)
-    });
-
+    tracker_memory::REGISTRATION,
     #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-    registry.register_builtin("sql", SQL_KEYS, |keys| async move {
-        let config: tracker_sql::SqlConfig =
-            serde_json::from_value(serde_json::Value::Object(keys)).map_err(|e| {
-                tracker_core::Error::config_with("invalid SQL tracker store configuration", e)
-            })?;
-        let store: std::sync::Arc<dyn tracker_core::Store> =
-            std::sync::Arc::new(tracker_sql::SqlStore::connect(&config).await?);
-        Ok(store)
-    });
-
+    tracker_sql::REGISTRATION,
     #[cfg(feature = "redis")]
-    registry.register_builtin("redis", REDIS_KEYS, |keys| async move {
-        let config: tracker_redis::RedisConfig =
-            serde_json::from_value(serde_json::Value::Object(keys)).map_err(|e| {
-                tracker_core::Error::config_with("invalid Redis tracker store configuration", e)
-            })?;
-        let store: std::sync::Arc<dyn tracker_core::Store> =
-            std::sync::Arc::new(tracker_redis::RedisStore::connect(&config).await?);
-        Ok(store)
-    });
-
+    tracker_redis::REGISTRATION,
     #[cfg(feature = "mongo")]
-    registry.register_builtin("mongod", MONGO_KEYS, |keys| async move {
-        let config: tracker_mongo::MongoConfig =
-            serde_json::from_value(serde_json::Value::Object(keys)).map_err(|e| {
-                tracker_core::Error::config_with("invalid MongoDB tracker store configuration", e)
-            })?;
-        let store: std::sync::Arc<dyn tracker_core::Store> =
-            std::sync::Arc::new(tracker_mongo::MongoStore::connect(&config).await?);
-        Ok(store)
-    });
-
+    tracker_mongo::REGISTRATION,
     #[cfg(feature = "dynamo")]
-    registry.register_builtin("dynamo", DYNAMO_KEYS, |keys| async move {
-        let config: tracker_dynamo::DynamoConfig =
-            serde_json::from_value(serde_json::Value::Object(keys)).map_err(|e| {
-                tracker_core::Error::config_with("invalid DynamoDB tracker store configuration", e)
-            })?;
-        let store: std::sync::Arc<dyn tracker_core::Store> =
-            std::sync::Arc::new(tracker_dynamo::DynamoStore::connect(&config).await?);
-        Ok(store)
-    });
+    tracker_dynamo::REGISTRATION,
+];
 
-    let _ = registry;
+/// A built-in type as documentation and errors name it, whether or not its feature is on.
+pub(crate) struct Builtin {
+    /// The type name (the registration's `name`).
+    pub name: &'static str,
+    /// Every name that selects it (the registration's `aliases`).
+    pub aliases: &'static [&'static str],
+    /// The cargo features of tracker-store that enable it (any one of them).
+    pub features: &'static [&'static str],
+}
+
+/// Every built-in type. For each enabled feature, a unit test checks these names against the
+/// backend's registration.
+pub(crate) const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "memory",
+        aliases: &["memory", "in_memory", "inmemory", "in-memory"],
+        features: &["memory"],
+    },
+    Builtin {
+        name: "sql",
+        aliases: &[
+            "sql",
+            "sqlite",
+            "postgres",
+            "postgresql",
+            "mysql",
+            "mariadb",
+        ],
+        features: &["sqlite", "postgres", "mysql"],
+    },
+    Builtin {
+        name: "redis",
+        aliases: &["redis"],
+        features: &["redis"],
+    },
+    Builtin {
+        name: "mongod",
+        aliases: &["mongod", "mongo", "mongodb"],
+        features: &["mongo"],
+    },
+    Builtin {
+        name: "dynamo",
+        aliases: &["dynamo", "dynamodb"],
+        features: &["dynamo"],
+    },
+];
+
+/// The built-in type `name` selects (compared case-insensitively), enabled or not.
+pub(crate) fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|builtin| {
+        builtin
+            .aliases
+            .iter()
+            .any(|alias| alias.eq_ignore_ascii_case(name))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The static table says what each enabled backend's registration says.
+    #[test]
+    fn the_table_matches_every_enabled_registration() {
+        for registration in REGISTRATIONS {
+            let builtin = BUILTINS
+                .iter()
+                .find(|builtin| builtin.name == registration.name)
+                .unwrap_or_else(|| panic!("{} is missing from BUILTINS", registration.name));
+            assert_eq!(
+                builtin.aliases, registration.aliases,
+                "{}",
+                registration.name
+            );
+            assert!(registration.aliases.contains(&registration.name));
+        }
+        let enabled = [
+            cfg!(feature = "memory"),
+            cfg!(any(
+                feature = "sqlite",
+                feature = "postgres",
+                feature = "mysql"
+            )),
+            cfg!(feature = "redis"),
+            cfg!(feature = "mongo"),
+            cfg!(feature = "dynamo"),
+        ];
+        let expected = enabled.iter().filter(|on| **on).count();
+        assert_eq!(REGISTRATIONS.len(), expected);
+    }
+
+    #[test]
+    fn aliases_select_their_type_case_insensitively() {
+        assert_eq!(builtin("PostgreSQL").map(|b| b.name), Some("sql"));
+        assert_eq!(builtin("In_Memory").map(|b| b.name), Some("memory"));
+        assert_eq!(builtin("MongoDB").map(|b| b.name), Some("mongod"));
+        assert!(builtin("acme.Store").is_none());
+    }
 }

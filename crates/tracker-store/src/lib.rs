@@ -2,11 +2,11 @@
 #![deny(missing_docs)]
 
 mod builtins;
-mod config;
+mod endpoints;
 mod registry;
 
-pub use config::{ENDPOINT_KEYS, StoreConfig};
-pub use registry::{Registry, StoreFuture, builtin_features};
+pub use endpoints::{ENDPOINT_KEYS, StoreConfig};
+pub use registry::{Registry, builtin_features};
 
 pub use tracker_core::*;
 

@@ -1,94 +1,57 @@
-//! Building a store from configuration, by type name.
+//! Building a store, or a reader of what Rasa wrote, from configuration, by type name.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
-use tracker_core::{Error, JsonMap, Result, Store};
+use tracker_core::{Error, JsonMap, RasaSource, Registration, Result, Store, StoreFuture};
 
-use crate::config::StoreConfig;
+use crate::builtins::{self, BUILTINS};
+use crate::endpoints::{ENDPOINT_KEYS, StoreConfig};
 
-/// What a factory returns: a future of the built store.
-pub type StoreFuture = BoxFuture<'static, Result<Arc<dyn Store>>>;
-
+/// A custom store's factory.
 type Factory = Arc<dyn Fn(JsonMap) -> StoreFuture + Send + Sync>;
 
+/// How an entry builds its store.
+enum Kind {
+    /// A backend's registration: its keys are known, and it may read Rasa's layout.
+    Backend(Registration),
+    /// A factory given to [`Registry::register`]: it checks its own keys.
+    Custom(Factory),
+}
+
+/// One registered type.
 struct Entry {
-    factory: Factory,
-    /// The keys the store reads, for warning about the others; `None` for custom stores,
-    /// which check their own keys.
-    known_keys: Option<&'static [&'static str]>,
-}
-
-/// The built-in store types, their aliases, and the cargo feature that enables each.
-struct Builtin {
-    name: &'static str,
+    /// The type name, matched exactly.
+    name: String,
+    /// Further names that select it, matched case-insensitively.
     aliases: &'static [&'static str],
-    feature: &'static str,
-    /// What to say when the type is not in this build.
-    unavailable: &'static str,
+    kind: Kind,
 }
 
-const BUILTINS: &[Builtin] = &[
-    Builtin {
-        name: "memory",
-        aliases: &["memory", "in_memory", "inmemory", "in-memory"],
-        feature: "memory",
-        unavailable: "enable the `memory` feature of tracker-store",
-    },
-    Builtin {
-        name: "sql",
-        aliases: &[
-            "sql",
-            "sqlite",
-            "postgres",
-            "postgresql",
-            "mysql",
-            "mariadb",
-        ],
-        feature: "sqlite`, `postgres` or `mysql",
-        unavailable: "enable the `sqlite`, `postgres` or `mysql` feature of tracker-store",
-    },
-    Builtin {
-        name: "redis",
-        aliases: &["redis"],
-        feature: "redis",
-        unavailable: "enable the `redis` feature of tracker-store",
-    },
-    Builtin {
-        name: "mongod",
-        aliases: &["mongod", "mongo", "mongodb"],
-        feature: "mongo",
-        unavailable: "enable the `mongo` feature of tracker-store",
-    },
-    Builtin {
-        name: "dynamo",
-        aliases: &["dynamo", "dynamodb"],
-        feature: "dynamo",
-        unavailable: "enable the `dynamo` feature of tracker-store",
-    },
-];
+impl Entry {
+    fn matches_alias(&self, name: &str) -> bool {
+        self.aliases
+            .iter()
+            .any(|alias| alias.eq_ignore_ascii_case(name))
+    }
 
-/// The built-in type an alias names (compared case-insensitively), and the SQL dialect the
-/// alias implies.
-fn builtin(name: &str) -> Option<(&'static Builtin, Option<&'static str>)> {
-    let lower = name.to_ascii_lowercase();
-    let builtin = BUILTINS
-        .iter()
-        .find(|b| b.aliases.contains(&lower.as_str()))?;
-    let dialect = match lower.as_str() {
-        "sqlite" => Some("sqlite"),
-        "postgres" | "postgresql" => Some("postgresql"),
-        "mysql" | "mariadb" => Some("mysql"),
-        _ => None,
-    };
-    Some((builtin, dialect))
+    /// The keys the store reads; `None` when it checks its own.
+    fn known_keys(&self) -> Option<&'static [&'static str]> {
+        match &self.kind {
+            Kind::Backend(registration) => Some((registration.keys)()),
+            Kind::Custom(_) => None,
+        }
+    }
 }
 
 /// Store types by name, each with the factory that builds it from its configuration keys —
 /// the counterpart of Rasa's `tracker_store.type`, without linker tricks and without a silent
 /// fallback to the in-memory store.
+///
+/// [`Registry::with_builtins`] holds the [`Registration`] of every backend this build's
+/// features enable; [`Registry::register`] adds a custom store by name, and
+/// [`Registry::register_backend`] a whole registration (aliases, known keys, a reader of
+/// Rasa's layout).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -103,7 +66,8 @@ fn builtin(name: &str) -> Option<(&'static Builtin, Option<&'static str>)> {
 /// ```
 #[derive(Default)]
 pub struct Registry {
-    entries: BTreeMap<String, Entry>,
+    /// In registration order; later entries win.
+    entries: Vec<Entry>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -120,113 +84,123 @@ impl Registry {
         Self::default()
     }
 
-    /// A registry with every built-in store this build's features enable.
+    /// A registry with the registration of every built-in backend this build's features
+    /// enable (`tracker_memory::REGISTRATION`, `tracker_sql::REGISTRATION`, ...).
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
-        crate::builtins::register(&mut registry);
+        for registration in builtins::REGISTRATIONS {
+            registry.register_backend(*registration);
+        }
         registry
     }
 
+    /// Registers a backend: its type name and aliases, the keys it reads (others are reported
+    /// with a warning and not passed on), its store factory and, if it has one, its reader of
+    /// Rasa's layout for [`Registry::open_rasa_source`]. A registration with the name of one
+    /// already registered replaces it.
+    pub fn register_backend(&mut self, registration: Registration) {
+        self.entries.retain(|entry| entry.name != registration.name);
+        self.entries.push(Entry {
+            name: registration.name.to_owned(),
+            aliases: registration.aliases,
+            kind: Kind::Backend(registration),
+        });
+    }
+
     /// Registers a custom store type (the counterpart of Rasa's class path). The factory gets
-    /// every configuration key but the type, `${...}` already expanded. The name is matched
-    /// exactly; registering a built-in's name replaces the built-in.
+    /// every configuration key but the type, `${...}` already expanded, and checks them
+    /// itself. The name is matched exactly; registering a built-in's name replaces the
+    /// built-in's factory, for its aliases too.
     pub fn register<F, Fut>(&mut self, name: impl Into<String>, factory: F)
     where
         F: Fn(JsonMap) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Arc<dyn Store>>> + Send + 'static,
     {
+        let name = name.into();
         let factory: Factory = Arc::new(move |keys| factory(keys).boxed());
-        self.entries.insert(
-            name.into(),
-            Entry {
-                factory,
-                known_keys: None,
-            },
-        );
+        match self.entries.iter_mut().find(|entry| entry.name == name) {
+            Some(entry) => entry.kind = Kind::Custom(factory),
+            None => self.entries.push(Entry {
+                name,
+                aliases: &[],
+                kind: Kind::Custom(factory),
+            }),
+        }
     }
 
-    #[cfg_attr(
-        not(any(
-            feature = "memory",
-            feature = "sqlite",
-            feature = "postgres",
-            feature = "mysql",
-            feature = "redis",
-            feature = "mongo",
-            feature = "dynamo"
-        )),
-        allow(dead_code)
-    )]
-    pub(crate) fn register_builtin<F, Fut>(
-        &mut self,
-        name: &'static str,
-        known_keys: &'static [&'static str],
-        factory: F,
-    ) where
-        F: Fn(JsonMap) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Arc<dyn Store>>> + Send + 'static,
-    {
-        let factory: Factory = Arc::new(move |keys| factory(keys).boxed());
-        self.entries.insert(
-            name.to_owned(),
-            Entry {
-                factory,
-                known_keys: Some(known_keys),
-            },
-        );
-    }
-
-    /// The registered type names.
+    /// The registered type names, sorted.
     pub fn names(&self) -> Vec<&str> {
-        self.entries.keys().map(String::as_str).collect()
+        let mut names: Vec<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// The keys of `config` its store does not read (they would be ignored); empty for custom
-    /// stores.
+    /// stores and unknown types.
     pub fn unknown_keys(&self, config: &StoreConfig) -> Vec<String> {
-        match self.resolve(config) {
-            Ok((entry, _)) => entry
-                .known_keys
-                .map(|known| config.unknown_keys(known))
-                .unwrap_or_default(),
-            Err(_) => Vec::new(),
-        }
+        self.resolve(config)
+            .ok()
+            .and_then(|(entry, _)| entry.known_keys())
+            .map(|known| config.unknown_keys(known))
+            .unwrap_or_default()
     }
 
-    fn resolve(&self, config: &StoreConfig) -> Result<(&Entry, Option<&'static str>)> {
+    /// The entry `config`'s type selects, and the name it was selected by (lower case).
+    fn resolve(&self, config: &StoreConfig) -> Result<(&Entry, String)> {
         let name = config.store_type.as_deref().unwrap_or("memory");
-        if let Some(entry) = self.entries.get(name) {
-            return Ok((entry, builtin(name).and_then(|(_, dialect)| dialect)));
+        let entry = self
+            .entries
+            .iter()
+            .rev()
+            .find(|entry| entry.name == name)
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .rev()
+                    .find(|entry| entry.matches_alias(name))
+            });
+        if let Some(entry) = entry {
+            return Ok((entry, name.to_ascii_lowercase()));
         }
-        if let Some((builtin, dialect)) = builtin(name) {
-            if let Some(entry) = self.entries.get(builtin.name) {
-                return Ok((entry, dialect));
-            }
+        if let Some(builtin) = builtins::builtin(name) {
+            let features = builtin
+                .features
+                .iter()
+                .map(|feature| format!("`{feature}`"))
+                .collect::<Vec<_>>();
+            let features = match features.split_last() {
+                Some((last, [])) => last.clone(),
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                None => String::new(),
+            };
             return Err(Error::config(format!(
-                "the tracker store type {name:?} is not available in this build: {}; \
-                 registered types: {}",
-                builtin.unavailable,
+                "the tracker store type {name:?} is not available in this build: enable the \
+                 {features} feature of tracker-store; registered types: {}",
                 self.names().join(", ")
             )));
         }
         Err(Error::config(format!(
             "unknown tracker store type {name:?}; registered types: {} \
-             (register a custom store under this name, or use one of Rasa's: sql, redis, \
-             mongod, dynamo, or none for memory)",
-            self.names().join(", ")
+             (register a custom store under this name, or use one of Rasa's: {}, or none for \
+             memory)",
+            self.names().join(", "),
+            BUILTINS
+                .iter()
+                .map(|builtin| builtin.name)
+                .filter(|name| *name != "memory")
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
     }
 
-    /// Builds the store `config` describes. Keys the store does not read are reported with a
-    /// warning naming them.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an unknown type (listing the registered ones) or one whose
-    /// feature is off (naming the feature), and whatever the store's constructor returns.
-    /// There is no fallback to another store.
-    pub async fn build(&self, config: &StoreConfig) -> Result<Arc<dyn Store>> {
-        let (entry, dialect) = self.resolve(config)?;
-        let unknown = self.unknown_keys(config);
+    /// The keys to hand to `entry`'s factory: those the store reads (the others are reported
+    /// with a warning naming them) without Rasa's HTTP endpoint keys.
+    fn section_keys(&self, config: &StoreConfig, entry: &Entry) -> JsonMap {
+        let unknown = entry
+            .known_keys()
+            .map(|known| config.unknown_keys(known))
+            .unwrap_or_default();
         if !unknown.is_empty() {
             tracing::warn!(
                 store_type = config.store_type.as_deref().unwrap_or("memory"),
@@ -236,25 +210,94 @@ impl Registry {
         }
         let mut keys = config.keys.clone();
         for key in &unknown {
-            keys.remove(key);
+            keys.shift_remove(key);
         }
-        for key in crate::config::ENDPOINT_KEYS {
-            if keys.remove(*key).is_some() {
+        for key in ENDPOINT_KEYS {
+            if keys.shift_remove(*key).is_some() {
                 tracing::warn!(
                     key,
                     "ignoring an HTTP endpoint key in the tracker store section"
                 );
             }
         }
-        if let Some(dialect) = dialect {
-            keys.entry("dialect")
-                .or_insert_with(|| serde_json::Value::String(dialect.to_owned()));
+        keys
+    }
+
+    /// Builds the store `config` describes. Keys the store does not read are reported with a
+    /// warning naming them. A built-in backend gets the name the section used as well, so
+    /// `type: postgresql` selects the SQL store on PostgreSQL.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown type (listing the registered ones) or one whose
+    /// feature is off (naming the feature), and whatever the store's constructor returns.
+    /// There is no fallback to another store.
+    pub async fn build(&self, config: &StoreConfig) -> Result<Arc<dyn Store>> {
+        let (entry, alias) = self.resolve(config)?;
+        let keys = self.section_keys(config, entry);
+        match &entry.kind {
+            Kind::Backend(registration) => (registration.connect)(&alias, keys).await,
+            Kind::Custom(factory) => factory(keys).await,
         }
-        (entry.factory)(keys).await
+    }
+
+    /// Opens, read-only, the conversations Rasa's own tracker store of `config`'s type wrote
+    /// with this section (Rasa's SQL `events` table, its Redis `tracker:<id>` values, its
+    /// MongoDB `conversations` documents, its DynamoDB items), to copy them with
+    /// [`TrackerStore::import_from`](crate::TrackerStore::import_from). Nothing is created,
+    /// migrated or changed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> tracker_store::Result<()> {
+    /// use tracker_store::{ErrorKind, Registry, StoreConfig};
+    ///
+    /// // Rasa's in-memory store keeps nothing to read.
+    /// let config = StoreConfig::from_yaml("type: in_memory")?;
+    /// let error = Registry::with_builtins()
+    ///     .open_rasa_source(&config)
+    ///     .await
+    ///     .expect_err("nothing to read");
+    /// assert_eq!(error.kind(), ErrorKind::Config);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] as for [`Registry::build`], and for a type without a reader of
+    /// Rasa's layout (the in-memory store, custom stores registered with
+    /// [`Registry::register`]); whatever opening the source returns.
+    pub async fn open_rasa_source(&self, config: &StoreConfig) -> Result<Arc<dyn RasaSource>> {
+        let (entry, alias) = self.resolve(config)?;
+        let open = match &entry.kind {
+            Kind::Backend(Registration {
+                rasa_source: Some(open),
+                ..
+            }) => *open,
+            Kind::Backend(registration) => {
+                return Err(Error::config(format!(
+                    "the tracker store type {alias:?} has no reader of Rasa's layout: Rasa's {} \
+                     tracker store keeps nothing to read back",
+                    registration.name
+                )));
+            }
+            Kind::Custom(_) => {
+                return Err(Error::config(format!(
+                    "the custom tracker store type {:?} has no reader of Rasa's layout \
+                     (register a `Registration` with a `rasa_source` through \
+                     `Registry::register_backend` to give it one)",
+                    entry.name
+                )));
+            }
+        };
+        let keys = self.section_keys(config, entry);
+        open(&alias, keys).await
     }
 }
 
-/// Every built-in type name with the feature that enables it, for documentation and errors.
-pub fn builtin_features() -> Vec<(&'static str, &'static str)> {
-    BUILTINS.iter().map(|b| (b.name, b.feature)).collect()
+/// Every built-in type name with the cargo features of tracker-store that enable it (any
+/// one of them), whether or not this build has them, for documentation and errors.
+pub fn builtin_features() -> Vec<(&'static str, &'static [&'static str])> {
+    BUILTINS
+        .iter()
+        .map(|builtin| (builtin.name, builtin.features))
+        .collect()
 }

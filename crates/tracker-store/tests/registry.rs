@@ -3,7 +3,11 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tracker_store::{ErrorKind, Registry, Store, StoreConfig, TrackerStore};
+use tracker_store::sql::diesel::{self, Connection, RunQueryDsl, connection::SimpleConnection};
+use tracker_store::{
+    ErrorKind, Event, JsonMap, RasaConversation, RasaSource, RasaSourceFuture, Registration,
+    Registry, Store, StoreConfig, StoreFuture, TrackerStore, async_trait,
+};
 
 /// The examples of Rasa's tracker store documentation, as written there.
 const RASA_SQL: &str = r#"
@@ -61,7 +65,7 @@ fn rasa_examples_parse_as_rasa_parses_them() {
     assert_eq!(sql.keys["url"], "localhost");
     assert_eq!(sql.keys["query"], json!({"driver": "my-driver"}));
     let sql_config: tracker_store::sql::SqlConfig =
-        serde_json::from_value(serde_json::Value::Object(sql.keys.clone())).expect("SqlConfig");
+        tracker_store::config::from_keys("the SQL store", sql.keys.clone()).expect("SqlConfig");
     assert_eq!(sql_config.db, "rasa");
     assert_eq!(sql_config.password.as_deref(), Some("secret"));
 
@@ -237,6 +241,232 @@ async fn custom_stores_get_their_keys() {
     assert_eq!(keys["url"], "localhost");
     assert_eq!(keys["another_parameter"], "another value");
     assert!(!keys.contains_key("type"));
+}
+
+#[tokio::test]
+async fn a_custom_store_under_a_builtin_name_replaces_it_for_every_alias() {
+    let mut registry = Registry::with_builtins();
+    registry.register("sql", |_keys| async {
+        let store: Arc<dyn Store> = Arc::new(tracker_store::memory::MemoryStore::new());
+        Ok(store)
+    });
+    for text in ["type: sql", "type: PostgreSQL\nurl: localhost"] {
+        let store = registry
+            .build(&StoreConfig::from_yaml(text).expect("config"))
+            .await
+            .expect(text);
+        assert_eq!(store.name(), "memory", "{text}");
+    }
+    assert_eq!(
+        registry
+            .names()
+            .iter()
+            .filter(|name| **name == "sql")
+            .count(),
+        1
+    );
+}
+
+/// Rasa's SQLite database: its DDL and its rows, as Rasa's `SQLTrackerStore` writes them.
+fn rasa_sqlite(path: &std::path::Path, conversations: &[(&str, Vec<Event>)]) {
+    let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("open");
+    conn.batch_execute(
+        "CREATE TABLE events (id INTEGER NOT NULL, sender_id VARCHAR(255) NOT NULL, \
+         type_name VARCHAR(255) NOT NULL, timestamp FLOAT, intent_name VARCHAR(255), \
+         action_name VARCHAR(255), data TEXT, PRIMARY KEY (id)); \
+         CREATE INDEX ix_events_sender_id ON events (sender_id);",
+    )
+    .expect("Rasa's DDL");
+    for (sender_id, events) in conversations {
+        for event in events {
+            diesel::sql_query(
+                "INSERT INTO events (sender_id, type_name, timestamp, data) VALUES (?, ?, ?, ?)",
+            )
+            .bind::<diesel::sql_types::Text, _>(*sender_id)
+            .bind::<diesel::sql_types::Text, _>(event.type_name())
+            .bind::<diesel::sql_types::Double, _>(event.timestamp)
+            .bind::<diesel::sql_types::Text, _>(event.to_rasa_json())
+            .execute(&mut conn)
+            .expect("Rasa's row");
+        }
+    }
+}
+
+#[tokio::test]
+async fn rasas_sqlite_table_is_read_unchanged_and_imported() {
+    let path = std::env::temp_dir().join(format!(
+        "tracker-store-rasa-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let alice = vec![
+        Event::action("action_session_start").at(1_700_000_000.0),
+        Event::user("hi", "greet", 0.9).at(1_700_000_001.0),
+        Event::bot("hello").at(1_700_000_002.0),
+    ];
+    let bob = vec![Event::bot("bye").at(1_700_000_003.0)];
+    rasa_sqlite(&path, &[("bob", bob.clone()), ("alice", alice.clone())]);
+
+    let registry = Registry::with_builtins();
+    let config = StoreConfig::from_yaml(&format!("type: SQLite\ndb: {}\ntoken: t", path.display()))
+        .expect("config");
+    let source = registry
+        .open_rasa_source(&config)
+        .await
+        .expect("Rasa's table opens");
+    assert!(
+        source.describe().contains("events"),
+        "{}",
+        source.describe()
+    );
+    assert_eq!(source.sender_ids().await.expect("ids"), ["alice", "bob"]);
+
+    let store = TrackerStore::new(tracker_store::memory::MemoryStore::new());
+    for (id, events) in [("alice", &alice), ("bob", &bob)] {
+        let imported = store
+            .import_from(source.as_ref(), id)
+            .await
+            .expect("import")
+            .expect("the conversation exists");
+        assert_eq!(
+            (imported.written, imported.version),
+            (events.len() as u64, events.len() as u64)
+        );
+        let again = store
+            .import_from(source.as_ref(), id)
+            .await
+            .expect("import again")
+            .expect("the conversation exists");
+        assert_eq!(
+            (again.already_present, again.written),
+            (events.len() as u64, 0)
+        );
+    }
+    assert!(
+        store
+            .import_from(source.as_ref(), "nobody")
+            .await
+            .expect("import")
+            .is_none()
+    );
+    drop(source);
+
+    // The table was read, not migrated.
+    let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("open");
+    let seq = diesel::sql_query("SELECT * FROM pragma_table_info('events') WHERE name = 'seq'")
+        .execute(&mut conn)
+        .expect("pragma");
+    assert_eq!(seq, 0, "Rasa's table must not be altered");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn types_without_a_rasa_reader_say_so() {
+    let mut registry = Registry::with_builtins();
+    registry.register("acme.Store", |_keys| async {
+        let store: Arc<dyn Store> = Arc::new(tracker_store::memory::MemoryStore::new());
+        Ok(store)
+    });
+    for (text, expect) in [
+        ("type: in_memory", "\"in_memory\""),
+        ("", "\"memory\""),
+        ("type: acme.Store", "register_backend"),
+        ("type: acme.Other", "unknown tracker store type"),
+    ] {
+        let error = registry
+            .open_rasa_source(&StoreConfig::from_yaml(text).expect("config"))
+            .await
+            .expect_err(text);
+        assert_eq!(error.kind(), ErrorKind::Config, "{text}: {error}");
+        assert!(error.to_string().contains(expect), "{text}: {error}");
+    }
+    let error = Registry::new()
+        .open_rasa_source(&StoreConfig::from_yaml("type: mongodb").expect("config"))
+        .await
+        .expect_err("no backend");
+    assert!(error.to_string().contains("`mongo` feature"), "{error}");
+}
+
+/// A Rasa source that holds one conversation and says which alias opened it.
+#[derive(Debug)]
+struct Fixed {
+    alias: String,
+}
+
+#[async_trait]
+impl RasaSource for Fixed {
+    fn describe(&self) -> String {
+        format!("fixed, opened as {}", self.alias)
+    }
+
+    async fn sender_ids(&self) -> tracker_store::Result<Vec<String>> {
+        Ok(vec!["carol".to_owned()])
+    }
+
+    async fn read(&self, sender_id: &str) -> tracker_store::Result<Option<RasaConversation>> {
+        Ok((sender_id == "carol").then(|| RasaConversation {
+            sender_id: sender_id.to_owned(),
+            events: vec![Event::bot("kept").at(1_700_000_000.0)],
+        }))
+    }
+}
+
+/// Only `retention_days` may reach the factories: the registry drops the others.
+fn only_known_keys(keys: &JsonMap) -> tracker_store::Result<()> {
+    match keys.keys().find(|key| *key != "retention_days") {
+        Some(key) => Err(tracker_store::Error::config(format!(
+            "unexpected key {key}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn fixed_connect(_alias: &str, keys: JsonMap) -> StoreFuture {
+    Box::pin(async move {
+        only_known_keys(&keys)?;
+        let store: Arc<dyn Store> = Arc::new(tracker_store::memory::MemoryStore::new());
+        Ok(store)
+    })
+}
+
+fn fixed_source(alias: &str, keys: JsonMap) -> RasaSourceFuture {
+    let alias = alias.to_owned();
+    Box::pin(async move {
+        only_known_keys(&keys)?;
+        let source: Arc<dyn RasaSource> = Arc::new(Fixed { alias });
+        Ok(source)
+    })
+}
+
+const FIXED: Registration = Registration {
+    name: "fixed",
+    aliases: &["fixed", "acme.fixed"],
+    keys: || &["retention_days"],
+    connect: fixed_connect,
+    rasa_source: Some(fixed_source),
+};
+
+#[tokio::test]
+async fn a_registration_brings_aliases_known_keys_and_a_rasa_reader() {
+    let mut registry = Registry::with_builtins();
+    registry.register_backend(FIXED);
+    assert!(registry.names().contains(&"fixed"));
+    let config = StoreConfig::from_yaml("type: ACME.Fixed\nretention_days: 3\ncolour: blue")
+        .expect("config");
+    assert_eq!(registry.unknown_keys(&config), ["colour"]);
+    let store = registry
+        .build(&config)
+        .await
+        .expect("unknown keys are dropped");
+    assert_eq!(store.name(), "memory");
+    let source = registry.open_rasa_source(&config).await.expect("a reader");
+    assert_eq!(source.describe(), "fixed, opened as acme.fixed");
+    let store = TrackerStore::from_arc(store);
+    let imported = store
+        .import_from(source.as_ref(), "carol")
+        .await
+        .expect("import")
+        .expect("exists");
+    assert_eq!(imported.version, 1);
 }
 
 /// A custom store built through the registry passes the whole conformance suite.

@@ -2,9 +2,9 @@
 
 #![allow(dead_code)]
 
-use tracker_dynamo::DynamoStore;
 use tracker_dynamo::aws_sdk_dynamodb::Client;
 use tracker_dynamo::aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use tracker_dynamo::{DynamoConfig, DynamoStore};
 use tracker_testkit::{Service, service_url};
 
 /// The region every test uses.
@@ -45,10 +45,16 @@ pub fn fresh_table(prefix: &str) -> String {
     format!("{prefix}-{}", &id[..12])
 }
 
+/// A store on `table` through `client`; nothing is sent.
+pub fn store_on(client: Client, table: &str) -> DynamoStore {
+    DynamoStore::from_client(client, &DynamoConfig::with_table(table)).expect("a valid table name")
+}
+
 /// A store on a new table of the test server, or `None` after a loud skip.
 pub async fn store() -> Option<DynamoStore> {
-    let store = DynamoStore::new(client().await?, fresh_table("tracker"));
-    assert!(store.migrate().await.expect("create the table"));
+    let store = store_on(client().await?, &fresh_table("tracker"));
+    let changes = store.ensure_schema().await.expect("create the table");
+    assert_eq!(changes.len(), 1, "{changes:?}");
     Some(store)
 }
 

@@ -8,14 +8,16 @@ use std::io::Write;
 use std::ops::Deref;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use tracker_core::{
-    Append, Capabilities, ListPage, ListRequest, ReadScope, Result, SenderId, Store,
-    StoredConversation, async_trait,
+    Append, Capabilities, Event, ListPage, ListRequest, ReadScope, Result, SenderId, Store,
+    StoredConversation, TrackerStore, async_trait,
 };
 use tracker_mongo::mongodb::bson::oid::ObjectId;
 use tracker_mongo::mongodb::bson::{Bson, Document, doc};
 use tracker_mongo::mongodb::options::ClientOptions;
 use tracker_mongo::mongodb::{Client, Database};
+use tracker_mongo::schema::{self, bucket};
 use tracker_mongo::{MongoConfig, MongoStore};
 use tracker_testkit::{Service, service_url};
 
@@ -193,4 +195,69 @@ pub async fn real_server(store: &MongoStore, case: &str) -> bool {
     // Straight to the process's stderr, so the line shows although the test passes.
     let _ = writeln!(std::io::stderr().lock(), "{line}");
     false
+}
+
+/// A sender id.
+pub fn id(text: &str) -> SenderId {
+    SenderId::new(text).expect("valid sender id")
+}
+
+/// `n` bot events with distinct texts.
+pub fn bots(tag: &str, n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| Event::bot(format!("{tag} {i}")).at(1_700_000_000.0 + i as f64))
+        .collect()
+}
+
+/// The events as Rasa's JSON text.
+pub fn texts(events: &[Event]) -> Vec<String> {
+    events.iter().map(Event::to_rasa_json).collect()
+}
+
+/// Appends `events` at `version` through the store itself, and returns the new version.
+pub async fn append(store: &MongoStore, sender: &str, version: u64, events: &[Event]) -> u64 {
+    store
+        .append(&Append::new(id(sender), version, events).expect("valid append"))
+        .await
+        .expect("append")
+}
+
+/// Reads a conversation through the Rasa-facing API, as Rasa's JSON text.
+pub async fn read_texts(store: &MongoStore, sender: &str, scope: ReadScope) -> Option<Vec<String>> {
+    let conversation = TrackerStore::new(store.clone())
+        .read(sender, scope)
+        .await
+        .expect("read")?;
+    Some(texts(&conversation.events))
+}
+
+/// The head document of a conversation that exists.
+pub async fn head_document(store: &MongoStore, sender: &str) -> Document {
+    store
+        .heads()
+        .find_one(doc! { "_id": schema::head_id(sender) })
+        .await
+        .expect("read head")
+        .expect("head exists")
+}
+
+/// The bucket documents of a conversation (every generation), by first event.
+pub async fn buckets_of(store: &MongoStore, sender: &str) -> Vec<Document> {
+    store
+        .buckets()
+        .find(doc! { bucket::SENDER_ID: sender })
+        .sort(doc! { bucket::FIRST_SEQ: 1 })
+        .await
+        .expect("find buckets")
+        .try_collect()
+        .await
+        .expect("read buckets")
+}
+
+/// A counter field of a document, read as the store reads it.
+pub fn number(document: &Document, field: &str) -> u64 {
+    document
+        .get(field)
+        .and_then(schema::as_u64)
+        .unwrap_or_else(|| panic!("{field} in {document}"))
 }

@@ -75,13 +75,20 @@ impl Store for TestStore {
     }
 }
 
+/// The configuration of the test stores on `service` with `key_prefix`; `None` (after the
+/// testkit's SKIPPED line) when the service is not available.
+pub async fn config(service: Service, key_prefix: &str) -> Option<RedisConfig> {
+    let url = service_url(service).await?;
+    let mut config = RedisConfig::from_url(url.url).with_key_prefix(key_prefix);
+    config.timeout = 30;
+    Some(config)
+}
+
 /// A store on `service` in a fresh namespace, with `record_exp`; `None` (after the testkit's
 /// SKIPPED line) when the service is not available.
 pub async fn store_with(service: Service, record_exp: Option<u64>) -> Option<TestStore> {
-    let url = service_url(service).await?;
-    let mut config = RedisConfig::from_url(url.url).with_key_prefix(fresh_prefix());
+    let mut config = config(service, &fresh_prefix()).await?;
     config.record_exp = record_exp;
-    config.timeout = 30;
     let store = RedisStore::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("connect to {service:?}: {e:?}"));

@@ -1,5 +1,5 @@
 //! The SQL layout itself: unreadable rows, the query plan of latest-session reads, column
-//! widths.
+//! widths, SQLite's lock waits, stores on existing pools.
 
 mod common;
 
@@ -215,8 +215,10 @@ async fn stores_on_existing_pools() {
     let path = common::temp_sqlite_path();
     let manager = AsyncDieselConnectionManager::<tracker_sql::SqliteConnection>::new(&path);
     let pool = Pool::builder(manager).max_size(2).build().expect("pool");
-    let store = SqlStore::from_sqlite_pool(pool);
-    assert_eq!(store.migrate().await.expect("migrate").len(), 2);
+    let store = SqlStore::from_client(pool, &SqlConfig::default()).expect("a store");
+    assert_eq!(store.dialect(), tracker_sql::Dialect::Sqlite);
+    assert_eq!(store.ensure_schema().await.expect("migrate").len(), 2);
+    assert!(store.ensure_schema().await.expect("again").is_empty());
     let trackers = TrackerStore::new(store);
     trackers
         .append("pooled", 0, &session(1_700_000_000.0, 1))
@@ -231,7 +233,15 @@ async fn stores_on_existing_pools() {
     let manager =
         AsyncDieselConnectionManager::<diesel_async::AsyncPgConnection>::new(&service.url);
     let pool = Pool::builder(manager).max_size(2).build().expect("pool");
-    let store = SqlStore::from_pg_pool(pool);
+    let config = SqlConfig {
+        query_timeout: std::time::Duration::ZERO,
+        ..SqlConfig::default()
+    };
+    let zero = SqlStore::from_client(pool.clone(), &config).expect_err("a zero query timeout");
+    assert_eq!(zero.kind(), ErrorKind::Config);
+    let store = SqlStore::from_client(tracker_sql::SqlClient::from(pool), &SqlConfig::default())
+        .expect("a store");
+    assert_eq!(store.dialect(), tracker_sql::Dialect::Postgres);
     assert_eq!(store.query_timeout(), tracker_sql::DEFAULT_QUERY_TIMEOUT);
     let zero = store.clone().with_query_timeout(std::time::Duration::ZERO);
     assert_eq!(zero.expect_err("zero").kind(), ErrorKind::InvalidInput);
@@ -239,7 +249,7 @@ async fn stores_on_existing_pools() {
         .with_query_timeout(std::time::Duration::from_secs(5))
         .expect("a query timeout");
     assert_eq!(store.query_timeout(), std::time::Duration::from_secs(5));
-    store.migrate().await.expect("migrate");
+    store.ensure_schema().await.expect("migrate");
     let trackers = TrackerStore::new(store);
     let id = fresh("pooled");
     trackers

@@ -10,10 +10,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracker_core::{Append, ErrorKind, Event, SenderId, Store};
-use tracker_dynamo::DynamoStore;
 use tracker_dynamo::aws_sdk_dynamodb::Client;
 use tracker_dynamo::aws_sdk_dynamodb::config::retry::RetryConfig;
 use tracker_dynamo::aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use tracker_dynamo::{DynamoConfig, DynamoStore};
 
 /// An HTTP response: status and JSON body.
 type Reply = (u16, String);
@@ -78,7 +78,8 @@ impl FakeDynamo {
     }
 
     fn store(&self) -> DynamoStore {
-        DynamoStore::new(self.client(), "fake")
+        DynamoStore::from_client(self.client(), &DynamoConfig::with_table("fake"))
+            .expect("a valid table name")
     }
 
     fn count(&self, operation: &str) -> usize {

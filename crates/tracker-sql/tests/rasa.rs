@@ -1,8 +1,11 @@
 //! Rasa interop, both ways, on every dialect:
 //!
 //! - a database Rasa 3.x created and wrote (its DDL, its rows: `data` in Python's JSON text,
-//!   conversations interleaved, a row Rasa's count-based save duplicated) is migrated in
-//!   place and served with the same events in the same order;
+//!   conversations interleaved, a row Rasa's count-based save duplicated) is read as it is by
+//!   `SqlRasaSource`, without migrating it, and copied elsewhere with
+//!   `TrackerStore::import_from` (resumably; never over other events);
+//! - the same database is migrated in place and served with the same events in the same
+//!   order;
 //! - rows this store writes are what Rasa reads: its seven columns, ordered by `id`.
 
 mod common;
@@ -12,8 +15,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use serde_json::Value;
 use tracker_conformance::golden;
 use tracker_core::json::to_python_json;
-use tracker_core::{Event, EventVerbosity, ReadScope, TrackerStore};
-use tracker_sql::{SqlConfig, SqlStore, diesel, diesel_async};
+use tracker_core::{ErrorKind, Event, EventVerbosity, RasaSource, ReadScope, TrackerStore};
+use tracker_sql::{SqlConfig, SqlRasaSource, SqlStore, diesel, diesel_async};
 use tracker_testkit::{Service, service_url};
 
 /// Rasa's `events` table as its SQLAlchemy model declares it (no `seq`).
@@ -165,26 +168,103 @@ macro_rules! interop {
                 .expect("Rasa's rows");
         }
 
-        // Read as it is, without migrating (for moving conversations elsewhere).
-        let reader = SqlStore::connect(&SqlConfig {
+        // Read as it is, without migrating, and copied elsewhere.
+        let source = SqlRasaSource::connect(&$config)
+            .await
+            .expect("open Rasa's table");
+        assert!(
+            source.describe().contains("events"),
+            "{}",
+            source.describe()
+        );
+        let ids = source.sender_ids().await.expect("Rasa's sender ids");
+        assert_eq!(ids.len(), conversations.len());
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "not sorted: {ids:?}"
+        );
+        let elsewhere = TrackerStore::new(
+            SqlStore::connect(&SqlConfig::sqlite(":memory:"))
+                .await
+                .expect("a destination"),
+        );
+        for (id, _, _) in &conversations {
+            assert!(ids.contains(id), "{id} not listed");
+            let expected: Vec<String> = rasa_read!(&mut *conn, id.as_str())
+                .into_iter()
+                .map(|row| row.data.expect("data"))
+                .collect();
+            let read = source.read(id).await.expect("read").expect("exists");
+            assert_eq!(&read.sender_id, id);
+            let texts: Vec<String> = read.events.iter().map(Event::to_rasa_json).collect();
+            assert_eq!(texts, expected, "{id}: Rasa-format read");
+
+            let imported = elsewhere
+                .import_from(&source, id)
+                .await
+                .expect("import")
+                .expect("exists");
+            let count = expected.len() as u64;
+            assert_eq!(
+                (imported.already_present, imported.written, imported.version),
+                (0, count, count),
+                "{id}"
+            );
+            let copied = elsewhere
+                .read(id, ReadScope::All)
+                .await
+                .expect("read the copy")
+                .expect("copied");
+            let texts: Vec<String> = copied.events.iter().map(Event::to_rasa_json).collect();
+            assert_eq!(texts, expected, "{id}: the copy differs from Rasa's rows");
+            // A second run finds everything there and writes nothing.
+            let again = elsewhere
+                .import_from(&source, id)
+                .await
+                .expect("import again")
+                .expect("exists");
+            assert_eq!((again.already_present, again.written), (count, 0), "{id}");
+        }
+        assert!(source.read("nobody").await.expect("read").is_none());
+        assert!(
+            elsewhere
+                .import_from(&source, "nobody")
+                .await
+                .expect("import")
+                .is_none()
+        );
+        // Other events under the same id in the destination: nothing is written over them.
+        let (id, _, _) = &conversations[1];
+        let other = "someone else";
+        elsewhere
+            .append(other, 0, &[Event::bot("not from Rasa").at(1.0)])
+            .await
+            .expect("append");
+        let rasa_first = source.read(id).await.expect("read").expect("exists");
+        let diverged = elsewhere
+            .import(other, &rasa_first.events)
+            .await
+            .expect_err("a different conversation");
+        assert_eq!(diverged.kind(), ErrorKind::Diverged, "{diverged}");
+        assert_eq!(elsewhere.version(other).await.expect("version"), 1);
+        drop(source);
+
+        // The source changed nothing: every migration is still to be run.
+        let unmigrated = SqlStore::connect(&SqlConfig {
             migrate: false,
             ..$config.clone()
         })
         .await
         .expect("connect without migrating");
-        let ids = reader.rasa_sender_ids().await.expect("Rasa's sender ids");
-        assert_eq!(ids.len(), conversations.len());
-        for (id, _, _) in &conversations {
-            let expected: Vec<String> = rasa_read!(&mut *conn, id.as_str())
-                .into_iter()
-                .map(|row| row.data.expect("data"))
-                .collect();
-            let events = reader.read_rasa(id).await.expect("read").expect("exists");
-            let texts: Vec<String> = events.iter().map(Event::to_rasa_json).collect();
-            assert_eq!(texts, expected, "{id}: Rasa-format read");
-        }
-        assert!(reader.read_rasa("nobody").await.expect("read").is_none());
-        drop(reader);
+        assert!(
+            !unmigrated
+                .ensure_schema()
+                .await
+                .expect("migrate")
+                .is_empty(),
+            "the source migrated Rasa's table"
+        );
+        drop(unmigrated);
 
         let store = SqlStore::connect(&$config)
             .await
@@ -256,7 +336,25 @@ macro_rules! interop {
         assert_eq!(rasa_view, expected);
 
         // Migrating again changes nothing.
-        assert!(store.migrate().await.expect("migrate again").is_empty());
+        assert!(
+            store
+                .ensure_schema()
+                .await
+                .expect("migrate again")
+                .is_empty()
+        );
+        // Served in place, the migrated table is what Rasa's layout holds: importing it into
+        // the store it belongs to finds every event there.
+        let in_place = SqlRasaSource::from_store(&store);
+        for (id, _, _) in &conversations {
+            let imported = trackers
+                .import_from(&in_place, id)
+                .await
+                .expect("import in place")
+                .expect("exists");
+            assert_eq!(imported.written, 0, "{id}");
+            assert_eq!(imported.already_present, imported.version, "{id}");
+        }
         store
     }};
 }

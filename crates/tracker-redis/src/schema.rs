@@ -1,5 +1,5 @@
-//! Key names: this store's namespace beside Rasa's, and the hash tags that keep a
-//! conversation in one cluster slot.
+//! The storage layout: the key names of this store's namespace beside Rasa's, and the hash
+//! tags that keep a conversation in one cluster slot.
 
 use std::borrow::Cow;
 
@@ -125,7 +125,7 @@ pub fn hash_tag(sender_id: &str) -> Cow<'_, str> {
 
 /// Python's `str.isalnum()`: non-empty, and every character a letter or a digit (Unicode
 /// `Alphabetic` or `Numeric`).
-pub(crate) fn is_alnum(text: &str) -> bool {
+fn is_alnum(text: &str) -> bool {
     !text.is_empty() && text.chars().all(char::is_alphanumeric)
 }
 

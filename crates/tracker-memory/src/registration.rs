@@ -1,0 +1,50 @@
+//! How the in-memory store registers itself with a registry.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tracker_core::{JsonMap, Registration, Store, StoreFuture};
+
+use crate::{MemoryConfig, MemoryStore};
+
+/// The in-memory store as a registry sees it: type `memory` (also `in_memory`, `inmemory`,
+/// `in-memory`; Rasa's `InMemoryTrackerStore`, its default when no type is given), no keys,
+/// and nothing Rasa keeps to read back.
+pub const REGISTRATION: Registration = Registration {
+    name: "memory",
+    aliases: &["memory", "in_memory", "inmemory", "in-memory"],
+    keys: tracker_core::config::field_names::<MemoryConfig>,
+    connect,
+    rasa_source: None,
+};
+
+fn connect(_alias: &str, keys: JsonMap) -> StoreFuture {
+    let config =
+        tracker_core::config::from_keys::<MemoryConfig>("the in-memory tracker store", keys);
+    async move {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::connect(&config?).await?);
+        Ok(store)
+    }
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn builds_from_an_empty_section_and_rejects_keys() {
+        assert!((REGISTRATION.keys)().is_empty());
+        let store = (REGISTRATION.connect)("in_memory", JsonMap::new())
+            .await
+            .expect("no keys");
+        assert_eq!(store.name(), "memory");
+        let mut keys = JsonMap::new();
+        keys.insert("url".into(), serde_json::Value::from("localhost"));
+        let error = (REGISTRATION.connect)("memory", keys)
+            .await
+            .expect_err("a key the store does not read");
+        assert_eq!(error.kind(), tracker_core::ErrorKind::Config);
+        assert!(REGISTRATION.matches("In_Memory"));
+    }
+}
