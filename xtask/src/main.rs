@@ -2,22 +2,27 @@
 //!
 //! | task | what it does |
 //! |---|---|
-//! | `ci` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test --workspace` — what CI runs |
+//! | `ci` | `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test --workspace` — the first checks `.ci/run` runs (it then runs the tests again without the service variables, and `standalone`) |
 //! | `lint` | format check and clippy only |
 //! | `test` | `cargo test --workspace` |
 //! | `doc` | `cargo doc --workspace --no-deps` with warnings as errors |
 //! | `bench [--quick] [--only a,b]` | starts the local services (`.ci/services.sh`), builds `tracker-bench` in release mode and writes `docs/benchmarks.md` and `docs/benchmarks.json` |
+//! | `standalone [--dir DIR] [CRATE ...]` | each publishable crate on its own, as a user gets it: a copy of the workspace with freshly resolved newest dependencies, `cargo clippy -p <crate> --all-targets` and `cargo build -p <crate>` with warnings denied (see `standalone.rs`) |
 //!
 //! Plain `cargo test --workspace` works without this tool.
 
+mod standalone;
+
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask <ci|lint|test|doc|bench [--quick] [--only a,b]>";
+const USAGE: &str = "usage: cargo xtask <ci|lint|test|doc|bench [--quick] [--only a,b]|standalone [--dir DIR] [CRATE ...]>";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
-    if task.as_deref() == Some("bench") {
-        return bench(std::env::args().skip(2).collect());
+    match task.as_deref() {
+        Some("bench") => return bench(std::env::args().skip(2).collect()),
+        Some("standalone") => return standalone::run(std::env::args().skip(2).collect()),
+        _ => {}
     }
     let steps: &[&[&str]] = match task.as_deref() {
         Some("ci") => &[FMT, CLIPPY, TEST],

@@ -179,12 +179,10 @@ impl Backend {
             }
             Kind::Mongo => {
                 let url = env("TRACKER_TEST_MONGO_URL")?;
-                let config: tracker_store::mongo::MongoConfig =
-                    serde_json::from_value(serde_json::json!({
-                        "url": url,
-                        "db": format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-                    }))
-                    .map_err(|e| e.to_string())?;
+                let config = tracker_store::mongo::MongoConfig::from_url(url).with_db(format!(
+                    "bench{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ));
                 let store = tracker_store::mongo::MongoStore::connect(&config)
                     .await
                     .map_err(error)?;
@@ -216,12 +214,11 @@ impl Backend {
                 } else {
                     "TRACKER_TEST_REDIS_CLUSTER_URL"
                 })?;
-                let mut config: RedisConfig = serde_json::from_value(serde_json::json!({
-                    "url": url,
-                    "key_prefix": format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-                    "pool_size": 4,
-                }))
-                .map_err(|e| e.to_string())?;
+                let mut config = RedisConfig::from_url(url).with_key_prefix(format!(
+                    "bench{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ));
+                config.pool_size = 4;
                 config.timeout = 30;
                 let store = Arc::new(RedisStore::connect(&config).await.map_err(error)?);
                 Ok(Opened {
