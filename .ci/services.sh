@@ -65,7 +65,18 @@ start_dynamo() {
     export AWS_REGION="${AWS_REGION:-us-east-1}"
 }
 
+start_kafka() {
+    # The Tansu stand-in for Kafka (no Kafka server installs from the reachable registries);
+    # see crates/tracker-broker and docs/brokers.md. Built once per machine, then reused.
+    local address
+    address=$(bash .ci/kafka-server.sh)
+    export TRACKER_TEST_KAFKA_URL="${TRACKER_TEST_KAFKA_URL:-$address}"
+    # RabbitMQ runs as a system service on these machines (guest/guest).
+    export TRACKER_TEST_RABBITMQ_URL="${TRACKER_TEST_RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+}
+
 start_services() {
+    start_kafka
     start_postgres
     start_mariadb
     start_redis
