@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod commands;
+mod delete;
+mod migrate;
 mod output;
 mod verbose;
 
@@ -82,13 +84,21 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
-    /// Delete conversations.
+    /// Set up the store's schema and print each change: SQL migrations (which turn a table
+    /// Rasa wrote into this store's, in place), MongoDB indexes, the DynamoDB table. The
+    /// other commands that write set it up as the store's configuration says (`migrate`,
+    /// `ensure_indexes`); `list`, `show`, `export`, `prune --dry-run` and the source of a
+    /// migration never change it.
+    MigrateSchema,
+    /// Delete conversations, each at the version read just before: one written to meanwhile
+    /// is kept and reported.
     Delete {
         /// The conversations.
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// Delete conversations with no event newer than the given age (e.g. 30d, 12h, 90m).
+    /// Delete conversations with no event newer than the given age (e.g. 30d, 12h, 90m); one
+    /// written to after it was read is kept ("still live").
     Prune {
         /// The age: a number with s, m, h, d or w.
         #[arg(long, value_name = "AGE")]

@@ -21,6 +21,18 @@ pub fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
     line.replace('\n', " ")
 }
 
+/// The line reporting that conversation `id` failed: the error, after the conversation
+/// unless the error names it first.
+pub fn conversation_error(id: &str, error: &(dyn std::error::Error + 'static)) -> String {
+    let line = error_line(error);
+    let name = format!("conversation {id:?}");
+    if line.starts_with(&name) {
+        line
+    } else {
+        format!("{name}: {line}")
+    }
+}
+
 /// Epoch seconds as an ISO-8601 UTC time (`2023-11-14T22:13:20Z`).
 pub fn iso_time(epoch_seconds: f64) -> String {
     if !epoch_seconds.is_finite() {
@@ -93,6 +105,8 @@ pub struct Summary {
     pub conversations: u64,
     pub events: u64,
     pub failed: u64,
+    /// Conversations left alone because they were written to after they were read.
+    pub skipped: u64,
     pub started: Option<Instant>,
 }
 
@@ -112,11 +126,16 @@ impl Summary {
         let elapsed = self.started.map_or(Duration::ZERO, |s| s.elapsed());
         let seconds = elapsed.as_secs_f64().max(1e-9);
         eprintln!(
-            "{verb} {} conversations, {} events in {:.2}s ({:.0} events/s){}",
+            "{verb} {} conversations, {} events in {:.2}s ({:.0} events/s){}{}",
             self.conversations,
             self.events,
             elapsed.as_secs_f64(),
             self.events as f64 / seconds,
+            if self.skipped > 0 {
+                format!("; {} skipped: still live", self.skipped)
+            } else {
+                String::new()
+            },
             if self.failed > 0 {
                 format!("; {} conversations failed", self.failed)
             } else {

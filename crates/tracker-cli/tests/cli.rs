@@ -2,87 +2,15 @@
 //! imports and migrations against each backend's test service, and migrations from Rasa's
 //! own layouts.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use assert_cmd::Command;
-use tracker_store::sql::diesel::{self, Connection, RunQueryDsl, connection::SimpleConnection};
-use tracker_store::{Event, event::deserialise_events};
-use tracker_testkit::{Service, service_url};
-
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sample/restaurant.jsonl");
-const DOMAIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sample/domain.yml");
-
-fn tracker(dir: &Path) -> Command {
-    let mut command = Command::cargo_bin("tracker").expect("the binary is built");
-    command.current_dir(dir).arg("--quiet");
-    command
-}
-
-fn stdout(command: &mut Command) -> String {
-    let output = command.output().expect("runs");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
-}
-
-fn failure(command: &mut Command) -> String {
-    let output = command.output().expect("runs");
-    assert!(!output.status.success(), "{command:?} should fail");
-    String::from_utf8(output.stderr).expect("UTF-8")
-}
-
-/// The sample conversations: (name, events).
-fn sample() -> Vec<(String, Vec<Event>)> {
-    parse_export(&std::fs::read_to_string(SAMPLE).expect("sample"))
-}
-
-fn parse_export(text: &str) -> Vec<(String, Vec<Event>)> {
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let value: serde_json::Value = serde_json::from_str(line).expect("JSON line");
-            let events = deserialise_events(value["events"].as_array().expect("events"))
-                .expect("events parse");
-            (value["name"].as_str().expect("name").to_owned(), events)
-        })
-        .collect()
-}
-
-/// Checks that `exported` holds the sample conversations with the same event types and texts.
-fn assert_same_shapes(exported: &[(String, Vec<Event>)], sample: &[(String, Vec<Event>)]) {
-    let shape = |events: &[Event]| -> Vec<(String, Option<String>)> {
-        events
-            .iter()
-            .map(|e| {
-                (
-                    e.type_name().to_owned(),
-                    e.to_value()["text"].as_str().map(str::to_owned),
-                )
-            })
-            .collect()
-    };
-    assert_eq!(exported.len(), sample.len());
-    for (name, events) in exported {
-        let (_, expected) = sample
-            .iter()
-            .find(|(n, _)| n == name)
-            .expect("a sample conversation");
-        assert_eq!(shape(events), shape(expected), "{name}");
-    }
-}
-
-fn texts(events: &[Event]) -> Vec<String> {
-    events.iter().map(Event::to_rasa_json).collect()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    path
-}
+use common::*;
+use tracker_store::Event;
+use tracker_store::sql::diesel::{self, Connection, connection::SimpleConnection};
+use tracker_testkit::Service;
 
 #[test]
 fn every_subcommand_on_the_embedded_default() {
@@ -256,11 +184,17 @@ fn import_reports_bad_lines_and_continues() {
     assert!(stdout(tracker(dir).arg("list")).contains("good"));
 }
 
-/// Imports the sample into a server store (through an endpoints file that reads the test URL
-/// from the environment), and migrates it there from a local store, with --verify.
-fn server_round_trip(yaml: &str) {
+/// Imports the sample into a server store, and migrates it there from a local store, with
+/// --verify. The endpoints file reads the test URL from the environment (`${...}`): every
+/// `tracker` run gets `env` set, the URL the test harness found among it.
+fn server_round_trip(yaml: &str, env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let dir = dir.path();
+    let tracker = |dir: &Path| {
+        let mut command = tracker(dir);
+        command.envs(env.iter().copied());
+        command
+    };
     let prefix = format!("cli{}", uuid::Uuid::new_v4().simple());
     // Give the sample conversations ids of their own on a shared server.
     let sample = std::fs::read_to_string(SAMPLE)
@@ -369,102 +303,65 @@ fn server_round_trip(yaml: &str) {
 
 #[test]
 fn postgres_store() {
-    if service(Service::Postgres).is_none() {
+    let Some(found) = service(Service::Postgres) else {
         return;
-    }
-    server_round_trip("tracker_store:\n  type: sql\n  url: ${TRACKER_TEST_POSTGRES_URL}\n");
+    };
+    server_round_trip(
+        "tracker_store:\n  type: sql\n  url: ${TRACKER_TEST_POSTGRES_URL}\n",
+        &url_env(&found),
+    );
 }
 
 #[test]
 fn mysql_store() {
-    if service(Service::Mysql).is_none() {
+    let Some(found) = service(Service::Mysql) else {
         return;
-    }
-    server_round_trip("tracker_store:\n  type: mysql\n  url: ${TRACKER_TEST_MYSQL_URL}\n");
+    };
+    server_round_trip(
+        "tracker_store:\n  type: mysql\n  url: ${TRACKER_TEST_MYSQL_URL}\n",
+        &url_env(&found),
+    );
 }
 
 #[test]
 fn redis_store() {
-    if service(Service::Redis).is_none() {
+    let Some(found) = service(Service::Redis) else {
         return;
-    }
-    server_round_trip("tracker_store:\n  type: redis\n  url: ${TRACKER_TEST_REDIS_URL}\n");
-}
-
-/// The URL of a test service (or `None` after the harness's loud skip), from a plain test.
-fn service(service: Service) -> Option<tracker_testkit::ServiceUrl> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(service_url(service))
+    };
+    server_round_trip(
+        "tracker_store:\n  type: redis\n  url: ${TRACKER_TEST_REDIS_URL}\n",
+        &url_env(&found),
+    );
 }
 
 #[test]
 fn mongo_store() {
-    if service(Service::Mongo).is_none() {
+    let Some(found) = service(Service::Mongo) else {
         return;
-    }
+    };
     let db = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    server_round_trip(&format!(
-        "tracker_store:\n  type: mongod\n  url: ${{TRACKER_TEST_MONGO_URL}}\n  db: {db}\n"
-    ));
+    server_round_trip(
+        &format!(
+            "tracker_store:\n  type: mongod\n  url: ${{TRACKER_TEST_MONGO_URL}}\n  db: {db}\n"
+        ),
+        &url_env(&found),
+    );
 }
 
 #[test]
 fn dynamo_store() {
-    if service(Service::Dynamo).is_none() {
+    let Some(found) = service(Service::Dynamo) else {
         return;
-    }
-    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
-        tracker_testkit::skip(
-            "dynamo",
-            "AWS_ACCESS_KEY_ID is not set (the AWS credential chain)",
-        );
-        return;
-    }
+    };
     let table = format!("cli{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    server_round_trip(&format!(
-        "tracker_store:\n  type: dynamo\n  table_name: {table}\n  endpoint_url: ${{TRACKER_TEST_DYNAMO_URL}}\n"
-    ));
-}
-
-/// Rasa's SQLite database: its DDL and its rows, as Rasa's SQLTrackerStore writes them.
-fn rasa_sqlite(path: &Path, conversations: &[(String, Vec<Event>)]) {
-    let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("open");
-    conn.batch_execute(
-        "CREATE TABLE events (id INTEGER NOT NULL, sender_id VARCHAR(255) NOT NULL, \
-         type_name VARCHAR(255) NOT NULL, timestamp FLOAT, intent_name VARCHAR(255), \
-         action_name VARCHAR(255), data TEXT, PRIMARY KEY (id)); \
-         CREATE INDEX ix_events_sender_id ON events (sender_id);",
-    )
-    .expect("Rasa's DDL");
-    // Rasa writes turn by turn, so conversations interleave.
-    let longest = conversations.iter().map(|c| c.1.len()).max().unwrap_or(0);
-    for index in 0..longest {
-        for (name, events) in conversations {
-            let Some(event) = events.get(index) else {
-                continue;
-            };
-            let quote = |text: Option<&str>| {
-                text.map_or("NULL".to_owned(), |t| {
-                    format!("'{}'", t.replace('\'', "''"))
-                })
-            };
-            diesel::sql_query(format!(
-                "INSERT INTO events (sender_id, type_name, timestamp, intent_name, action_name, data) \
-                 VALUES ({}, {}, {}, {}, {}, {})",
-                quote(Some(name)),
-                quote(Some(event.type_name())),
-                event.timestamp,
-                quote(event.intent_name()),
-                quote(event.name()),
-                quote(Some(&event.to_rasa_json())),
-            ))
-            .execute(&mut conn)
-            .expect("Rasa's row");
-        }
-    }
+    let mut env = AWS_TEST_ENV.to_vec();
+    env.extend(url_env(&found));
+    server_round_trip(
+        &format!(
+            "tracker_store:\n  type: dynamo\n  table_name: {table}\n  endpoint_url: ${{TRACKER_TEST_DYNAMO_URL}}\n"
+        ),
+        &env,
+    );
 }
 
 #[test]
@@ -504,13 +401,10 @@ fn migrate_from_rasas_sql_database() {
         assert_eq!(texts(events), texts(expected));
     }
     // Rasa's table was read, not migrated.
-    let mut conn =
-        diesel::SqliteConnection::establish(&dir.join("rasa-own.db").display().to_string())
-            .expect("open");
-    let columns = diesel::sql_query("SELECT * FROM pragma_table_info('events') WHERE name = 'seq'")
-        .execute(&mut conn)
-        .expect("pragma");
-    assert_eq!(columns, 0, "the Rasa database must not be altered");
+    assert!(
+        !has_seq_column(&dir.join("rasa-own.db")),
+        "the Rasa database must not be altered"
+    );
 }
 
 #[test]
@@ -553,7 +447,8 @@ fn migrate_from_rasas_redis() {
         dir,
         "rasa.yml",
         &format!(
-            "tracker_store:\n  type: redis\n  url: ${{TRACKER_TEST_REDIS_URL}}\n  key_prefix: {prefix}\n"
+            "tracker_store:\n  type: redis\n  url: {}\n  key_prefix: {prefix}\n",
+            yaml_string(&redis.url)
         ),
     );
     stdout(
@@ -623,7 +518,8 @@ fn migrate_from_rasas_mongo() {
         dir,
         "rasa.yml",
         &format!(
-            "tracker_store:\n  type: mongod\n  url: ${{TRACKER_TEST_MONGO_URL}}\n  db: {db}\n"
+            "tracker_store:\n  type: mongod\n  url: {}\n  db: {db}\n",
+            yaml_string(&mongo.url)
         ),
     );
     stdout(
@@ -720,13 +616,13 @@ fn migrate_from_rasas_dynamo() {
         dir,
         "rasa.yml",
         &format!(
-            "tracker_store:\n  type: dynamo\n  table_name: {table}\n  region: us-east-1\n  endpoint_url: ${{TRACKER_TEST_DYNAMO_URL}}\n"
+            "tracker_store:\n  type: dynamo\n  table_name: {table}\n  region: us-east-1\n  endpoint_url: {}\n",
+            yaml_string(&dynamo.url)
         ),
     );
     stdout(
         tracker(dir)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .envs(AWS_TEST_ENV)
             .args(["migrate", "--verify", "--from-rasa"])
             .arg(&rasa),
     );
@@ -736,30 +632,6 @@ fn migrate_from_rasas_dynamo() {
         &parse_export(&stdout(tracker(dir).arg("export"))),
         &conversations,
     );
-}
-
-/// Runs `command` without `--quiet`; returns whether it succeeded and its standard error.
-fn run_loud(command: &mut Command) -> (bool, String) {
-    let output = command.output().expect("runs");
-    (
-        output.status.success(),
-        String::from_utf8(output.stderr).expect("UTF-8"),
-    )
-}
-
-fn loud(dir: &Path) -> Command {
-    let mut command = Command::cargo_bin("tracker").expect("the binary is built");
-    command.current_dir(dir);
-    command
-}
-
-/// One export line: Rasa's Dialogue shape.
-fn dialogue_line(name: &str, events: &[Event]) -> String {
-    serde_json::json!({
-        "events": events.iter().map(Event::to_value).collect::<Vec<_>>(),
-        "name": name,
-    })
-    .to_string()
 }
 
 /// What an interrupted migration leaves, the first batches of a conversation, is completed by
@@ -961,4 +833,37 @@ fn verbose_prints_the_stores_metrics() {
             && stderr.contains("tracker_store_operations_total{store=\"sqlite\""),
         "{stderr}"
     );
+}
+
+/// The `endpoints.yml` Rasa runs with the Python package's class configures the same store
+/// for `tracker`, as it is.
+#[test]
+fn rasas_endpoints_for_the_python_package_work_as_they_are() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let endpoints = write(
+        dir,
+        "endpoints.yml",
+        "action_endpoint:\n  url: http://localhost:5055/webhook\ntracker_store:\n  \
+         type: tracker_store.RasaTrackerStore\n  backend: sqlite\n  db: bot.db\n  \
+         retry_seconds: 3\n",
+    );
+    let (ok, stderr) = run_loud(
+        loud(dir)
+            .arg("--endpoints")
+            .arg(&endpoints)
+            .args(["import", SAMPLE]),
+    );
+    assert!(ok, "{stderr}");
+    assert!(dir.join("bot.db").exists(), "the backend's `db`");
+    assert!(!dir.join("rasa.db").exists());
+    let listing = stdout(tracker(dir).arg("--endpoints").arg(&endpoints).arg("list"));
+    assert!(listing.contains("restaurant-booking"), "{listing}");
+    let (ok, stderr) = run_loud(
+        loud(dir)
+            .arg("--endpoints")
+            .arg(&endpoints)
+            .arg("migrate-schema"),
+    );
+    assert!(ok && stderr.contains("nothing changed"), "{stderr}");
 }

@@ -13,10 +13,12 @@ use tracker_core::{
 
 use crate::golden;
 
+mod delete;
 mod hostile;
 mod import;
 mod races;
 
+pub use delete::{delete_at_a_stale_version_conflicts, delete_at_version_of_absent_conversations};
 pub use hostile::hostile_input_round_trips;
 pub use import::{import_refuses_a_different_prefix, import_resumes_after_an_interruption};
 pub use races::{race_on_many_conversations, race_on_one_conversation};

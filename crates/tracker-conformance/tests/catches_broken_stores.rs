@@ -6,8 +6,8 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 use tracker_conformance::cases;
 use tracker_core::{
-    Append, Capabilities, ListPage, ListRequest, ReadScope, Result, SenderId, Store,
-    StoredConversation, async_trait,
+    Append, Capabilities, ExpectedVersion, ListPage, ListRequest, ReadScope, Result, SenderId,
+    Store, StoredConversation, async_trait,
 };
 use tracker_memory::MemoryStore;
 
@@ -29,6 +29,8 @@ enum Fault {
     LosesSomeAppends,
     /// Compares sender ids case-insensitively, as a case-insensitive collation does.
     FoldsCase,
+    /// Deletes whatever the expected version.
+    DeleteIgnoresVersion,
 }
 
 #[derive(Debug, Clone)]
@@ -138,11 +140,16 @@ impl Store for Broken {
         Ok(page)
     }
 
-    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
-        if self.fault == Fault::DeleteKeepsData {
-            return Ok(true);
+    async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
+        match self.fault {
+            Fault::DeleteKeepsData => Ok(true),
+            Fault::DeleteIgnoresVersion => {
+                self.inner
+                    .delete(&self.id(sender_id), ExpectedVersion::Any)
+                    .await
+            }
+            _ => self.inner.delete(&self.id(sender_id), expected).await,
         }
-        self.inner.delete(&self.id(sender_id)).await
     }
 }
 
@@ -230,6 +237,20 @@ async fn deletion_is_checked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn versioned_deletes_are_checked() {
+    must_fail(
+        "a stale delete deletes",
+        cases::delete_at_a_stale_version_conflicts(broken(Fault::DeleteIgnoresVersion)),
+    )
+    .await;
+    must_fail(
+        "a delete at version 0 deletes an existing conversation",
+        cases::delete_at_version_of_absent_conversations(broken(Fault::DeleteIgnoresVersion)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_writes_are_checked() {
     must_fail(
         "large event dropped",
@@ -246,6 +267,8 @@ async fn the_reference_store_passes_the_same_cases() {
     cases::list_pages_are_complete(store.clone()).await;
     cases::latest_session_and_full_reads(store.clone()).await;
     cases::delete_then_read(store.clone()).await;
+    cases::delete_at_a_stale_version_conflicts(store.clone()).await;
+    cases::delete_at_version_of_absent_conversations(store.clone()).await;
     cases::large_event(store.clone()).await;
     cases::hostile_input_round_trips(store.clone()).await;
     cases::race_on_one_conversation(store.clone()).await;

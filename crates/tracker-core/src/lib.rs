@@ -24,8 +24,8 @@ pub use import::{batches, first_difference};
 pub use rasa::{Imported, RasaConversation, RasaSource};
 pub use registration::{RasaSourceFuture, Registration, StoreFuture};
 pub use store::{
-    Append, Capabilities, EventData, EventRecord, ListPage, ListRequest, MAX_SENDER_ID_BYTES,
-    ReadScope, SenderId, Store, StoredConversation, StoredEvent,
+    Append, Capabilities, EventData, EventRecord, ExpectedVersion, ListPage, ListRequest,
+    MAX_SENDER_ID_BYTES, ReadScope, SenderId, Store, StoredConversation, StoredEvent,
 };
 pub use tracker::{ActiveLoop, EventVerbosity, LatestAction, Tracker};
 pub use tracker_store::{Conversation, TrackerStore};

@@ -266,6 +266,17 @@ impl ListPage {
     }
 }
 
+/// The version a delete requires the conversation to be at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// Delete whatever the conversation holds (Rasa's `delete`).
+    Any,
+    /// Delete only if the conversation is at this version (0: it does not exist, and nothing
+    /// is deleted); otherwise [`Error::Conflict`] with the current version, and nothing is
+    /// deleted.
+    Exact(u64),
+}
+
 /// What a store can do and its limits. Callers are checked against the limits before the
 /// store is called, so a too-large append is an [`Error::InvalidInput`], never a partial
 /// write.
@@ -324,8 +335,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// One page of conversation ids.
     async fn list(&self, request: &ListRequest) -> Result<ListPage>;
 
-    /// Deletes a conversation; returns whether it existed. Its version is 0 afterwards.
-    async fn delete(&self, sender_id: &SenderId) -> Result<bool>;
+    /// Deletes a conversation if it is at `expected` (atomically: an append that lands first
+    /// makes the delete a conflict, never a partial delete); returns whether it existed. Its
+    /// version is 0 afterwards.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] with the current version when `expected` is
+    /// [`ExpectedVersion::Exact`] and the conversation is at another version; nothing is
+    /// deleted then.
+    async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool>;
 }
 
 #[async_trait]
@@ -358,7 +376,7 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         (**self).list(request).await
     }
 
-    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
-        (**self).delete(sender_id).await
+    async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
+        (**self).delete(sender_id, expected).await
     }
 }

@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::observe::{Operation, Outcome, observe};
 use crate::store::{
-    Append, Capabilities, EventData, ListPage, ListRequest, ReadScope, SenderId, Store,
-    StoredConversation,
+    Append, Capabilities, EventData, ExpectedVersion, ListPage, ListRequest, ReadScope, SenderId,
+    Store, StoredConversation,
 };
 use crate::tracker::{Tracker, latest_session_start};
 
@@ -286,8 +286,26 @@ impl TrackerStore {
         .await
     }
 
-    /// Deletes a conversation; returns whether it existed.
+    /// Deletes a conversation whatever it holds (Rasa's `delete`); returns whether it
+    /// existed. A caller that read the conversation first should use
+    /// [`TrackerStore::delete_at`], which cannot delete events it has not seen.
     pub async fn delete(&self, sender_id: &str) -> Result<bool> {
+        self.delete_expecting(sender_id, ExpectedVersion::Any).await
+    }
+
+    /// Deletes a conversation if it is still at `version`, the version the caller read;
+    /// returns whether it existed. `version` 0 deletes nothing and succeeds if the
+    /// conversation does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] with the current version when another writer appended since (or
+    /// the conversation is gone); nothing is deleted then.
+    pub async fn delete_at(&self, sender_id: &str, version: u64) -> Result<bool> {
+        self.delete_expecting(sender_id, ExpectedVersion::Exact(version))
+            .await
+    }
+
+    async fn delete_expecting(&self, sender_id: &str, expected: ExpectedVersion) -> Result<bool> {
         let operation = Operation {
             store: self.store.name(),
             name: "delete",
@@ -295,7 +313,9 @@ impl TrackerStore {
             events: 0,
         };
         observe(operation, async {
-            self.store.delete(&SenderId::new(sender_id)?).await
+            self.store
+                .delete(&SenderId::new(sender_id)?, expected)
+                .await
         })
         .await
     }

@@ -13,14 +13,20 @@ use tracker_core::{Error, Result};
 pub const RASA_DEFAULT_TABLE_NAME: &str = "states";
 /// The default of `table_name`: Rasa's, [`RASA_DEFAULT_TABLE_NAME`].
 pub const DEFAULT_TABLE_NAME: &str = RASA_DEFAULT_TABLE_NAME;
+/// Rasa's hash key.
+pub const RASA_HASH_KEY: &str = "sender_id";
+/// The range key of Rasa 1.x/2.x tables (epoch seconds of the save).
+pub const RASA_LEGACY_RANGE_KEY: &str = "session_date";
+/// The attribute holding Rasa's event list.
+pub const RASA_EVENTS: &str = "events";
 /// The default region, Rasa's: `us-east-1`.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// Configuration of [`DynamoStore`](crate::DynamoStore) and
 /// [`DynamoRasaSource`](crate::DynamoRasaSource): the keys of Rasa's `DynamoTrackerStore` in
-/// `endpoints.yml` (`table_name`, `region`), with Rasa's defaults, plus `endpoint_url` and
-/// `migrate`. Any other key is refused (the `tracker-store` registry drops, with a warning,
-/// the keys a store does not read before it gets here).
+/// `endpoints.yml` (`table_name`, `region`), with Rasa's defaults, plus `endpoint_url`,
+/// `migrate` and `adopt_rasa`. Any other key is refused (the `tracker-store` registry drops,
+/// with a warning, the keys a store does not read before it gets here).
 ///
 /// Credentials come from the standard AWS chain (environment, shared config and credentials
 /// files, web identity, ECS and EC2 instance metadata), as boto3's do for Rasa; there is no
@@ -36,16 +42,19 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// assert_eq!(config.table_name, "conversations");
 /// assert_eq!(config.endpoint_url, None);
 /// assert!(config.migrate);
+/// assert!(config.adopt_rasa);
 /// ```
 ///
 /// `Debug` and errors hide a password in `endpoint_url` (`http://user:password@host`).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DynamoConfig {
-    /// The table (default `states`, Rasa's). A table of Rasa's own layout (key `sender_id`
-    /// only) is refused by the store with a [`Error::Config`]: give the store a table of its
-    /// own and import Rasa's conversations with a [`DynamoRasaSource`](crate::DynamoRasaSource)
-    /// opened on this key (see [`crate::rasa`]).
+    /// The table (default `states`, Rasa's). When it is Rasa's table — it has the key of
+    /// Rasa's `DynamoTrackerStore` (`sender_id` only), or it is Rasa's default `states` and
+    /// does not exist yet — the store keeps its own items in the table
+    /// [`derived_table_name`](crate::schema::derived_table_name)`(table_name)`
+    /// (`states_events`) and only reads Rasa's (see [`adopt_rasa`](Self::adopt_rasa));
+    /// otherwise its items are in this table.
     pub table_name: String,
     /// The AWS region (default `us-east-1`, as Rasa; like Rasa's, the region is always set
     /// from the configuration, so `AWS_REGION` does not change it).
@@ -59,6 +68,12 @@ pub struct DynamoConfig {
     /// With `false`, connecting to a missing table is a [`Error::Config`]. A
     /// [`DynamoRasaSource`](crate::DynamoRasaSource) never creates a table.
     pub migrate: bool,
+    /// Read the conversations Rasa's `DynamoTrackerStore` keeps in `table_name` (default
+    /// `true`): a conversation this store does not hold yet is read from Rasa's item, and
+    /// moves into this store's table with its first append (see the crate documentation).
+    /// With `false` Rasa's table is never read (this store's own items still go to their own
+    /// table).
+    pub adopt_rasa: bool,
 }
 
 impl Default for DynamoConfig {
@@ -68,6 +83,7 @@ impl Default for DynamoConfig {
             region: DEFAULT_REGION.to_owned(),
             endpoint_url: None,
             migrate: true,
+            adopt_rasa: true,
         }
     }
 }
@@ -82,6 +98,7 @@ impl fmt::Debug for DynamoConfig {
                 &self.endpoint_url.as_deref().map(redact_url),
             )
             .field("migrate", &self.migrate)
+            .field("adopt_rasa", &self.adopt_rasa)
             .finish()
     }
 }
@@ -163,7 +180,7 @@ mod tests {
         assert_eq!(config.table_name, "states");
         assert_eq!(config.region, "us-east-1");
         assert_eq!(config.endpoint_url, None);
-        assert!(config.migrate);
+        assert!(config.migrate && config.adopt_rasa);
         config.validate().expect("defaults are valid");
     }
 
@@ -172,7 +189,7 @@ mod tests {
         // Rasa's documented keys, plus ours.
         let config = parse(serde_json::json!({
             "table_name": "rasa", "region": "eu-central-1",
-            "endpoint_url": "http://127.0.0.1:8000", "migrate": false
+            "endpoint_url": "http://127.0.0.1:8000", "migrate": false, "adopt_rasa": false
         }));
         assert_eq!(config.table_name, "rasa");
         assert_eq!(config.region, "eu-central-1");
@@ -180,7 +197,7 @@ mod tests {
             config.endpoint_url.as_deref(),
             Some("http://127.0.0.1:8000")
         );
-        assert!(!config.migrate);
+        assert!(!config.migrate && !config.adopt_rasa);
         config.validate().expect("valid");
         assert_eq!(DynamoConfig::with_table("t_1.x-y").table_name, "t_1.x-y");
         // Values from `${VAR}` are strings; YAML may give a number for a name.

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | throttling (`ProvisionedThroughputExceededException`, `ThrottlingException`, `RequestLimitExceeded`, ...), `TransactionConflictException`, `TransactionInProgressException`, HTTP 5xx, timeouts, connection failures | `Unavailable` (temporary) |
 //! | `TransactionCanceledException` whose reason for the head item is `ConditionalCheckFailed` | `Conflict` (decided in the store, which reads the current version) |
-//! | `TransactionCanceledException` for throttling or a conflicting transaction | `Unavailable` |
+//! | `TransactionCanceledException` for throttling or a conflicting transaction | `Unavailable` (the store sends a transaction canceled for a conflicting one again first, and reports a conflict if that keeps happening: see `transact.rs`) |
 //! | `ResourceNotFoundException` (no such table), rejected credentials, a request the SDK cannot construct or dispatch for a local reason (no region, bad TLS settings) | `Config` |
 //! | anything else (`ValidationException`, ...) | `Backend` |
 //!

@@ -25,18 +25,13 @@ use serde_json::{Map, Number, Value};
 use tracker_core::event::deserialise_events;
 use tracker_core::{Error, Event, RasaConversation, RasaSource, Result, async_trait};
 
-pub use crate::config::RASA_DEFAULT_TABLE_NAME;
 use crate::config::{DynamoConfig, redact_url, validate_table_name};
+pub use crate::config::{
+    RASA_DEFAULT_TABLE_NAME, RASA_EVENTS, RASA_HASH_KEY, RASA_LEGACY_RANGE_KEY,
+};
 use crate::error::driver_error;
 use crate::migrate::{describe, describe_keys, key_schema};
 use crate::schema::{Item, continuation};
-
-/// Rasa's hash key.
-pub const RASA_HASH_KEY: &str = "sender_id";
-/// The range key of Rasa 1.x/2.x tables (epoch seconds of the save).
-pub const RASA_LEGACY_RANGE_KEY: &str = "session_date";
-/// The attribute holding Rasa's event list.
-pub const RASA_EVENTS: &str = "events";
 
 /// Converts a DynamoDB value to JSON as Rasa reads it: numbers become floats, `NULL` is
 /// `null`, lists and maps are converted recursively (map keys sorted).

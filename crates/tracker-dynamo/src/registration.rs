@@ -66,7 +66,16 @@ mod tests {
         for key in RASA_KEYS {
             assert!(keys.contains(&key), "Rasa's key {key:?} is not read");
         }
-        assert_eq!(keys, ["table_name", "region", "endpoint_url", "migrate"]);
+        assert_eq!(
+            keys,
+            [
+                "table_name",
+                "region",
+                "endpoint_url",
+                "migrate",
+                "adopt_rasa"
+            ]
+        );
     }
 
     #[test]
@@ -75,7 +84,7 @@ mod tests {
             WHAT,
             section(serde_json::json!({
                 "table_name": "conversations", "region": "eu-west-1",
-                "endpoint_url": "http://127.0.0.1:8000", "migrate": false
+                "endpoint_url": "http://127.0.0.1:8000", "migrate": false, "adopt_rasa": false
             })),
         )
         .expect("every key");
@@ -84,14 +93,58 @@ mod tests {
             (
                 config.table_name.as_str(),
                 config.region.as_str(),
-                config.migrate
+                config.migrate,
+                config.adopt_rasa
             ),
-            ("conversations", "eu-west-1", false)
+            ("conversations", "eu-west-1", false, false)
         );
         let error = from_keys::<DynamoConfig>(WHAT, section(serde_json::json!({"tabel": "x"})))
             .expect_err("unknown key");
         assert_eq!(error.kind(), ErrorKind::Config);
         assert!(error.to_string().contains(WHAT), "{error}");
+    }
+
+    /// A section as Rasa hands it over when every value comes from `${VAR}`: all strings.
+    fn all_strings() -> JsonMap {
+        section(serde_json::json!({
+            "table_name": "conversations", "region": "eu-west-1",
+            "endpoint_url": "http://127.0.0.1:8000", "migrate": "false", "adopt_rasa": "FALSE"
+        }))
+    }
+
+    #[test]
+    fn every_key_may_be_a_string() {
+        let keys = all_strings();
+        // The section names every key the backend reads, so a new key cannot be missed here.
+        for key in (REGISTRATION.keys)() {
+            assert!(keys.contains_key(*key), "{key:?} is not in the section");
+        }
+        let config: DynamoConfig = from_keys(WHAT, keys).expect("strings");
+        assert!(!config.migrate && !config.adopt_rasa);
+        let config: DynamoConfig = from_keys(
+            WHAT,
+            section(serde_json::json!({"migrate": " true ", "adopt_rasa": "True"})),
+        )
+        .expect("strings");
+        assert!(config.migrate && config.adopt_rasa);
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_key_and_type_not_the_value() {
+        for (key, value, kind) in [
+            ("migrate", serde_json::json!("s3cret-ish"), "string"),
+            ("adopt_rasa", serde_json::json!(2), "number"),
+            ("region", serde_json::json!(["eu-west-1"]), "list"),
+        ] {
+            let mut keys = JsonMap::new();
+            keys.insert(key.to_owned(), value.clone());
+            let error = from_keys::<DynamoConfig>(WHAT, keys).expect_err("invalid");
+            assert_eq!(error.kind(), ErrorKind::Config);
+            let message = error.to_string();
+            assert!(message.contains(key), "{message}");
+            assert!(message.contains(kind), "{message}");
+            assert!(!message.contains("s3cret"), "{message}");
+        }
     }
 
     #[tokio::test]

@@ -8,6 +8,9 @@
 //! |---|---|---|
 //! | head | [`HEAD_SEQ`] (0) | [`VERSION`] (number of events), [`SESSION_START`] (seq of the last `session_started`, absent when there is none) |
 //! | event | 1, 2, 3, ... | [`DATA`] (Rasa's JSON text), [`TYPE_NAME`], [`TIMESTAMP`], [`INTENT_NAME`], [`ACTION_NAME`] |
+//!
+//! When the configured `table_name` is Rasa's table, this table is
+//! [`derived_table_name`]`(table_name)` beside it.
 
 use std::collections::HashMap;
 
@@ -16,7 +19,20 @@ use aws_sdk_dynamodb::types::{
 };
 use tracker_core::{Append, Error, EventRecord, Result};
 
-use crate::error::{CONDITION_FAILED, build_error};
+use crate::config::{RASA_EVENTS, RASA_HASH_KEY};
+use crate::error::build_error;
+
+/// What is appended to Rasa's `table_name` to name this store's table beside it.
+pub const DERIVED_TABLE_SUFFIX: &str = "_events";
+
+/// This store's table beside Rasa's table `rasa_table`: `states_events` for `states`.
+///
+/// ```
+/// assert_eq!(tracker_dynamo::schema::derived_table_name("states"), "states_events");
+/// ```
+pub fn derived_table_name(rasa_table: &str) -> String {
+    format!("{rasa_table}{DERIVED_TABLE_SUFFIX}")
+}
 
 /// The hash key: the conversation's sender id (string).
 pub const HASH_KEY: &str = "sender_id";
@@ -66,6 +82,9 @@ pub const MAX_EVENT_BYTES: usize = 400_000;
 /// Largest append's JSON: a transaction less the overhead of 100 items (3,590,400 bytes).
 pub const MAX_APPEND_BYTES: usize =
     MAX_TRANSACTION_BYTES - MAX_TRANSACTION_ACTIONS * ITEM_OVERHEAD_BYTES;
+/// Most events of an adoption: Rasa's events and the appended ones together, in the one
+/// transaction that also holds the head and the check that Rasa's item is unchanged.
+pub const MAX_ADOPTION_EVENTS: usize = MAX_TRANSACTION_ACTIONS - 2;
 
 /// An item's attributes.
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -165,33 +184,143 @@ pub(crate) fn continuation(key: Option<Item>) -> Option<Item> {
 /// The update of an append's head item in `table`: set the new version (and session start),
 /// if the conversation is at the expected version (`attribute_not_exists` for version 0).
 pub(crate) fn head_update(table: &str, append: &Append) -> Result<TransactWriteItem> {
-    let sender_id = append.sender_id().as_str();
+    head_write(
+        table,
+        append.sender_id().as_str(),
+        append.expected_version(),
+        append.new_version(),
+        append.last_session_started(),
+    )
+}
+
+/// The update of a head item in `table` from version `expected` (`attribute_not_exists` for
+/// 0) to `new_version`, setting the session start when there is one.
+pub(crate) fn head_write(
+    table: &str,
+    sender_id: &str,
+    expected: u64,
+    new_version: u64,
+    session_start: Option<u64>,
+) -> Result<TransactWriteItem> {
     let mut expression = "SET #v = :new".to_owned();
     let mut update = Update::builder()
         .table_name(table)
         .set_key(Some(key(sender_id, HEAD_SEQ)))
         .expression_attribute_names("#v", VERSION)
-        .expression_attribute_values(":new", number(append.new_version()));
-    if let Some(seq) = append.last_session_started() {
+        .expression_attribute_values(":new", number(new_version));
+    if let Some(seq) = session_start {
         expression.push_str(", #s = :s");
         update = update
             .expression_attribute_names("#s", SESSION_START)
             .expression_attribute_values(":s", number(seq));
     }
-    update = if append.expected_version() == 0 {
+    update = if expected == 0 {
         update
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", HASH_KEY)
     } else {
         update
             .condition_expression("#v = :expected")
-            .expression_attribute_values(":expected", number(append.expected_version()))
+            .expression_attribute_values(":expected", number(expected))
     };
     let update = update
         .update_expression(expression)
         .build()
         .map_err(build_error)?;
     Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// The delete of a conversation's head item in `table`, if it is at `version` (`None`: if it
+/// exists).
+pub(crate) fn head_delete(
+    table: &str,
+    sender_id: &str,
+    version: Option<u64>,
+) -> Result<TransactWriteItem> {
+    let delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(key(sender_id, HEAD_SEQ)));
+    let delete = match version {
+        Some(version) => delete
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":v", number(version)),
+        None => delete
+            .condition_expression("attribute_exists(#k)")
+            .expression_attribute_names("#k", HASH_KEY),
+    };
+    Ok(TransactWriteItem::builder()
+        .delete(delete.build().map_err(build_error)?)
+        .build())
+}
+
+/// A check that a conversation has no head item in `table` (it does not exist in this
+/// store's layout).
+pub(crate) fn head_absent(table: &str, sender_id: &str) -> Result<TransactWriteItem> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key(sender_id, HEAD_SEQ)))
+        .condition_expression("attribute_not_exists(#k)")
+        .expression_attribute_names("#k", HASH_KEY)
+        .build()
+        .map_err(build_error)?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+/// The key of a conversation's item in Rasa's table.
+pub(crate) fn rasa_key(sender_id: &str) -> Item {
+    HashMap::from([(
+        RASA_HASH_KEY.to_owned(),
+        AttributeValue::S(sender_id.to_owned()),
+    )])
+}
+
+/// The condition that Rasa's item still holds `events` entries (as read before).
+fn rasa_unchanged(events: usize) -> (&'static str, AttributeValue) {
+    // `size()` of a missing attribute is false on DynamoDB, but an error on some stand-ins:
+    // it is only reached for an existing list.
+    let expression = if events == 0 {
+        "attribute_not_exists(#e) OR size(#e) = :n"
+    } else {
+        "attribute_exists(#e) AND size(#e) = :n"
+    };
+    (expression, AttributeValue::N(events.to_string()))
+}
+
+/// A check that Rasa's item of a conversation in `table` still has `events` entries.
+pub(crate) fn rasa_check(table: &str, sender_id: &str, events: usize) -> Result<TransactWriteItem> {
+    let (condition, count) = rasa_unchanged(events);
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(rasa_key(sender_id)))
+        .condition_expression(condition)
+        .expression_attribute_names("#e", RASA_EVENTS)
+        .expression_attribute_values(":n", count)
+        .build()
+        .map_err(build_error)?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+/// The delete of Rasa's item of a conversation in `table`; with `Some(n)`, only if it still
+/// has `n` entries in `events`.
+pub(crate) fn rasa_delete(
+    table: &str,
+    sender_id: &str,
+    events: Option<usize>,
+) -> Result<TransactWriteItem> {
+    let mut delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(rasa_key(sender_id)));
+    if let Some(events) = events {
+        let (condition, count) = rasa_unchanged(events);
+        delete = delete
+            .condition_expression(condition)
+            .expression_attribute_names("#e", RASA_EVENTS)
+            .expression_attribute_values(":n", count);
+    }
+    Ok(TransactWriteItem::builder()
+        .delete(delete.build().map_err(build_error)?)
+        .build())
 }
 
 /// The put of one event item into `table`; `conditional` adds `attribute_not_exists` so that
@@ -215,14 +344,7 @@ pub(crate) fn event_deletes(
     sender_id: &str,
     seqs: &[u64],
 ) -> Result<Vec<TransactWriteItem>> {
-    let check = ConditionCheck::builder()
-        .table_name(table)
-        .set_key(Some(key(sender_id, HEAD_SEQ)))
-        .condition_expression("attribute_not_exists(#k)")
-        .expression_attribute_names("#k", HASH_KEY)
-        .build()
-        .map_err(build_error)?;
-    let mut actions = vec![TransactWriteItem::builder().condition_check(check).build()];
+    let mut actions = vec![head_absent(table, sender_id)?];
     for seq in seqs {
         let delete = Delete::builder()
             .table_name(table)
@@ -232,43 +354,6 @@ pub(crate) fn event_deletes(
         actions.push(TransactWriteItem::builder().delete(delete).build());
     }
     Ok(actions)
-}
-
-/// What a canceled append transaction (the head's update, then one put per event) says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Canceled {
-    /// The head's condition failed: another writer got there first.
-    Stale,
-    /// Only event puts failed their `attribute_not_exists`: items of an interrupted delete.
-    Leftovers(usize),
-    /// Anything else.
-    Other,
-}
-
-impl Canceled {
-    /// Reads an append's cancellation reasons (one per action, `None` for actions that did
-    /// not fail; no reasons at all for another error).
-    pub(crate) fn of(reasons: Option<&[Option<&str>]>) -> Self {
-        let Some(reasons) = reasons else {
-            return Self::Other;
-        };
-        if reasons.first() == Some(&Some(CONDITION_FAILED)) {
-            return Self::Stale;
-        }
-        let failed = reasons
-            .iter()
-            .skip(1)
-            .filter(|code| **code == Some(CONDITION_FAILED))
-            .count();
-        let only_conditions = reasons
-            .iter()
-            .all(|code| code.is_none() || *code == Some(CONDITION_FAILED));
-        if failed > 0 && only_conditions {
-            Self::Leftovers(failed)
-        } else {
-            Self::Other
-        }
-    }
 }
 
 /// An item's size by DynamoDB's rules (attribute names plus values; a number counts at most
@@ -327,32 +412,6 @@ pub(crate) fn check_append(append: &Append, items: &[Item]) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Encodes a listing position (the primary key a scan continues after) as an opaque cursor.
-pub(crate) fn encode_cursor(sender_id: &str, seq: u64) -> String {
-    let mut cursor = format!("{seq}.");
-    for byte in sender_id.as_bytes() {
-        cursor.push_str(&format!("{byte:02x}"));
-    }
-    cursor
-}
-
-/// Decodes a cursor made by [`encode_cursor`].
-pub(crate) fn decode_cursor(cursor: &str) -> Result<(String, u64)> {
-    let invalid = || Error::invalid_input(format!("invalid list cursor {cursor:?}"));
-    let (seq, hex) = cursor.split_once('.').ok_or_else(invalid)?;
-    let seq: u64 = seq.parse().map_err(|_| invalid())?;
-    if hex.is_empty() || hex.len() % 2 != 0 || !hex.is_ascii() {
-        return Err(invalid());
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16))
-        .collect::<std::result::Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
-    let sender_id = String::from_utf8(bytes).map_err(|_| invalid())?;
-    Ok((sender_id, seq))
 }
 
 #[cfg(test)]
@@ -414,21 +473,6 @@ mod tests {
     }
 
     #[test]
-    fn cursors_round_trip() {
-        for (id, seq) in [("alice", 0), ("ü 🍕\t\n.:", 17), ("x", u64::MAX)] {
-            let cursor = encode_cursor(id, seq);
-            assert!(cursor.is_ascii());
-            assert_eq!(decode_cursor(&cursor).expect("valid"), (id.to_owned(), seq));
-        }
-        for bad in [
-            "", "0", "0.", "x.61", "0.6", "0.zz", "0.ff", "-1.61", "0.é1",
-        ] {
-            let error = decode_cursor(bad).expect_err(bad);
-            assert_eq!(error.kind(), tracker_core::ErrorKind::InvalidInput);
-        }
-    }
-
-    #[test]
     fn oversized_appends_are_rejected() {
         let id = SenderId::new("a").expect("id");
         let big = Event::bot("x".repeat(MAX_ITEM_BYTES)).at(1.0);
@@ -453,23 +497,8 @@ mod tests {
     }
 
     #[test]
-    fn canceled_appends_are_read_by_action() {
-        let failed = Some(CONDITION_FAILED);
-        assert_eq!(Canceled::of(None), Canceled::Other);
-        assert_eq!(Canceled::of(Some(&[failed, None])), Canceled::Stale);
-        assert_eq!(Canceled::of(Some(&[failed, failed])), Canceled::Stale);
-        assert_eq!(
-            Canceled::of(Some(&[None, failed, None, failed])),
-            Canceled::Leftovers(2)
-        );
-        assert_eq!(
-            Canceled::of(Some(&[None, failed, Some("ValidationError")])),
-            Canceled::Other
-        );
-        assert_eq!(
-            Canceled::of(Some(&[Some("TransactionConflict"), None])),
-            Canceled::Other
-        );
-        assert_eq!(Canceled::of(Some(&[])), Canceled::Other);
+    fn derived_tables() {
+        assert_eq!(derived_table_name("states"), "states_events");
+        assert_eq!(MAX_ADOPTION_EVENTS, 98);
     }
 }

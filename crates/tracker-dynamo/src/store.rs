@@ -1,67 +1,63 @@
 //! The store: [`DynamoStore`], its constructors, and its [`Store`] implementation.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use tracker_core::{
-    Append, Capabilities, Error, EventData, ListPage, ListRequest, ReadScope, Result, SenderId,
-    Store, StoredConversation, StoredEvent, async_trait,
+    Append, Capabilities, Error, ExpectedVersion, ListPage, ListRequest, ReadScope, Result,
+    SenderId, Store, StoredConversation, async_trait,
 };
 
+use crate::append;
 use crate::config::{DynamoConfig, redact_url, validate_table_name};
-use crate::error::{CONDITION_FAILED, cancellation_reasons, driver_error};
-use crate::migrate;
-use crate::schema::{
-    self, Canceled, DATA, HASH_KEY, HEAD_SEQ, Item, MAX_APPEND_BYTES, MAX_EVENT_BYTES,
-    MAX_EVENTS_PER_APPEND, RANGE_KEY, SESSION_START, VERSION, continuation, key, number, read_key,
-    read_number,
-};
+use crate::delete;
+use crate::items::Db;
+use crate::list;
+use crate::migrate::{self, Tables};
+use crate::schema::{self, Item, MAX_APPEND_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND};
 
 /// Attempts of a read whose head and events disagree (a delete ran in between).
 const READ_ATTEMPTS: usize = 3;
-/// Scan requests one [`Store::list`] call makes at most before returning a shorter page
-/// (with a cursor), so a page over a table of long conversations stays quick.
-const SCANS_PER_PAGE: usize = 16;
 
 /// A conversation store on DynamoDB: one item per event and a head item per conversation,
-/// appended to with conditional transactions (see the crate documentation for the layout).
+/// appended to with conditional transactions; conversations Rasa's `DynamoTrackerStore`
+/// holds are read from Rasa's table and move into this store's with their first append (see
+/// the crate documentation).
 ///
 /// Cloning is cheap and shares the client.
 #[derive(Clone)]
 pub struct DynamoStore {
     client: Client,
-    table: Arc<str>,
+    table_name: Arc<str>,
+    adopt_rasa: bool,
     page_size: Option<i32>,
+    tables: Arc<OnceLock<Tables>>,
 }
 
 impl fmt::Debug for DynamoStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DynamoStore")
-            .field("table", &self.table)
+            .field("table_name", &self.table_name)
+            .field("adopt_rasa", &self.adopt_rasa)
+            .field("tables", &self.tables.get())
             .field("page_size", &self.page_size)
             .finish_non_exhaustive()
     }
 }
 
-/// What a conversation's head item holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head {
-    version: u64,
-    session_start: Option<u64>,
-}
-
 impl DynamoStore {
     /// Connects as configured, with credentials from the standard AWS chain, then creates
-    /// the table with [`DynamoStore::ensure_schema`] when `config.migrate` is set (the
-    /// default), or checks it with [`DynamoStore::check_schema`] otherwise.
+    /// this store's table with [`DynamoStore::ensure_schema`] when `config.migrate` is set
+    /// (the default), or checks it with [`DynamoStore::check_schema`] otherwise. When
+    /// `table_name` is Rasa's table, this store's table is the one beside it (see
+    /// [`DynamoStore::tables`]).
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid configuration, a missing table (with `migrate: false`)
-    /// or a table of another layout (such as Rasa's own `states` table);
-    /// [`Error::Unavailable`] when DynamoDB cannot be reached.
+    /// or a table of another layout (Rasa 1.x/2.x's, say); [`Error::Unavailable`] when
+    /// DynamoDB cannot be reached.
     pub async fn connect(config: &DynamoConfig) -> Result<Self> {
         Self::connect_with(config, aws_config::defaults(BehaviorVersion::latest())).await
     }
@@ -93,13 +89,15 @@ impl DynamoStore {
         let store = Self::from_client(config.client(loader).await, config)?;
         if config.migrate {
             for change in store.ensure_schema().await? {
-                tracing::info!(table = %store.table, change, "set up the DynamoDB table");
+                tracing::info!(table_name = %store.table_name, change, "set up the DynamoDB table");
             }
         } else {
             store.check_schema().await?;
         }
+        let tables = store.resolved().await?;
         tracing::info!(
-            table = %store.table,
+            table = %tables.store_table,
+            rasa_table = ?tables.rasa_table,
             region = %config.region,
             endpoint = ?config.endpoint_url.as_deref().map(redact_url),
             "connected to the DynamoDB tracker store"
@@ -107,10 +105,11 @@ impl DynamoStore {
         Ok(store)
     }
 
-    /// A store on a client you built (with the re-exported [`aws_sdk_dynamodb`] crate), in
-    /// the table `config.table_name`; the other keys are the client's business and ignored
-    /// here. Nothing is sent: run [`DynamoStore::ensure_schema`] (or
-    /// [`DynamoStore::check_schema`]) once if the table may be missing.
+    /// A store on a client you built (with the re-exported [`aws_sdk_dynamodb`] crate), for
+    /// `config.table_name` and `config.adopt_rasa`; the other keys are the client's business
+    /// and ignored here. Nothing is sent: the first operation finds the tables (see
+    /// [`DynamoStore::tables`]); run [`DynamoStore::ensure_schema`] (or
+    /// [`DynamoStore::check_schema`]) once if this store's table may be missing.
     ///
     /// ```
     /// use tracker_dynamo::aws_sdk_dynamodb::{self, config::{BehaviorVersion, Region}};
@@ -132,8 +131,10 @@ impl DynamoStore {
         validate_table_name(&config.table_name)?;
         Ok(Self {
             client,
-            table: Arc::from(config.table_name.as_str()),
+            table_name: Arc::from(config.table_name.as_str()),
+            adopt_rasa: config.adopt_rasa,
             page_size: None,
+            tables: Arc::new(OnceLock::new()),
         })
     }
 
@@ -151,243 +152,79 @@ impl DynamoStore {
         &self.client
     }
 
-    /// The table's name.
+    /// The configured `table_name`: this store's table, or Rasa's table beside which this
+    /// store keeps its own (see [`DynamoStore::tables`]).
     pub fn table_name(&self) -> &str {
-        &self.table
+        &self.table_name
     }
 
-    /// Creates the table if it does not exist — hash key `sender_id` (string), range key
-    /// `seq` (number), on-demand billing — and waits until it is `ACTIVE` (at most 5
-    /// minutes). Safe to run concurrently and repeatedly; an existing table's key schema is
-    /// checked. Returns a description of each change made: one line when this call created
-    /// the table, none when it existed (or another process created it meanwhile).
+    /// The tables behind `table_name`: this store's, and Rasa's it adopts conversations from.
+    /// Found with one `DescribeTable` the first time it is needed (by this call, setup or any
+    /// operation) and remembered by the store and its clones.
+    ///
+    /// `table_name` is Rasa's table when it has the key of Rasa's `DynamoTrackerStore`
+    /// (`sender_id` only), or when it is Rasa's default `states` and does not exist yet; this
+    /// store's table is then [`derived_table_name`](crate::schema::derived_table_name)`(table_name)`,
+    /// `states_events` by default. Otherwise `table_name` is this store's table.
     ///
     /// # Errors
-    /// [`Error::Config`] when a table of that name has another key schema (Rasa's `states`
-    /// table has the key `sender_id` only) or is being deleted; [`Error::Unavailable`] when
-    /// it does not become active in time.
-    pub async fn ensure_schema(&self) -> Result<Vec<String>> {
-        migrate::ensure_schema(&self.client, &self.table).await
+    /// [`Error::Config`] when `table_name` is a Rasa 1.x/2.x table or has another key schema;
+    /// [`Error::Unavailable`] when DynamoDB cannot be reached.
+    pub async fn tables(&self) -> Result<Tables> {
+        self.resolved().await.cloned()
     }
 
-    /// Checks that the table exists with this store's key schema (waiting while it is being
+    /// Creates this store's table if it does not exist — hash key `sender_id` (string),
+    /// range key `seq` (number), on-demand billing — and waits until it is `ACTIVE` (at most
+    /// 5 minutes). When `table_name` is Rasa's table, that is the table beside it, and Rasa's
+    /// table is left as it is (or missing). Safe to run concurrently and repeatedly; an
+    /// existing table's key schema is checked. Returns a description of each change made:
+    /// one line when this call created the table, none when it existed (or another process
+    /// created it meanwhile).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when a table has a key schema neither this store's nor Rasa's (or
+    /// Rasa 1.x/2.x's) or is being deleted; [`Error::Unavailable`] when it does not become
+    /// active in time.
+    pub async fn ensure_schema(&self) -> Result<Vec<String>> {
+        let tables = self.resolved().await?;
+        let mut changes = migrate::ensure_schema(&self.client, &tables.store_table).await?;
+        if let Some(rasa_table) = &tables.rasa_table {
+            for change in &mut changes {
+                change.push_str(&format!(", beside Rasa's table {rasa_table:?}"));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Checks that this store's table exists with its key schema (waiting while it is being
     /// created), changing nothing.
     ///
     /// # Errors
     /// [`Error::Config`] when it does not exist or has another key schema.
     pub async fn check_schema(&self) -> Result<()> {
-        migrate::check_schema(&self.client, &self.table).await
+        let tables = self.resolved().await?;
+        migrate::check_schema(&self.client, &tables.store_table).await
     }
 
-    /// The head item of a conversation, read consistently; `None` if it has none.
-    async fn head(&self, sender_id: &str) -> Result<Option<Head>> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(sender_id, HEAD_SEQ)))
-            .consistent_read(true)
-            .projection_expression("#v, #s")
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_names("#s", SESSION_START)
-            .send()
-            .await
-            .map_err(|e| driver_error(format!("reading conversation {sender_id:?}"), e))?;
-        let Some(item) = output.item else {
-            return Ok(None);
-        };
-        let version = read_number(sender_id, &item, VERSION, None)?
-            .ok_or_else(|| Error::corrupt(sender_id, None, "the head item has no `version`"))?;
-        if version == 0 {
-            return Ok(None);
+    /// The tables, found once.
+    async fn resolved(&self) -> Result<&Tables> {
+        if let Some(tables) = self.tables.get() {
+            return Ok(tables);
         }
-        let session_start = read_number(sender_id, &item, SESSION_START, None)?;
-        Ok(Some(Head {
-            version,
-            session_start,
-        }))
+        let tables = migrate::resolve(&self.client, &self.table_name, self.adopt_rasa).await?;
+        Ok(self.tables.get_or_init(|| tables))
     }
 
-    /// The events `from..=to` of a conversation, read consistently, following
-    /// `LastEvaluatedKey` to the end.
-    async fn events(&self, sender_id: &str, from: u64, to: u64) -> Result<Vec<StoredEvent>> {
-        let mut events = Vec::with_capacity(usize::try_from(to - from + 1).unwrap_or(0).min(4096));
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .consistent_read(true)
-                .key_condition_expression("#k = :k AND #s BETWEEN :from AND :to")
-                .projection_expression("#s, #d")
-                .expression_attribute_names("#k", HASH_KEY)
-                .expression_attribute_names("#s", RANGE_KEY)
-                .expression_attribute_names("#d", DATA)
-                .expression_attribute_values(":k", AttributeValue::S(sender_id.to_owned()))
-                .expression_attribute_values(":from", number(from))
-                .expression_attribute_values(":to", number(to))
-                .set_limit(self.page_size)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| driver_error(format!("reading the events of {sender_id:?}"), e))?;
-            for item in output.items.unwrap_or_default() {
-                let seq = read_number(sender_id, &item, RANGE_KEY, None)?.ok_or_else(|| {
-                    Error::corrupt(sender_id, None, "an event item without `seq`")
-                })?;
-                let data = match item.get(DATA) {
-                    Some(AttributeValue::S(text)) => text.clone(),
-                    _ => {
-                        return Err(Error::corrupt(
-                            sender_id,
-                            Some(seq),
-                            format!("the event item has no string `{DATA}`"),
-                        ));
-                    }
-                };
-                events.push(StoredEvent {
-                    seq,
-                    data: EventData::Text(data),
-                });
-            }
-            start = continuation(output.last_evaluated_key);
-            if start.is_none() {
-                return Ok(events);
-            }
-        }
-    }
-
-    /// The conversation's version, read consistently.
-    async fn current_version(&self, sender_id: &str) -> Result<u64> {
-        Ok(self.head(sender_id).await?.map_or(0, |head| head.version))
-    }
-
-    /// Deletes event items in one transaction that first checks the conversation still has
-    /// no head. Returns false (deleting nothing) when it has one: it was created anew.
-    async fn delete_event_items(&self, sender_id: &str, seqs: &[u64]) -> Result<bool> {
-        let actions = schema::event_deletes(&self.table, sender_id, seqs)?;
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(error) => {
-                let recreated = cancellation_reasons(&error)
-                    .is_some_and(|reasons| reasons.first() == Some(&Some(CONDITION_FAILED)));
-                if recreated {
-                    Ok(false)
-                } else {
-                    Err(driver_error(
-                        format!("deleting the events of {sender_id:?}"),
-                        error,
-                    ))
-                }
-            }
-        }
-    }
-
-    /// Deletes every event item of a conversation that has no head (any left by an
-    /// interrupted delete included), following `LastEvaluatedKey`, in transactions of up to
-    /// 99 deletes. Stops when the conversation is created anew meanwhile: its appends
-    /// overwrite what is left. Returns the number of items deleted.
-    async fn delete_events(&self, sender_id: &str) -> Result<usize> {
-        let mut deleted = 0;
-        let mut batch: Vec<u64> = Vec::with_capacity(MAX_EVENTS_PER_APPEND);
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .consistent_read(true)
-                .key_condition_expression("#k = :k AND #s > :head")
-                .projection_expression("#s")
-                .expression_attribute_names("#k", HASH_KEY)
-                .expression_attribute_names("#s", RANGE_KEY)
-                .expression_attribute_values(":k", AttributeValue::S(sender_id.to_owned()))
-                .expression_attribute_values(":head", number(HEAD_SEQ))
-                .set_limit(self.page_size)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| driver_error(format!("listing the events of {sender_id:?}"), e))?;
-            for item in output.items.unwrap_or_default() {
-                if let Some(seq) = read_number(sender_id, &item, RANGE_KEY, None)? {
-                    batch.push(seq);
-                }
-                if batch.len() == MAX_EVENTS_PER_APPEND {
-                    if !self.delete_event_items(sender_id, &batch).await? {
-                        return Ok(deleted);
-                    }
-                    deleted += batch.len();
-                    batch.clear();
-                }
-            }
-            start = continuation(output.last_evaluated_key);
-            if start.is_none() {
-                break;
-            }
-        }
-        if !batch.is_empty() && self.delete_event_items(sender_id, &batch).await? {
-            deleted += batch.len();
-        }
-        Ok(deleted)
-    }
-
-    /// Sends an append's transaction; on leftover items of an interrupted delete, sends it
-    /// again with unconditional event puts (the head's condition still guards it).
-    async fn transact_append(&self, append: &Append, items: &[Item]) -> Result<u64> {
-        let sender_id = append.sender_id().as_str();
-        let head = schema::head_update(&self.table, append)?;
-        let mut conditional = true;
-        loop {
-            let mut actions = Vec::with_capacity(items.len() + 1);
-            actions.push(head.clone());
-            for item in items {
-                actions.push(schema::event_put(&self.table, item.clone(), conditional)?);
-            }
-            let error = match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(append.new_version()),
-                Err(error) => error,
-            };
-            match Canceled::of(cancellation_reasons(&error).as_deref()) {
-                Canceled::Stale => {
-                    let actual = self.current_version(sender_id).await?;
-                    tracing::debug!(
-                        sender_id,
-                        expected = append.expected_version(),
-                        actual,
-                        "append conflicts with another writer"
-                    );
-                    return Err(Error::conflict(
-                        sender_id,
-                        append.expected_version(),
-                        actual,
-                    ));
-                }
-                Canceled::Leftovers(count) if conditional => {
-                    tracing::warn!(
-                        sender_id,
-                        items = count,
-                        "overwriting event items left by an interrupted delete"
-                    );
-                    conditional = false;
-                }
-                _ => {
-                    return Err(driver_error(format!("appending to {sender_id:?}"), error));
-                }
-            }
-        }
+    /// The client and tables operations work on.
+    async fn db(&self) -> Result<Db<'_>> {
+        let tables = self.resolved().await?;
+        Ok(Db {
+            client: &self.client,
+            table: &tables.store_table,
+            rasa_table: tables.rasa_table.as_deref(),
+            page_size: self.page_size,
+        })
     }
 }
 
@@ -407,7 +244,7 @@ impl Store for DynamoStore {
     }
 
     async fn version(&self, sender_id: &SenderId) -> Result<u64> {
-        self.current_version(sender_id.as_str()).await
+        self.db().await?.version(sender_id.as_str()).await
     }
 
     async fn append(&self, append: &Append) -> Result<u64> {
@@ -418,7 +255,7 @@ impl Store for DynamoStore {
             .map(|record| schema::event_item(sender_id, record))
             .collect();
         schema::check_append(append, &items)?;
-        self.transact_append(append, &items).await
+        append::append(&self.db().await?, append, &items).await
     }
 
     async fn read(
@@ -426,16 +263,31 @@ impl Store for DynamoStore {
         sender_id: &SenderId,
         scope: ReadScope,
     ) -> Result<Option<StoredConversation>> {
+        let db = self.db().await?;
         let id = sender_id.as_str();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Some(head) = self.head(id).await? else {
-                return Ok(None);
+            let Some(head) = db.head(id).await? else {
+                // Not in this store's table: Rasa's copy, if it has events.
+                return Ok(db
+                    .rasa_copy(id)
+                    .await?
+                    .filter(|copy| copy.version() > 0)
+                    .map(|copy| {
+                        let from = match scope {
+                            ReadScope::LatestSession => latest_session_from(copy.session_start()),
+                            ReadScope::All => 1,
+                        };
+                        StoredConversation {
+                            version: copy.version(),
+                            events: copy.stored_events(from),
+                        }
+                    }));
             };
-            let from = match (scope, head.session_start) {
-                (ReadScope::LatestSession, Some(start)) => start.saturating_sub(1).max(1),
-                _ => 1,
+            let from = match scope {
+                ReadScope::LatestSession => latest_session_from(head.session_start),
+                ReadScope::All => 1,
             };
             if from > head.version {
                 return Err(Error::corrupt(
@@ -448,7 +300,7 @@ impl Store for DynamoStore {
                     ),
                 ));
             }
-            let events = self.events(id, from, head.version).await?;
+            let events = db.events(id, from, head.version).await?;
             let complete = events.len() as u64 == head.version - from + 1
                 && events
                     .iter()
@@ -477,101 +329,16 @@ impl Store for DynamoStore {
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
-        if request.limit == 0 {
-            return Err(Error::invalid_input(
-                "a page of 0 conversations was asked for",
-            ));
-        }
-        let mut start = match &request.cursor {
-            Some(cursor) => {
-                let (sender_id, seq) = schema::decode_cursor(cursor)?;
-                Some(key(&sender_id, seq))
-            }
-            None => None,
-        };
-        let mut sender_ids = Vec::new();
-        for _ in 0..SCANS_PER_PAGE {
-            let output = self
-                .client
-                .scan()
-                .table_name(&*self.table)
-                .consistent_read(true)
-                .filter_expression("#s = :head")
-                .projection_expression("#k, #s")
-                .expression_attribute_names("#k", HASH_KEY)
-                .expression_attribute_names("#s", RANGE_KEY)
-                .expression_attribute_values(":head", number(HEAD_SEQ))
-                .set_limit(self.page_size)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| driver_error("listing conversations", e))?;
-            let last_key = continuation(output.last_evaluated_key);
-            let mut heads = output.items.unwrap_or_default().into_iter();
-            while let Some(item) = heads.next() {
-                let (sender_id, _) = read_key(&item)?;
-                sender_ids.push(sender_id);
-                if sender_ids.len() >= request.limit {
-                    let more = heads.next().is_some() || last_key.is_some();
-                    let next_cursor = more.then(|| {
-                        let last = sender_ids.last().map_or("", String::as_str);
-                        schema::encode_cursor(last, HEAD_SEQ)
-                    });
-                    return Ok(ListPage {
-                        sender_ids,
-                        next_cursor,
-                    });
-                }
-            }
-            match last_key {
-                Some(key) => start = Some(key),
-                None => {
-                    return Ok(ListPage {
-                        sender_ids,
-                        next_cursor: None,
-                    });
-                }
-            }
-        }
-        // Enough scanning for one call: a shorter page that continues where the scan stopped.
-        let next_cursor = match &start {
-            Some(key) => {
-                let (sender_id, seq) = read_key(key)?;
-                Some(schema::encode_cursor(&sender_id, seq))
-            }
-            None => None,
-        };
-        Ok(ListPage {
-            sender_ids,
-            next_cursor,
-        })
+        list::list(&self.db().await?, request).await
     }
 
-    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
-        let id = sender_id.as_str();
-        let output = self
-            .client
-            .delete_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(id, HEAD_SEQ)))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| driver_error(format!("deleting conversation {id:?}"), e))?;
-        let existed = output.attributes.is_some_and(|head| !head.is_empty());
-        // The head is gone, so the conversation no longer exists for any reader; what follows
-        // only frees space. Items it leaves (on a crash or error) are invisible, overwritten by
-        // later appends and removed by the next delete.
-        match self.delete_events(id).await {
-            Ok(deleted) => {
-                tracing::debug!(sender_id = id, existed, deleted, "deleted conversation");
-            }
-            Err(error) => tracing::warn!(
-                sender_id = id,
-                error = %error,
-                "deleted the conversation, but not all of its event items; the next delete removes them"
-            ),
-        }
-        Ok(existed)
+    async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
+        delete::delete(&self.db().await?, sender_id.as_str(), expected).await
     }
+}
+
+/// Where a latest-session read starts: at the event before the last `session_started` (the
+/// `action_session_start` that opened the session), or at 1.
+fn latest_session_from(session_start: Option<u64>) -> u64 {
+    session_start.map_or(1, |start| start.saturating_sub(1).max(1))
 }

@@ -1,7 +1,11 @@
 //! Errors as DynamoDB sends them, through the real SDK, against a scripted HTTP server on
 //! 127.0.0.1: throttling, server errors, canceled transactions and the rest. moto never
 //! throttles, never fails with 5xx and never reports a conflicting transaction, so these paths
-//! are checked here (no DynamoDB server needed).
+//! are checked here (no DynamoDB server needed) — and, for conflicting transactions, also on
+//! the test server behind a proxy that cancels transactions the way DynamoDB does when two
+//! meet on one item.
+
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,11 +13,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tracker_core::{Append, ErrorKind, Event, SenderId, Store};
+use tracker_core::{Append, ErrorKind, Event, ExpectedVersion, SenderId, Store};
 use tracker_dynamo::aws_sdk_dynamodb::Client;
 use tracker_dynamo::aws_sdk_dynamodb::config::retry::RetryConfig;
 use tracker_dynamo::aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use tracker_dynamo::{DynamoConfig, DynamoStore};
+
+use common::conflicts::ConflictProxy;
 
 /// An HTTP response: status and JSON body.
 type Reply = (u16, String);
@@ -47,7 +53,11 @@ impl FakeDynamo {
                     let Some(request) = read_request(&mut socket).await else {
                         return;
                     };
-                    let (status, body) = script(&request);
+                    let (status, body) = if request.operation == "DescribeTable" {
+                        described()
+                    } else {
+                        script(&request)
+                    };
                     seen.lock().expect("lock").push(request);
                     let response = format!(
                         "HTTP/1.1 {status} Scripted\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -137,6 +147,23 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Request> {
         operation: target.rsplit('.').next().unwrap_or_default().to_owned(),
         body: String::from_utf8_lossy(&buffer[header_end..header_end + length]).to_string(),
     })
+}
+
+/// The description of a table of this store's layout, for `DescribeTable` (the store asks
+/// once, to find its tables).
+fn described() -> Reply {
+    let body = serde_json::json!({"Table": {
+        "TableName": "fake", "TableStatus": "ACTIVE",
+        "KeySchema": [
+            {"AttributeName": "sender_id", "KeyType": "HASH"},
+            {"AttributeName": "seq", "KeyType": "RANGE"}
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "sender_id", "AttributeType": "S"},
+            {"AttributeName": "seq", "AttributeType": "N"}
+        ]
+    }});
+    (200, body.to_string())
 }
 
 fn error_body(code: &str, message: &str) -> String {
@@ -259,7 +286,6 @@ async fn a_failed_head_condition_is_a_conflict_never_retried() {
 #[tokio::test]
 async fn canceled_transactions_for_other_reasons_are_no_conflict() {
     for (codes, kind) in [
-        (&["TransactionConflict", "None"][..], ErrorKind::Unavailable),
         (&["None", "ThrottlingError"][..], ErrorKind::Unavailable),
         (
             &["ProvisionedThroughputExceeded", "None"][..],
@@ -284,6 +310,91 @@ async fn canceled_transactions_for_other_reasons_are_no_conflict() {
         .await
         .expect_err("throttled");
     assert_eq!(error.kind(), ErrorKind::Unavailable);
+}
+
+/// How many transactions the store sends at most while DynamoDB cancels them for
+/// conflicting transactions.
+const CONFLICT_ATTEMPTS: usize = 8;
+
+#[tokio::test]
+async fn transactions_canceled_by_conflicting_ones_are_sent_again() {
+    // DynamoDB's reply when another transaction is writing the head: the head's reason is
+    // `TransactionConflict`, the others `None`.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let fake = FakeDynamo::start(move |request| match request.operation.as_str() {
+        "TransactWriteItems" if counter.fetch_add(1, Ordering::SeqCst) < 3 => {
+            canceled(&["TransactionConflict", "None", "None"])
+        }
+        "TransactWriteItems" => (200, "{}".to_owned()),
+        _ => (400, error_body("ValidationException", "unexpected")),
+    })
+    .await;
+    let version = fake
+        .store()
+        .append(&append_at(3, 2))
+        .await
+        .expect("applied at the fourth attempt");
+    assert_eq!(version, 5);
+    let bodies = fake.bodies("TransactWriteItems");
+    assert_eq!(bodies.len(), 4);
+    // Each attempt is a new request: its own idempotency token.
+    let tokens: std::collections::HashSet<String> = bodies
+        .iter()
+        .map(|body| {
+            let body: serde_json::Value = serde_json::from_str(body).expect("JSON");
+            body["ClientRequestToken"]
+                .as_str()
+                .expect("token")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(tokens.len(), 4);
+}
+
+#[tokio::test]
+async fn a_transaction_that_keeps_meeting_others_ends_as_a_conflict() {
+    // Every transaction canceled for a conflict on the head (`[{Code: None},
+    // {Code: TransactionConflict}]` for a delete; the head first for an append): after the
+    // last attempt the store reads the version and reports a conflict, never Unavailable.
+    for (codes, version_after) in [
+        (&["TransactionConflict", "None", "None"][..], 7_u64),
+        (&["None", "TransactionConflict", "None"][..], 3),
+    ] {
+        let reply = canceled(codes);
+        let fake = FakeDynamo::start(move |request| match request.operation.as_str() {
+            "TransactWriteItems" => reply.clone(),
+            "GetItem" => head_at(version_after),
+            _ => (400, error_body("ValidationException", "unexpected")),
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let error = fake
+            .store()
+            .append(&append_at(3, 2))
+            .await
+            .expect_err("conflicting");
+        assert_eq!(error.kind(), ErrorKind::Conflict, "{codes:?}: {error}");
+        assert!(!error.is_temporary());
+        assert_eq!(error.current_version(), Some(version_after));
+        assert_eq!(fake.count("TransactWriteItems"), CONFLICT_ATTEMPTS);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // A delete at the version read: the same.
+    let fake = FakeDynamo::start(|request| match request.operation.as_str() {
+        "TransactWriteItems" => canceled(&["TransactionConflict"]),
+        "GetItem" => head_at(4),
+        _ => (400, error_body("ValidationException", "unexpected")),
+    })
+    .await;
+    let error = fake
+        .store()
+        .delete(&id(), ExpectedVersion::Exact(4))
+        .await
+        .expect_err("conflicting");
+    assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+    assert_eq!(error.current_version(), Some(4));
+    assert_eq!(fake.count("TransactWriteItems"), CONFLICT_ATTEMPTS);
 }
 
 #[tokio::test]
@@ -314,4 +425,91 @@ async fn leftover_items_are_overwritten_under_the_head_condition() {
     assert_eq!(conditions(&bodies[0]), 4, "{}", bodies[0]);
     assert_eq!(conditions(&bodies[1]), 1, "{}", bodies[1]);
     assert!(bodies[1].contains("attribute_not_exists"));
+}
+
+/// A store on a new table of the test server, reached through a proxy that cancels one in
+/// every `every` transactions for a conflicting transaction, as DynamoDB does when two meet on
+/// one item; `None` after a loud skip.
+async fn store_meeting_conflicts(every: usize) -> Option<(DynamoStore, ConflictProxy)> {
+    let url = common::url().await?;
+    let proxy = ConflictProxy::start(&url, every).await;
+    let store = common::store_on(
+        common::client_for(&proxy.url),
+        &common::fresh_table("conflicts"),
+    );
+    store.ensure_schema().await.expect("create the table");
+    Some((store, proxy))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_writer_wins_when_transactions_meet_conflicting_ones() {
+    let Some((store, proxy)) = store_meeting_conflicts(3).await else {
+        return;
+    };
+    // 32 writers at one version, twice: exactly one wins, the others get Conflict (never
+    // Unavailable), although a third of all transactions are canceled.
+    tracker_conformance::cases::concurrent_writers_one_wins(store).await;
+    assert!(proxy.canceled() > 10, "{} canceled", proxy.canceled());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_race_on_one_conversation_holds_when_transactions_meet_conflicting_ones() {
+    // The conformance suite's race (64 writers x 50 appends) in small: 12 writers append 6
+    // times each to one conversation, re-reading the version after every Conflict; any other
+    // error fails. A third of all transactions are canceled for a conflicting transaction.
+    const WRITERS: usize = 12;
+    const APPENDS: usize = 6;
+    let Some((store, proxy)) = store_meeting_conflicts(3).await else {
+        return;
+    };
+    let store = tracker_core::TrackerStore::new(store);
+    let id = format!("race-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let (store, id) = (store.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut version = store.version(&id).await.expect("version");
+            for index in 0..APPENDS {
+                let events = [
+                    Event::user(format!("{writer}/{index}"), "race", 1.0).at(1_700_000_000.0),
+                    Event::bot(format!("ack {writer}/{index}")).at(1_700_000_000.5),
+                ];
+                loop {
+                    match store.append(&id, version, &events).await {
+                        Ok(new_version) => {
+                            acknowledged.push((new_version, events[0].to_rasa_json()));
+                            version = new_version;
+                            break;
+                        }
+                        Err(error) => {
+                            assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+                            version = store.version(&id).await.expect("version");
+                        }
+                    }
+                }
+            }
+            acknowledged
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.extend(task.await.expect("writer"));
+    }
+    let read = store
+        .read(&id, tracker_core::ReadScope::All)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.events.len(), WRITERS * APPENDS * 2);
+    for (version, text) in &acknowledged {
+        let at = usize::try_from(*version).expect("small") - 2;
+        assert_eq!(&read.events[at].to_rasa_json(), text, "append at {version}");
+    }
+    assert!(
+        proxy.canceled() * 4 > proxy.transactions(),
+        "{} of {} canceled",
+        proxy.canceled(),
+        proxy.transactions()
+    );
 }

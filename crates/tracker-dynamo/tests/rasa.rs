@@ -583,3 +583,508 @@ async fn legacy_tables_read_the_newest_item() {
         "one id per conversation"
     );
 }
+
+// Adoption: a store configured with Rasa's table as `table_name`.
+
+/// A Rasa table and a store configured with it as `table_name` (its own items in the table
+/// beside it, created here), with its own client.
+async fn adopting() -> Option<(DynamoStore, Client, String)> {
+    let client = common::client().await?;
+    let rasa = rasa_table(&client, false).await;
+    let store = adopting_store(&rasa).await;
+    Some((store, client, rasa))
+}
+
+/// Another store on Rasa's table `rasa` (another client: another process).
+async fn adopting_store(rasa: &str) -> DynamoStore {
+    let client = common::client().await.expect("the test server");
+    let store = common::store_on(client, rasa);
+    store.ensure_schema().await.expect("this store's table");
+    store
+}
+
+/// Rasa's events as JSON values, as Rasa's tracker store would hold them: `sessions`
+/// sessions of a greeting each, `tag` in the texts.
+fn rasa_events(sessions: usize, tag: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    for session in 0..sessions {
+        let at = 1_700_000_000.25 + 100.0 * session as f64;
+        for event in [
+            Event::action("action_session_start").at(at),
+            Event::session_started().at(at + 0.001),
+            Event::action("action_listen").at(at + 0.002),
+            Event::user(format!("hi {tag} {session}"), "greet", 0.987_654_321_2).at(at + 1.5),
+            Event::slot("count", session as u64).at(at + 1.6),
+            Event::bot(format!("hello {tag} {session}")).at(at + 2.0),
+        ] {
+            events.push(event.to_value());
+        }
+    }
+    events
+}
+
+/// The events Rasa reads back from an item of `values`.
+fn as_rasa_reads(values: &[Value]) -> Vec<Event> {
+    values
+        .iter()
+        .map(|value| Event::from_value(as_rasa_reads_it(value)).expect("parses"))
+        .collect()
+}
+
+/// Rasa's item of `sender_id`, every attribute, straight from the table.
+async fn rasa_raw(client: &Client, table: &str, sender_id: &str) -> Option<Item> {
+    client
+        .get_item()
+        .table_name(table)
+        .key("sender_id", AttributeValue::S(sender_id.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get Rasa's item")
+        .item
+}
+
+/// The number of items this store's table holds for `sender_id`.
+async fn own_items(store: &DynamoStore, sender_id: &str) -> usize {
+    let tables = store.tables().await.expect("tables");
+    store
+        .client()
+        .query()
+        .table_name(&tables.store_table)
+        .consistent_read(true)
+        .key_condition_expression("#k = :k")
+        .expression_attribute_names("#k", "sender_id")
+        .expression_attribute_values(":k", AttributeValue::S(sender_id.to_owned()))
+        .send()
+        .await
+        .expect("query")
+        .count() as usize
+}
+
+fn bot_events(count: usize, tag: &str) -> Vec<Event> {
+    (0..count)
+        .map(|n| Event::bot(format!("{tag} {n}")).at(1_800_000_000.0 + n as f64))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rasa_conversations_are_read_and_adopted_on_their_first_append() {
+    let Some((dynamo, client, rasa)) = adopting().await else {
+        return;
+    };
+    let tables = dynamo.tables().await.expect("tables");
+    assert_eq!(tables.store_table, format!("{rasa}_events"));
+    assert_eq!(tables.rasa_table.as_deref(), Some(rasa.as_str()));
+    let values = rasa_events(2, "alice");
+    put(&client, &rasa, rasa_item("alice", &values)).await;
+    put(&client, &rasa, rasa_item("bob", &rasa_events(1, "bob"))).await;
+    // An item without events is no conversation.
+    put(
+        &client,
+        &rasa,
+        HashMap::from([
+            ("sender_id".to_owned(), AttributeValue::S("empty".into())),
+            ("name".to_owned(), AttributeValue::S("empty".into())),
+        ]),
+    )
+    .await;
+    let before = rasa_raw(&client, &rasa, "alice")
+        .await
+        .expect("Rasa's item");
+    let store = TrackerStore::new(dynamo.clone());
+    let expected = as_rasa_reads(&values);
+
+    // Read where Rasa keeps it, numbered 1..n, at version n.
+    assert_eq!(store.version("alice").await.expect("version"), 12);
+    let read = store
+        .read("alice", ReadScope::All)
+        .await
+        .expect("read")
+        .expect("Rasa's conversation");
+    assert_eq!(read.version, 12);
+    assert_eq!(texts(&read.events), texts(&expected));
+    let tracker = store
+        .retrieve("alice")
+        .await
+        .expect("retrieve")
+        .expect("exists");
+    assert_eq!(
+        texts(tracker.events()),
+        texts(&expected[6..]),
+        "the latest session"
+    );
+    assert_eq!(store.version("empty").await.expect("version"), 0);
+    assert!(!store.exists("empty").await.expect("exists"));
+
+    // Only an append at Rasa's version adopts it.
+    for stale in [0, 11, 13] {
+        let error = store
+            .append("alice", stale, &bot_events(1, "stale"))
+            .await
+            .expect_err("not at Rasa's version");
+        assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+        assert_eq!(error.current_version(), Some(12));
+    }
+    assert_eq!(own_items(&dynamo, "alice").await, 0, "nothing written");
+    let new = bot_events(2, "after");
+    assert_eq!(store.append("alice", 12, &new).await.expect("adopt"), 14);
+    assert_eq!(
+        own_items(&dynamo, "alice").await,
+        15,
+        "the head and 14 events"
+    );
+    let read = store
+        .read("alice", ReadScope::All)
+        .await
+        .expect("read")
+        .expect("adopted");
+    assert_eq!(
+        texts(&read.events),
+        texts(&[expected.clone(), new].concat())
+    );
+    assert_eq!(
+        rasa_raw(&client, &rasa, "alice").await.as_ref(),
+        Some(&before),
+        "Rasa's item is left exactly as it was"
+    );
+    // From now on this store's copy is the conversation.
+    assert_eq!(
+        store
+            .append("alice", 14, &bot_events(1, "more"))
+            .await
+            .expect("append"),
+        15
+    );
+    assert_eq!(own_items(&dynamo, "alice").await, 16);
+    let tracker = store
+        .retrieve("alice")
+        .await
+        .expect("retrieve")
+        .expect("exists");
+    assert_eq!(
+        tracker.events().len(),
+        9,
+        "the latest session and 3 new events"
+    );
+
+    // A new conversation is this store's from the start; each id is listed once.
+    store
+        .append("carol", 0, &bot_events(1, "carol"))
+        .await
+        .expect("new");
+    let mut keys = store.keys().await.expect("keys");
+    keys.sort();
+    assert_eq!(keys, ["alice", "bob", "carol"]);
+    // Importing Rasa's copy finds it present already: the store reads it.
+    let source = source_on(&client, &rasa);
+    assert_eq!(
+        store.import_from(&source, "bob").await.expect("import"),
+        Some(Imported {
+            already_present: 6,
+            written: 0,
+            version: 6
+        })
+    );
+    assert_eq!(own_items(&dynamo, "bob").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_adopters_at_once_give_one_conflict() {
+    let Some((first, client, rasa)) = adopting().await else {
+        return;
+    };
+    let second = adopting_store(&rasa).await;
+    let (first, second) = (TrackerStore::new(first), TrackerStore::new(second));
+    for round in 0..4 {
+        let id = format!("raced-{round}");
+        put(&client, &rasa, rasa_item(&id, &rasa_events(1, &id))).await;
+        let (one, other) = (bot_events(2, "first"), bot_events(3, "second"));
+        let (a, b) = tokio::join!(first.append(&id, 6, &one), second.append(&id, 6, &other),);
+        let (won, lost, written) = match (a, b) {
+            (Ok(version), Err(error)) => (version, error, bot_events(2, "first")),
+            (Err(error), Ok(version)) => (version, error, bot_events(3, "second")),
+            other => panic!("round {round}: not one winner: {other:?}"),
+        };
+        assert_eq!(lost.kind(), ErrorKind::Conflict, "{lost}");
+        assert_eq!(lost.current_version(), Some(won));
+        let read = first
+            .read(&id, ReadScope::All)
+            .await
+            .expect("read")
+            .expect("adopted");
+        let expected = [as_rasa_reads(&rasa_events(1, &id)), written].concat();
+        assert_eq!(texts(&read.events), texts(&expected));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adoptions_beyond_one_transaction_name_the_migration() {
+    let Some((dynamo, client, rasa)) = adopting().await else {
+        return;
+    };
+    let store = TrackerStore::new(dynamo.clone());
+    let golden = golden::event_values();
+    let values: Vec<Value> = (0..150).map(|n| golden[n % golden.len()].clone()).collect();
+    put(&client, &rasa, rasa_item("long", &values)).await;
+    put(&client, &rasa, rasa_item("edge", &values[..96])).await;
+    let before = all_items(&client, &rasa).await;
+
+    // 96 of Rasa's events and 2 more fill one transaction (with the head and the check of
+    // Rasa's item); 3 more do not.
+    let error = store
+        .append("edge", 96, &bot_events(3, "x"))
+        .await
+        .expect_err("99 events");
+    assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+    assert!(
+        error.to_string().contains("tracker migrate --from-rasa"),
+        "{error}"
+    );
+    assert_eq!(own_items(&dynamo, "edge").await, 0, "nothing written");
+    assert_eq!(
+        store
+            .append("edge", 96, &bot_events(2, "x"))
+            .await
+            .expect("98"),
+        98
+    );
+    let error = store
+        .append("long", 150, &bot_events(1, "x"))
+        .await
+        .expect_err("151 events");
+    assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+    assert!(error.to_string().contains("adopt_rasa: false"), "{error}");
+    assert_eq!(own_items(&dynamo, "long").await, 0, "nothing written");
+    assert_eq!(store.version("long").await.expect("version"), 150);
+
+    // What the error says: copy it with adoption off (as `tracker migrate --from-rasa`
+    // imports), after which appends go to this store's copy.
+    let copier = DynamoStore::from_client(
+        client.clone(),
+        &DynamoConfig {
+            adopt_rasa: false,
+            ..DynamoConfig::with_table(&rasa)
+        },
+    )
+    .expect("store");
+    let copier = TrackerStore::new(copier);
+    assert_eq!(
+        copier
+            .import_from(&source_on(&client, &rasa), "long")
+            .await
+            .expect("import"),
+        Some(Imported {
+            already_present: 0,
+            written: 150,
+            version: 150
+        })
+    );
+    assert_eq!(
+        store
+            .append("long", 150, &bot_events(1, "x"))
+            .await
+            .expect("append"),
+        151
+    );
+    let read = store
+        .read("long", ReadScope::All)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(texts(&read.events[..150]), texts(&as_rasa_reads(&values)));
+    assert_eq!(
+        all_items(&client, &rasa).await,
+        before,
+        "Rasa's table unchanged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_remove_rasa_copy_and_own() {
+    let Some((dynamo, client, rasa)) = adopting().await else {
+        return;
+    };
+    let store = TrackerStore::new(dynamo.clone());
+    for id in ["rasa-only", "rasa-any", "adopted", "raced"] {
+        put(&client, &rasa, rasa_item(id, &rasa_events(1, id))).await;
+    }
+    put(&client, &rasa, rasa_item("other", &rasa_events(1, "other"))).await;
+
+    // A conversation only Rasa holds: checked against Rasa's version, then gone.
+    let error = store.delete_at("rasa-only", 5).await.expect_err("stale");
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    assert_eq!(error.current_version(), Some(6));
+    assert!(rasa_raw(&client, &rasa, "rasa-only").await.is_some());
+    assert!(store.delete_at("rasa-only", 6).await.expect("delete"));
+    assert!(rasa_raw(&client, &rasa, "rasa-only").await.is_none());
+    assert_eq!(store.version("rasa-only").await.expect("version"), 0);
+    assert!(store.delete("rasa-any").await.expect("delete"));
+    assert!(rasa_raw(&client, &rasa, "rasa-any").await.is_none());
+    assert!(!store.delete("rasa-any").await.expect("again"));
+
+    // An adopted one: this store's copy and Rasa's, so it does not come back as Rasa's.
+    store
+        .append("adopted", 6, &bot_events(1, "x"))
+        .await
+        .expect("adopt");
+    let error = store.delete_at("adopted", 6).await.expect_err("stale");
+    assert_eq!(error.current_version(), Some(7));
+    assert!(store.delete_at("adopted", 7).await.expect("delete"));
+    assert!(rasa_raw(&client, &rasa, "adopted").await.is_none());
+    assert_eq!(own_items(&dynamo, "adopted").await, 0);
+    assert_eq!(store.version("adopted").await.expect("version"), 0);
+    assert!(
+        store
+            .read("adopted", ReadScope::All)
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // A delete and an adoption at once: one of them, never both.
+    let events = bot_events(1, "y");
+    let (deleted, appended) = tokio::join!(
+        store.delete_at("raced", 6),
+        store.append("raced", 6, &events),
+    );
+    match (deleted, appended) {
+        (Ok(true), Err(error)) => {
+            assert_eq!(error.current_version(), Some(0), "{error}");
+            assert_eq!(store.version("raced").await.expect("version"), 0);
+        }
+        (Err(error), Ok(7)) => {
+            assert_eq!(error.current_version(), Some(7), "{error}");
+            assert_eq!(store.version("raced").await.expect("version"), 7);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        store
+            .keys()
+            .await
+            .expect("keys")
+            .contains(&"other".to_owned())
+    );
+    assert!(
+        rasa_raw(&client, &rasa, "other").await.is_some(),
+        "others untouched"
+    );
+
+    // An item of Rasa's that cannot be read is Corrupt, and deleted all the same.
+    put(
+        &client,
+        &rasa,
+        HashMap::from([
+            ("sender_id".to_owned(), AttributeValue::S("broken".into())),
+            ("events".to_owned(), AttributeValue::S("not a list".into())),
+        ]),
+    )
+    .await;
+    let error = store.version("broken").await.expect_err("corrupt");
+    assert_eq!(error.kind(), ErrorKind::Corrupt);
+    assert_eq!(
+        store
+            .delete_at("broken", 1)
+            .await
+            .expect_err("corrupt")
+            .kind(),
+        ErrorKind::Corrupt
+    );
+    assert!(store.delete("broken").await.expect("delete"));
+    assert!(rasa_raw(&client, &rasa, "broken").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_gives_every_conversation_once_across_pages() {
+    let Some((dynamo, client, rasa)) = adopting().await else {
+        return;
+    };
+    let store = TrackerStore::new(dynamo.clone().with_page_size(3));
+    let mut ids = Vec::new();
+    for n in 0..9 {
+        let id = format!("rasa-{n}");
+        put(&client, &rasa, rasa_item(&id, &rasa_events(1, &id))).await;
+        ids.push(id);
+    }
+    for n in 0..4 {
+        // Adopted: in both tables.
+        store
+            .append(&format!("rasa-{n}"), 6, &bot_events(1, "x"))
+            .await
+            .expect("adopt");
+    }
+    for n in 0..7 {
+        let id = format!("own-{n}");
+        store
+            .append(&id, 0, &bot_events(1, "x"))
+            .await
+            .expect("new");
+        ids.push(id);
+    }
+    ids.sort();
+    for limit in [1, 4, 100] {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.list(cursor, limit).await.expect("list");
+            assert!(page.sender_ids.len() <= limit);
+            seen.extend(page.sender_ids);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, ids, "pages of {limit}");
+    }
+    // Without adoption only this store's conversations are listed.
+    let own_only = TrackerStore::new(
+        DynamoStore::from_client(
+            client.clone(),
+            &DynamoConfig {
+                adopt_rasa: false,
+                ..DynamoConfig::with_table(&rasa)
+            },
+        )
+        .expect("store"),
+    );
+    let mut keys = own_only.keys().await.expect("keys");
+    keys.sort();
+    assert_eq!(keys.len(), 11, "{keys:?}");
+    assert_eq!(own_only.version("rasa-8").await.expect("version"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_rasa_table_holds_no_conversations() {
+    let Some((dynamo, client, rasa)) = adopting().await else {
+        return;
+    };
+    put(&client, &rasa, rasa_item("gone", &rasa_events(1, "gone"))).await;
+    let store = TrackerStore::new(dynamo);
+    assert_eq!(store.version("gone").await.expect("version"), 6);
+    // Rasa's default table `states` may not exist (yet): the store works without it.
+    client
+        .delete_table()
+        .table_name(&rasa)
+        .send()
+        .await
+        .expect("drop Rasa's table");
+    assert_eq!(store.version("gone").await.expect("version"), 0);
+    assert!(
+        store
+            .read("gone", ReadScope::All)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .append("new", 0, &bot_events(2, "n"))
+            .await
+            .expect("append"),
+        2
+    );
+    assert_eq!(store.keys().await.expect("keys"), ["new"]);
+    assert!(store.delete("new").await.expect("delete"));
+    assert!(!store.delete("gone").await.expect("delete"));
+}

@@ -1,6 +1,7 @@
 //! Table setup on the test server: `ensure_schema` creates the table once (also with
-//! concurrent callers) and reports it, `check_schema` changes nothing, tables of Rasa's and
-//! other layouts are refused, and `connect` sets up or checks as `migrate` says.
+//! concurrent callers) and reports it, `check_schema` changes nothing, a store named after
+//! Rasa's table gets a table beside it, tables of Rasa 1.x/2.x's and other layouts are
+//! refused, and `connect` sets up or checks as `migrate` says.
 
 mod common;
 
@@ -102,7 +103,8 @@ async fn tables_are_created_once_and_checked() {
         Some(BillingMode::PayPerRequest)
     );
 
-    // Rasa's table layouts are refused with a Config error that says what to do.
+    // A store named after Rasa's table keeps its items in a table of its own beside it,
+    // created by ensure_schema; Rasa's table is left as it is.
     let rasa = common::fresh_table("rasa-states");
     create_table(
         &client,
@@ -110,21 +112,49 @@ async fn tables_are_created_once_and_checked() {
         &[("sender_id", KeyType::Hash, ScalarAttributeType::S)],
     )
     .await;
-    for error in [
-        common::store_on(client.clone(), &rasa)
-            .ensure_schema()
-            .await
-            .expect_err("Rasa's table"),
-        common::store_on(client.clone(), &rasa)
-            .check_schema()
-            .await
-            .expect_err("Rasa's table"),
-    ] {
-        assert_eq!(error.kind(), ErrorKind::Config);
-        let message = error.to_string();
-        assert!(message.contains("Rasa's DynamoTrackerStore"), "{message}");
-        assert!(message.contains("DynamoRasaSource"), "{message}");
-    }
+    let beside = common::store_on(client.clone(), &rasa);
+    let error = beside.check_schema().await.expect_err("not created yet");
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(
+        error.to_string().contains(&format!("{rasa}_events")),
+        "{error}"
+    );
+    let changes = beside.ensure_schema().await.expect("ensure_schema");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].contains(&format!("\"{rasa}_events\"")),
+        "{changes:?}"
+    );
+    assert!(changes[0].contains("beside Rasa's table"), "{changes:?}");
+    beside.check_schema().await.expect("created");
+    assert!(beside.ensure_schema().await.expect("again").is_empty());
+    let tables = beside.tables().await.expect("tables");
+    assert_eq!(tables.store_table, format!("{rasa}_events"));
+    assert_eq!(tables.rasa_table.as_deref(), Some(rasa.as_str()));
+    assert_eq!(beside.table_name(), rasa);
+    let rasa_table = client
+        .describe_table()
+        .table_name(&rasa)
+        .send()
+        .await
+        .expect("describe")
+        .table
+        .expect("table");
+    assert_eq!(rasa_table.key_schema().len(), 1, "Rasa's table unchanged");
+    // Without adoption Rasa's table is not read, and the store's items still go beside it.
+    let unadopting = DynamoStore::from_client(
+        client.clone(),
+        &DynamoConfig {
+            adopt_rasa: false,
+            ..DynamoConfig::with_table(&rasa)
+        },
+    )
+    .expect("store");
+    let tables = unadopting.tables().await.expect("tables");
+    assert_eq!(tables.store_table, format!("{rasa}_events"));
+    assert_eq!(tables.rasa_table, None);
+
+    // Rasa 1.x/2.x tables and tables of other layouts are refused.
     let legacy = common::fresh_table("rasa-legacy");
     create_table(
         &client,
@@ -139,7 +169,12 @@ async fn tables_are_created_once_and_checked() {
         .ensure_schema()
         .await
         .expect_err("legacy table");
+    assert_eq!(error.kind(), ErrorKind::Config);
     assert!(error.to_string().contains("Rasa 1.x/2.x"), "{error}");
+    assert!(
+        error.to_string().contains("tracker migrate --from-rasa"),
+        "{error}"
+    );
     let other = common::fresh_table("other");
     create_table(
         &client,

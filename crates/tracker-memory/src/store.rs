@@ -5,8 +5,8 @@ use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tracker_core::{
-    Append, Capabilities, Error, EventData, ListPage, ListRequest, ReadScope, Result, SenderId,
-    Store, StoredConversation, StoredEvent, async_trait,
+    Append, Capabilities, Error, EventData, ExpectedVersion, ListPage, ListRequest, ReadScope,
+    Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
 };
 
 use crate::MemoryConfig;
@@ -170,11 +170,19 @@ impl Store for MemoryStore {
         Ok(ListPage::from_lookahead(sender_ids, request.limit))
     }
 
-    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
+    async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
         let mut conversations = self
             .conversations
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        if let ExpectedVersion::Exact(expected) = expected {
+            let actual = conversations
+                .get(sender_id.as_str())
+                .map_or(0, |conversation| conversation.events.len() as u64);
+            if actual != expected {
+                return Err(Error::conflict(sender_id.as_str(), expected, actual));
+            }
+        }
         Ok(conversations.remove(sender_id.as_str()).is_some())
     }
 }

@@ -7,10 +7,12 @@
 //!   `bucket_bytes` bytes); one that does not fit *rolls over*: the tail is copied into a
 //!   bucket, then the head's tail is replaced by the append's events.
 //! - A read takes the buckets of the head's generation ending before the tail, then the tail.
-//! - A delete removes the head (that deletes the conversation), then its buckets.
-//! - Collecting orphaned buckets (what an interrupted delete leaves) is maintenance of this
-//!   algorithm, not setup, so it lives here too: it is safe only because generations are never
-//!   reused, which is this file's rule.
+//! - A delete removes the head (that deletes the conversation) or replaces it by a
+//!   tombstone, then removes its buckets (`buckets/delete.rs`, with collecting the orphaned
+//!   buckets an interrupted delete leaves: maintenance of this algorithm, safe only because
+//!   generations are never reused, which is this file's rule).
+//! - A tombstone in a conversation's head slot means it does not exist; creating it again
+//!   replaces the tombstone.
 
 use futures::TryStreamExt;
 use mongodb::Collection;
@@ -20,13 +22,16 @@ use tracker_core::{Append, Error, ReadScope, Result, StoredConversation, StoredE
 
 use crate::error::{driver_error, is_duplicate_key};
 use crate::schema::{
-    self, Head, MAX_TAIL_BYTES, as_u64, bucket, check_owner, get_u64, head, take_events,
+    self, Head, MAX_TAIL_BYTES, NewHead, Slot, as_u64, bucket, check_owner, get_u64, head,
+    take_events,
 };
+
+pub(crate) mod delete;
 
 /// How often an append or a read starts over after losing a race that does not change the
 /// conversation's version (it was deleted and re-created meanwhile, or another writer's
 /// bucket is not visible yet). Conflicts are never retried.
-const MAX_ATTEMPTS: usize = 8;
+pub(crate) const MAX_ATTEMPTS: usize = 8;
 
 /// A store's two collections and the size of its buckets: what the algorithm works on.
 #[derive(Clone)]
@@ -71,7 +76,7 @@ impl Collections {
             .collect::<Result<_>>()?;
 
         let done = if expected == 0 {
-            self.create(append, &entries, bytes).await?
+            self.create(append, &entries, bytes, false).await?
         } else {
             self.push(append, &entries, bytes).await?
         };
@@ -79,13 +84,18 @@ impl Collections {
             return Ok(append.new_version());
         }
         for _ in 0..MAX_ATTEMPTS {
-            let committed = match self.load_head(sender_id).await? {
-                None if expected == 0 => self.create(append, &entries, bytes).await?,
-                None => return Err(Error::conflict(sender_id, expected, 0)),
-                Some(current) if current.version != expected => {
+            let committed = match self.load_slot(sender_id).await? {
+                Slot::Absent if expected == 0 => {
+                    self.create(append, &entries, bytes, false).await?
+                }
+                Slot::Deleted if expected == 0 => self.revive(append, &entries, bytes).await?,
+                Slot::Absent | Slot::Deleted => {
+                    return Err(Error::conflict(sender_id, expected, 0));
+                }
+                Slot::Live(current) if current.version != expected => {
                     return Err(Error::conflict(sender_id, expected, current.version));
                 }
-                Some(current) => {
+                Slot::Live(current) => {
                     let fits = (current.tail_count as usize).saturating_add(records.len())
                         <= self.bucket_events
                         && (current.tail_bytes as usize).saturating_add(bytes) <= self.bucket_bytes;
@@ -106,17 +116,74 @@ impl Collections {
         )))
     }
 
+    /// A conversation's version, as its head slot says (`_id` lookup).
+    pub(crate) async fn version(&self, sender_id: &str) -> Result<Slot<u64>> {
+        let Some(document) = self
+            .heads
+            .find_one(doc! { "_id": schema::head_id(sender_id) })
+            .projection(doc! { head::SENDER_ID: 1, head::VERSION: 1, head::DELETED: 1 })
+            .await
+            .map_err(|e| driver_error("reading a conversation's version", e))?
+        else {
+            return Ok(Slot::Absent);
+        };
+        check_owner(&document, head::SENDER_ID, sender_id, "head")?;
+        if schema::is_tombstone(&document) {
+            return Ok(Slot::Deleted);
+        }
+        get_u64(&document, head::VERSION, sender_id, "head").map(Slot::Live)
+    }
+
+    /// One page of the ids of live heads after `cursor` in byte order: at most `limit` + 1
+    /// (the extra one tells that more follow).
+    pub(crate) async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let mut filter = doc! { head::DELETED: { "$ne": true } };
+        if let Some(cursor) = cursor {
+            filter.insert(head::SENDER_HEX, doc! { "$gt": schema::sender_hex(cursor) });
+        }
+        let limit = i64::try_from(limit)
+            .unwrap_or(i64::MAX - 1)
+            .saturating_add(1);
+        let documents: Vec<Document> = self
+            .heads
+            .find(filter)
+            .sort(doc! { head::SENDER_HEX: 1 })
+            .limit(limit)
+            .projection(doc! { "_id": 0, head::SENDER_ID: 1 })
+            .await
+            .map_err(|e| driver_error("listing conversations", e))?
+            .try_collect()
+            .await
+            .map_err(|e| driver_error("listing conversations", e))?;
+        let mut sender_ids = Vec::with_capacity(documents.len());
+        for document in &documents {
+            match document.get(head::SENDER_ID) {
+                Some(Bson::String(id)) => sender_ids.push(id.clone()),
+                other => {
+                    return Err(Error::corrupt(
+                        format!("{other:?}"),
+                        None,
+                        "a head's `sender_id` is not a string",
+                    ));
+                }
+            }
+        }
+        Ok(sender_ids)
+    }
+
     /// Reads a conversation: the head, then (when the scope starts before the tail) the
     /// buckets of its generation, starting over when a delete raced the read.
     pub(crate) async fn read(
         &self,
         sender_id: &str,
         scope: ReadScope,
-    ) -> Result<Option<StoredConversation>> {
+    ) -> Result<Slot<StoredConversation>> {
         let mut last_gap = String::new();
         for _ in 0..MAX_ATTEMPTS {
-            let Some(mut current) = self.load_head(sender_id).await? else {
-                return Ok(None);
+            let mut current = match self.load_slot(sender_id).await? {
+                Slot::Live(current) => current,
+                Slot::Absent => return Ok(Slot::Absent),
+                Slot::Deleted => return Ok(Slot::Deleted),
             };
             let from = match (scope, current.session) {
                 (ReadScope::LatestSession, Some(session)) => session.saturating_sub(1).max(1),
@@ -132,20 +199,23 @@ impl Collections {
                     Sealed::Gap(message) => {
                         // Deleted (or deleted and re-created) since the head was read: start
                         // over. Otherwise the data is damaged.
-                        match self.load_head(sender_id).await? {
-                            None => return Ok(None),
-                            Some(now) if now.generation != current.generation => {
+                        match self.load_slot(sender_id).await? {
+                            Slot::Absent => return Ok(Slot::Absent),
+                            Slot::Deleted => return Ok(Slot::Deleted),
+                            Slot::Live(now) if now.generation != current.generation => {
                                 last_gap = message;
                                 continue;
                             }
-                            Some(_) => return Err(Error::corrupt(sender_id, None, message)),
+                            Slot::Live(_) => {
+                                return Err(Error::corrupt(sender_id, None, message));
+                            }
                         }
                     }
                 }
             }
             let tail = std::mem::take(&mut current.tail);
             take_events(&mut events, tail, current.tail_seq, from, sender_id)?;
-            return Ok(Some(StoredConversation {
+            return Ok(Slot::Live(StoredConversation {
                 version: current.version,
                 events,
             }));
@@ -155,136 +225,84 @@ impl Collections {
         )))
     }
 
-    /// Deletes a conversation: its head in one atomic step, then its generation's buckets
-    /// (unreachable from then on). Returns whether it existed.
-    pub(crate) async fn delete(&self, sender_id: &str) -> Result<bool> {
-        let Some(removed) = self
-            .heads
-            .find_one_and_delete(doc! {
-                "_id": schema::head_id(sender_id),
-                head::SENDER_ID: sender_id,
-            })
-            .projection(doc! { head::GENERATION: 1 })
-            .await
-            .map_err(|e| driver_error("deleting a conversation", e))?
-        else {
-            return Ok(false);
-        };
-        if let Some(generation) = removed.get(head::GENERATION) {
-            let cleanup = self
-                .events
-                .delete_many(doc! {
-                    bucket::SENDER_ID: sender_id,
-                    bucket::GENERATION: generation.clone(),
-                })
-                .await;
-            if let Err(e) = cleanup {
-                // The conversation is deleted all the same; its buckets are never read again.
-                tracing::warn!(
-                    error = %e,
-                    sender_id,
-                    "deleted a conversation but could not remove its buckets"
-                );
-            }
-        }
-        Ok(true)
-    }
-
-    /// Removes the buckets whose generation no head has (what a delete interrupted between
-    /// its two steps leaves), and returns how many it removed. Safe while the store is in
-    /// use, because a generation is never reused: a re-created conversation gets a new one.
-    pub(crate) async fn collect_orphans(&self) -> Result<u64> {
-        let context = "collecting orphaned buckets";
-        let mut keys = self
-            .events
-            .find(doc! {})
-            .projection(doc! { bucket::SENDER_ID: 1, bucket::GENERATION: 1 })
-            .await
-            .map_err(|e| driver_error(context, e))?;
-        let mut seen = std::collections::HashSet::new();
-        let mut removed = 0;
-        while let Some(key) = keys
-            .try_next()
-            .await
-            .map_err(|e| driver_error(context, e))?
-        {
-            let (Ok(sender_id), Some(generation)) =
-                (key.get_str(bucket::SENDER_ID), key.get(bucket::GENERATION))
-            else {
-                continue;
-            };
-            if !seen.insert((sender_id.to_owned(), generation.to_string())) {
-                continue;
-            }
-            let live = self
-                .heads
-                .find_one(doc! {
-                    "_id": schema::head_id(sender_id),
-                    head::SENDER_ID: sender_id,
-                    head::GENERATION: generation.clone(),
-                })
-                .projection(doc! { "_id": 1 })
-                .await
-                .map_err(|e| driver_error(context, e))?;
-            if live.is_none() {
-                let result = self
-                    .events
-                    .delete_many(doc! {
-                        bucket::SENDER_ID: sender_id,
-                        bucket::GENERATION: generation.clone(),
-                    })
-                    .await
-                    .map_err(|e| driver_error(context, e))?;
-                removed += result.deleted_count;
-            }
-        }
-        if removed > 0 {
-            tracing::info!(
-                removed,
-                collection = %self.events.name(),
-                "removed orphaned buckets"
-            );
-        }
-        Ok(removed)
-    }
-
-    /// The head document of a conversation, if it exists.
-    async fn load_head(&self, sender_id: &str) -> Result<Option<Head>> {
+    /// What a conversation's head slot holds.
+    pub(crate) async fn load_slot(&self, sender_id: &str) -> Result<Slot<Head>> {
         let Some(document) = self
             .heads
             .find_one(doc! { "_id": schema::head_id(sender_id) })
             .await
             .map_err(|e| driver_error("reading a conversation's head", e))?
         else {
-            return Ok(None);
+            return Ok(Slot::Absent);
         };
         check_owner(&document, head::SENDER_ID, sender_id, "head")?;
-        Head::parse(document, sender_id).map(Some)
+        if schema::is_tombstone(&document) {
+            return Ok(Slot::Deleted);
+        }
+        Head::parse(document, sender_id).map(Slot::Live)
+    }
+
+    /// The head of a new conversation holding the append's events.
+    fn new_head(
+        append: &Append,
+        entries: &[Bson],
+        bytes: usize,
+        adopted: bool,
+    ) -> Result<Document> {
+        NewHead {
+            sender_id: append.sender_id().as_str(),
+            generation: ObjectId::new(),
+            version: append.new_version(),
+            session: append.last_session_started(),
+            tail_seq: 1,
+            tail: entries.to_vec(),
+            tail_bytes: bytes,
+            adopted,
+        }
+        .document()
     }
 
     /// Creates a conversation with the append's events: one insert, whose derived `_id` makes
-    /// it fail if the conversation exists. Returns whether it was created.
-    async fn create(&self, append: &Append, entries: &[Bson], bytes: usize) -> Result<bool> {
-        let sender_id = append.sender_id().as_str();
-        let mut document = doc! {
-            "_id": schema::head_id(sender_id),
-            head::SENDER_ID: sender_id,
-            head::SENDER_HEX: schema::sender_hex(sender_id),
-            head::GENERATION: ObjectId::new(),
-            head::VERSION: schema::to_i64(append.new_version())?,
-            head::TAIL_SEQ: 1_i64,
-            head::TAIL_COUNT: schema::usize_to_i64(entries.len()),
-            head::TAIL_BYTES: schema::usize_to_i64(bytes),
-            head::TAIL: entries.to_vec(),
-        };
-        if let Some(session) = append.last_session_started() {
-            document.insert(head::SESSION, schema::to_i64(session)?);
-        }
+    /// it fail if the head slot holds anything. Returns whether it was created.
+    async fn create(
+        &self,
+        append: &Append,
+        entries: &[Bson],
+        bytes: usize,
+        adopted: bool,
+    ) -> Result<bool> {
+        let document = Self::new_head(append, entries, bytes, adopted)?;
+        self.insert_head(document).await
+    }
+
+    /// Inserts a head document into an empty slot; `false` if the slot holds anything.
+    pub(crate) async fn insert_head(&self, document: Document) -> Result<bool> {
         match self.heads.insert_one(document).await {
             Ok(_) => Ok(true),
             Err(e) if is_duplicate_key(&e) => Ok(false),
             Err(e) => Err(driver_error("creating a conversation", e)),
         }
+    }
+
+    /// Creates a conversation in place of its tombstone: one replacement guarded by the
+    /// tombstone still being there. The new head stays marked `adopted`, so that deleting it
+    /// leaves a tombstone again. Returns whether it was created.
+    async fn revive(&self, append: &Append, entries: &[Bson], bytes: usize) -> Result<bool> {
+        let sender_id = append.sender_id().as_str();
+        let document = Self::new_head(append, entries, bytes, true)?;
+        let result = self
+            .heads
+            .replace_one(
+                doc! {
+                    "_id": schema::head_id(sender_id),
+                    head::SENDER_ID: sender_id,
+                    head::DELETED: true,
+                },
+                document,
+            )
+            .await
+            .map_err(|e| driver_error("creating a conversation", e))?;
+        Ok(result.matched_count == 1)
     }
 
     /// Appends to the head's tail: one update guarded by the expected version (and by the
@@ -347,15 +365,12 @@ impl Collections {
         let first_seq = schema::to_i64(current.tail_seq)?;
         let last_seq = schema::to_i64(current.version)?;
         let count = schema::to_i64(current.tail_count)?;
-        let copy = doc! {
-            "_id": copy_id,
-            bucket::SENDER_ID: sender_id,
-            bucket::GENERATION: generation,
-            bucket::FIRST_SEQ: first_seq,
-            bucket::LAST_SEQ: last_seq,
-            bucket::COUNT: count,
-            bucket::EVENTS: current.tail.clone(),
-        };
+        let copy = schema::bucket_document(
+            sender_id,
+            generation,
+            current.tail_seq,
+            current.tail.clone(),
+        )?;
         match self.events.insert_one(copy).await {
             Ok(_) => {}
             Err(e) if is_duplicate_key(&e) => {
@@ -422,8 +437,8 @@ impl Collections {
         // Lost. If the conversation was deleted meanwhile, its generation is gone for good and
         // so is any use of the copy: remove it. Otherwise leave it for the next roll-over.
         let generation_alive = matches!(
-            self.load_head(sender_id).await?,
-            Some(head) if head.generation == generation
+            self.load_slot(sender_id).await?,
+            Slot::Live(head) if head.generation == generation
         );
         if !generation_alive
             && let Err(e) = self

@@ -31,7 +31,7 @@ pub const MAX_BUCKET_EVENTS: usize = 100_000;
 /// [`MongoRasaSource`](crate::MongoRasaSource): the keys of Rasa's `MongoTrackerStore` in
 /// `endpoints.yml` (`url`, `db`, `username`, `password`, `auth_source`, `collection`), with
 /// Rasa's defaults, plus this store's own (`ensure_indexes`, `bucket_events`,
-/// `bucket_bytes`). Unknown keys are an error.
+/// `bucket_bytes`, `adopt_rasa`). Unknown keys are an error.
 ///
 /// ```
 /// use tracker_mongo::tracker_core::config::from_keys;
@@ -71,9 +71,11 @@ pub struct MongoConfig {
     /// credentials from `username`, and for credentials in `url` when the URL has no
     /// `authSource` of its own.
     pub auth_source: String,
-    /// Base name of this store's collections (default `conversations`): heads in
-    /// `<collection>.heads`, older events in `<collection>.events`. Rasa's own documents stay
-    /// in `<collection>` itself, where [`MongoRasaSource`](crate::MongoRasaSource) reads them.
+    /// Rasa's collection (default `conversations`), and the base name of this store's
+    /// collections: heads in `<collection>.heads`, older events in `<collection>.events`.
+    /// Rasa's own documents stay in `<collection>` itself, where the store adopts them
+    /// (`adopt_rasa`) and [`MongoRasaSource`](crate::MongoRasaSource) reads them; this store
+    /// never writes a document there (deleting a conversation deletes Rasa's copy).
     pub collection: String,
     /// Create the indexes when connecting (default `true`; Rasa creates its index at start-up
     /// too). Without it, call [`MongoStore::ensure_schema`](crate::MongoStore::ensure_schema)
@@ -87,6 +89,11 @@ pub struct MongoConfig {
     /// Most bytes of events (BSON, estimated) kept in a conversation's head document before
     /// they move to a bucket document (default 512 KiB).
     pub bucket_bytes: usize,
+    /// Adopt the conversations Rasa's own store keeps in `<collection>` (default `true`):
+    /// they are read, listed and deleted as this store's, and the first append to one
+    /// copies it into this store's collections, leaving Rasa's document as it is. With
+    /// `false` the store ignores Rasa's collection.
+    pub adopt_rasa: bool,
 }
 
 impl Default for MongoConfig {
@@ -102,6 +109,7 @@ impl Default for MongoConfig {
             ensure_indexes: true,
             bucket_events: DEFAULT_BUCKET_EVENTS,
             bucket_bytes: DEFAULT_BUCKET_BYTES,
+            adopt_rasa: true,
         }
     }
 }
@@ -119,6 +127,7 @@ impl fmt::Debug for MongoConfig {
             .field("ensure_indexes", &self.ensure_indexes)
             .field("bucket_events", &self.bucket_events)
             .field("bucket_bytes", &self.bucket_bytes)
+            .field("adopt_rasa", &self.adopt_rasa)
             .finish()
     }
 }
@@ -155,6 +164,13 @@ impl MongoConfig {
     ) -> Self {
         self.username = Some(username.into());
         self.password = Some(password.into());
+        self
+    }
+
+    /// Sets whether the store adopts Rasa's conversations in `<collection>`.
+    #[must_use]
+    pub fn with_adopt_rasa(mut self, adopt: bool) -> Self {
+        self.adopt_rasa = adopt;
         self
     }
 

@@ -26,12 +26,12 @@ use tracker_core::{Error, RasaConversation, RasaSource, Result, async_trait};
 
 use crate::config::{MongoConfig, validate_collection_name, validate_db_name};
 use crate::error::driver_error;
-use crate::store::MongoStore;
 
 /// The conversations Rasa's `MongoTrackerStore` stored in one collection, read-only.
 ///
 /// With the configuration of a store, the collection is `<collection>` itself (Rasa's), beside
-/// the store's `<collection>.heads` and `<collection>.events`.
+/// the store's `<collection>.heads` and `<collection>.events`;
+/// [`MongoStore::rasa_source`](crate::MongoStore::rasa_source) opens it on a store's client.
 ///
 /// ```no_run
 /// use tracker_mongo::tracker_core::{RasaSource, TrackerStore};
@@ -100,19 +100,20 @@ impl MongoRasaSource {
         })
     }
 
-    /// The Rasa collection beside `store`'s collections (`<collection>`), on its client.
-    pub fn from_store(store: &MongoStore) -> Self {
-        Self {
-            collection: store.database().collection(store.collection_name()),
-            display: store.display().to_owned(),
-        }
-    }
-
     /// A source reading any collection in Rasa's format.
     pub fn from_collection(collection: Collection<Document>) -> Self {
         Self {
             collection,
             display: "<collection given>".to_owned(),
+        }
+    }
+
+    /// A source reading `collection`, described as being at `display` (a URL without
+    /// credentials).
+    pub(crate) fn described(collection: Collection<Document>, display: String) -> Self {
+        Self {
+            collection,
+            display,
         }
     }
 
@@ -167,27 +168,44 @@ impl RasaSource for MongoRasaSource {
     /// (Rasa then rewrites it as a string; this writes nothing). Its events are parsed as by
     /// [`parse_rasa_document`].
     async fn read(&self, sender_id: &str) -> Result<Option<RasaConversation>> {
-        let find = |filter: Document| async move {
-            self.collection
-                .find_one(filter)
-                .await
-                .map_err(|e| driver_error("reading a Rasa conversation", e))
-        };
-        let mut document = find(doc! { "sender_id": sender_id }).await?;
-        if document.is_none()
-            && !sender_id.is_empty()
-            && sender_id.bytes().all(|b| b.is_ascii_digit())
-            && let Ok(number) = sender_id.parse::<i64>()
-        {
-            document = find(doc! { "sender_id": number }).await?;
-        }
-        let Some(document) = document else {
-            return Ok(None);
-        };
-        let mut conversation = parse_rasa_document(&document)?;
-        conversation.sender_id = sender_id.to_owned();
-        Ok(Some(conversation))
+        read_conversation(&self.collection, sender_id).await
     }
+}
+
+/// The integer an all-digit sender id stands for in very old Rasa data, where Rasa's
+/// `retrieve` looks it up when the text is not found (`int("012")` is 12).
+pub(crate) fn integer_sender_id(sender_id: &str) -> Option<i64> {
+    if sender_id.is_empty() || !sender_id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    sender_id.parse::<i64>().ok()
+}
+
+/// Finds a conversation's document in a collection of Rasa's format as Rasa's `retrieve`
+/// does: by `sender_id` as text, else (for an all-digit id) as an integer; parses it with
+/// [`parse_rasa_document`], naming the conversation `sender_id`.
+pub(crate) async fn read_conversation(
+    collection: &Collection<Document>,
+    sender_id: &str,
+) -> Result<Option<RasaConversation>> {
+    let find = |filter: Document| async move {
+        collection
+            .find_one(filter)
+            .await
+            .map_err(|e| driver_error("reading a Rasa conversation", e))
+    };
+    let mut document = find(doc! { "sender_id": sender_id }).await?;
+    if document.is_none()
+        && let Some(number) = integer_sender_id(sender_id)
+    {
+        document = find(doc! { "sender_id": number }).await?;
+    }
+    let Some(document) = document else {
+        return Ok(None);
+    };
+    let mut conversation = parse_rasa_document(&document)?;
+    conversation.sender_id = sender_id.to_owned();
+    Ok(Some(conversation))
 }
 
 /// A BSON value as the JSON value Rasa had before storing it: documents keep their key
@@ -228,7 +246,7 @@ pub fn document_to_json(document: &Document) -> Map<String, Value> {
 
 /// A `sender_id` as Rasa reads it: a string, or an integer (very old data) as its decimal
 /// text. Whole-number doubles count as integers (a server may widen large integers).
-fn sender_id_text(value: Option<&Bson>) -> Option<String> {
+pub(crate) fn sender_id_text(value: Option<&Bson>) -> Option<String> {
     match value? {
         Bson::String(text) => Some(text.clone()),
         Bson::Int32(n) => Some(n.to_string()),

@@ -65,7 +65,12 @@ mod tests {
         for key in RASA_KEYS {
             assert!(keys.contains(&key), "{key} is not among {keys:?}");
         }
-        for own in ["ensure_indexes", "bucket_events", "bucket_bytes"] {
+        for own in [
+            "ensure_indexes",
+            "bucket_events",
+            "bucket_bytes",
+            "adopt_rasa",
+        ] {
             assert!(keys.contains(&own), "{own} is not among {keys:?}");
         }
     }
@@ -82,6 +87,7 @@ mod tests {
             "ensure_indexes": false,
             "bucket_events": 100,
             "bucket_bytes": 65536,
+            "adopt_rasa": false,
         }) else {
             unreachable!("an object")
         };
@@ -97,6 +103,7 @@ mod tests {
         assert_eq!(config.auth_source, "users");
         assert!(!config.ensure_indexes);
         assert_eq!((config.bucket_events, config.bucket_bytes), (100, 65536));
+        assert!(!config.adopt_rasa);
     }
 
     #[test]

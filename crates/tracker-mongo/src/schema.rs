@@ -48,6 +48,13 @@ pub mod head {
     pub const TAIL_BYTES: &str = "tail_bytes";
     /// The newest events, from `tail_seq` to `version`.
     pub const TAIL: &str = "tail";
+    /// `true` on a conversation that has (or had) a copy in Rasa's layout: deleting it leaves
+    /// a tombstone, so that the copy is never read again. Absent otherwise.
+    pub const ADOPTED: &str = "adopted";
+    /// `true` on a tombstone: the head of a deleted conversation whose copy in Rasa's layout
+    /// must not be read again. A tombstone has only `_id`, `sender_id`, `sender_hex` and this
+    /// field; the conversation does not exist.
+    pub const DELETED: &str = "deleted";
 }
 
 /// Fields of a bucket document (collection `<collection>.events`).
@@ -153,6 +160,97 @@ pub fn sender_hex(sender_id: &str) -> String {
     hex
 }
 
+/// A tombstone: the head of a deleted conversation whose copy in Rasa's layout must not be
+/// read again (see [`head::DELETED`]).
+pub(crate) fn tombstone(sender_id: &str) -> Document {
+    doc! {
+        "_id": head_id(sender_id),
+        head::SENDER_ID: sender_id,
+        head::SENDER_HEX: sender_hex(sender_id),
+        head::DELETED: true,
+    }
+}
+
+/// Whether a head document is a tombstone.
+pub(crate) fn is_tombstone(document: &Document) -> bool {
+    matches!(document.get(head::DELETED), Some(Bson::Boolean(true)))
+}
+
+/// The parts of a new head document.
+pub(crate) struct NewHead<'a> {
+    /// The conversation.
+    pub(crate) sender_id: &'a str,
+    /// Its new generation.
+    pub(crate) generation: ObjectId,
+    /// Its number of events.
+    pub(crate) version: u64,
+    /// Sequence number of its last `session_started`, if any.
+    pub(crate) session: Option<u64>,
+    /// Sequence number of the first entry of `tail`.
+    pub(crate) tail_seq: u64,
+    /// The newest events' entries, up to `version`.
+    pub(crate) tail: Vec<Bson>,
+    /// Estimated BSON bytes of `tail`.
+    pub(crate) tail_bytes: usize,
+    /// Whether the conversation has (or had) a copy in Rasa's layout.
+    pub(crate) adopted: bool,
+}
+
+impl NewHead<'_> {
+    /// The head document.
+    pub(crate) fn document(self) -> Result<Document> {
+        let mut document = doc! {
+            "_id": head_id(self.sender_id),
+            head::SENDER_ID: self.sender_id,
+            head::SENDER_HEX: sender_hex(self.sender_id),
+            head::GENERATION: self.generation,
+            head::VERSION: to_i64(self.version)?,
+            head::TAIL_SEQ: to_i64(self.tail_seq)?,
+            head::TAIL_COUNT: usize_to_i64(self.tail.len()),
+            head::TAIL_BYTES: usize_to_i64(self.tail_bytes),
+            head::TAIL: self.tail,
+        };
+        if let Some(session) = self.session {
+            document.insert(head::SESSION, to_i64(session)?);
+        }
+        if self.adopted {
+            document.insert(head::ADOPTED, true);
+        }
+        Ok(document)
+    }
+}
+
+/// A sealed bucket document: `entries` are the events from `first_seq` on.
+pub(crate) fn bucket_document(
+    sender_id: &str,
+    generation: ObjectId,
+    first_seq: u64,
+    entries: Vec<Bson>,
+) -> Result<Document> {
+    let count = entries.len() as u64;
+    let last_seq = (first_seq + count).saturating_sub(1);
+    Ok(doc! {
+        "_id": bucket_id(sender_id, &generation, first_seq),
+        bucket::SENDER_ID: sender_id,
+        bucket::GENERATION: generation,
+        bucket::FIRST_SEQ: to_i64(first_seq)?,
+        bucket::LAST_SEQ: to_i64(last_seq)?,
+        bucket::COUNT: to_i64(count)?,
+        bucket::EVENTS: entries,
+    })
+}
+
+/// What a conversation's head slot (its derived `_id`) holds.
+pub(crate) enum Slot<T> {
+    /// Nothing: the conversation is not in this store's layout.
+    Absent,
+    /// A tombstone: the conversation was deleted, and its copy in Rasa's layout (if any) is
+    /// not to be read.
+    Deleted,
+    /// A live conversation.
+    Live(T),
+}
+
 /// Estimated BSON size of an event's entry.
 pub(crate) fn encoded_len(record: &EventRecord) -> usize {
     EVENT_OVERHEAD_BYTES + record.type_name.len() + record.json.len()
@@ -244,6 +342,8 @@ pub(crate) fn get_opt_u64(
 
 /// A conversation's head document, read back.
 pub(crate) struct Head {
+    /// `adopted`.
+    pub(crate) adopted: bool,
     /// `generation`.
     pub(crate) generation: ObjectId,
     /// `version`.
@@ -305,6 +405,7 @@ impl Head {
             ));
         }
         Ok(Self {
+            adopted: matches!(document.get(head::ADOPTED), Some(Bson::Boolean(true))),
             generation,
             version,
             session,

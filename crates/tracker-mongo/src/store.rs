@@ -1,24 +1,23 @@
 //! The [`Store`] implementation: the store type, its constructors, and the trait operations,
-//! which run the bucket algorithm of `buckets.rs` on the store's collections.
+//! which run the bucket algorithm of `buckets.rs` on the store's collections — through the
+//! adoption of Rasa's conversations (`adopt.rs`) unless `adopt_rasa` is off.
 
 use std::fmt;
 
-use futures::TryStreamExt;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Document, doc};
 use mongodb::{Client, Collection, Database};
 use tracker_core::{
-    Append, Capabilities, Error, ListPage, ListRequest, ReadScope, Result, SenderId, Store,
-    StoredConversation, async_trait,
+    Append, Capabilities, Error, ExpectedVersion, ListPage, ListRequest, ReadScope, Result,
+    SenderId, Store, StoredConversation, async_trait,
 };
 
+use crate::adopt::Adoption;
 use crate::buckets::Collections;
 use crate::config::{MongoConfig, validate_bucket, validate_collection_name, validate_db_name};
 use crate::error::driver_error;
 use crate::migrate;
-use crate::schema::{
-    self, EVENTS_SUFFIX, HEADS_SUFFIX, MAX_APPEND_BYTES, MAX_EVENTS_PER_APPEND, check_owner,
-    get_u64, head,
-};
+use crate::rasa::MongoRasaSource;
+use crate::schema::{EVENTS_SUFFIX, HEADS_SUFFIX, MAX_APPEND_BYTES, MAX_EVENTS_PER_APPEND, Slot};
 
 /// The MongoDB store: a [`Store`] keeping each conversation in a head document (its version,
 /// session start and newest events) and bucket documents (older events, sealed).
@@ -31,6 +30,8 @@ pub struct MongoStore {
     client: Client,
     database: Database,
     collections: Collections,
+    /// Rasa's collection and this store's, when it adopts Rasa's conversations.
+    adoption: Option<Adoption>,
     collection: String,
     /// Where it is connected, without credentials.
     display: String,
@@ -44,6 +45,7 @@ impl fmt::Debug for MongoStore {
             .field("collection", &self.collection)
             .field("bucket_events", &self.collections.bucket_events)
             .field("bucket_bytes", &self.collections.bucket_bytes)
+            .field("adopt_rasa", &self.adoption.is_some())
             .finish()
     }
 }
@@ -70,9 +72,9 @@ impl MongoStore {
     }
 
     /// A store on a client you built (with the re-exported [`mongodb`] crate), in the
-    /// database `config.db`. Uses `db`, `collection`, `bucket_events` and `bucket_bytes` of
-    /// `config`; the connection keys and `ensure_indexes` are ignored. Touches no server:
-    /// call [`ensure_schema`](Self::ensure_schema) yourself.
+    /// database `config.db`. Uses `db`, `collection`, `bucket_events`, `bucket_bytes` and
+    /// `adopt_rasa` of `config`; the connection keys and `ensure_indexes` are ignored.
+    /// Touches no server: call [`ensure_schema`](Self::ensure_schema) yourself.
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid database name, collection name or bucket size.
@@ -81,9 +83,9 @@ impl MongoStore {
         Self::from_database(client.database(&config.db), config)
     }
 
-    /// A store in a database handle you built. Uses `collection`, `bucket_events` and
-    /// `bucket_bytes` of `config`; the other keys are ignored. Touches no server: call
-    /// [`ensure_schema`](Self::ensure_schema) yourself.
+    /// A store in a database handle you built. Uses `collection`, `bucket_events`,
+    /// `bucket_bytes` and `adopt_rasa` of `config`; the other keys are ignored. Touches no
+    /// server: call [`ensure_schema`](Self::ensure_schema) yourself.
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid collection name or bucket size.
@@ -96,10 +98,14 @@ impl MongoStore {
             bucket_events: config.bucket_events,
             bucket_bytes: config.bucket_bytes,
         };
+        let adoption = config
+            .adopt_rasa
+            .then(|| Adoption::new(collections.clone(), database.collection(&config.collection)));
         Ok(Self {
             client: database.client().clone(),
             database,
             collections,
+            adoption,
             collection: config.collection.clone(),
             display: "<client given>".to_owned(),
         })
@@ -151,9 +157,25 @@ impl MongoStore {
         &self.database
     }
 
-    /// The base name of the collections (`collection` in the configuration).
+    /// The base name of the collections (`collection` in the configuration), which is also
+    /// the name of Rasa's collection.
     pub fn collection_name(&self) -> &str {
         &self.collection
+    }
+
+    /// Whether the store adopts the conversations Rasa keeps in `<collection>`
+    /// (`adopt_rasa` in the configuration).
+    pub fn adopts_rasa(&self) -> bool {
+        self.adoption.is_some()
+    }
+
+    /// A reader of Rasa's collection beside this store's (`<collection>`), on its client;
+    /// for copying with `TrackerStore::import_from`.
+    pub fn rasa_source(&self) -> MongoRasaSource {
+        MongoRasaSource::described(
+            self.database.collection(&self.collection),
+            self.display.clone(),
+        )
     }
 
     /// The collection of head documents, `<collection>.heads`, for inspection. Writing to it
@@ -166,12 +188,6 @@ impl MongoStore {
     /// it bypasses every guarantee of this store.
     pub fn buckets(&self) -> &Collection<Document> {
         &self.collections.events
-    }
-
-    /// Where the store is connected, without credentials (`<client given>` for a store built
-    /// on a client).
-    pub(crate) fn display(&self) -> &str {
-        &self.display
     }
 }
 
@@ -192,22 +208,20 @@ impl Store for MongoStore {
 
     async fn version(&self, sender_id: &SenderId) -> Result<u64> {
         let sender_id = sender_id.as_str();
-        let Some(document) = self
-            .collections
-            .heads
-            .find_one(doc! { "_id": schema::head_id(sender_id) })
-            .projection(doc! { head::SENDER_ID: 1, head::VERSION: 1 })
-            .await
-            .map_err(|e| driver_error("reading a conversation's version", e))?
-        else {
-            return Ok(0);
-        };
-        check_owner(&document, head::SENDER_ID, sender_id, "head")?;
-        get_u64(&document, head::VERSION, sender_id, "head")
+        if let Some(adoption) = &self.adoption {
+            return adoption.version(sender_id).await;
+        }
+        match self.collections.version(sender_id).await? {
+            Slot::Live(version) => Ok(version),
+            Slot::Absent | Slot::Deleted => Ok(0),
+        }
     }
 
     async fn append(&self, append: &Append) -> Result<u64> {
-        self.collections.append(append).await
+        match &self.adoption {
+            Some(adoption) => adoption.append(append).await,
+            None => self.collections.append(append).await,
+        }
     }
 
     async fn read(
@@ -215,49 +229,32 @@ impl Store for MongoStore {
         sender_id: &SenderId,
         scope: ReadScope,
     ) -> Result<Option<StoredConversation>> {
-        self.collections.read(sender_id.as_str(), scope).await
+        let sender_id = sender_id.as_str();
+        if let Some(adoption) = &self.adoption {
+            return adoption.read(sender_id, scope).await;
+        }
+        match self.collections.read(sender_id, scope).await? {
+            Slot::Live(conversation) => Ok(Some(conversation)),
+            Slot::Absent | Slot::Deleted => Ok(None),
+        }
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
         if request.limit == 0 {
             return Err(Error::invalid_input("page size 0"));
         }
-        let filter = match &request.cursor {
-            Some(cursor) => doc! { head::SENDER_HEX: { "$gt": schema::sender_hex(cursor) } },
-            None => doc! {},
+        let cursor = request.cursor.as_deref();
+        let sender_ids = match &self.adoption {
+            Some(adoption) => adoption.list(cursor, request.limit).await?,
+            None => self.collections.list(cursor, request.limit).await?,
         };
-        let limit = i64::try_from(request.limit)
-            .unwrap_or(i64::MAX - 1)
-            .saturating_add(1);
-        let documents: Vec<Document> = self
-            .collections
-            .heads
-            .find(filter)
-            .sort(doc! { head::SENDER_HEX: 1 })
-            .limit(limit)
-            .projection(doc! { "_id": 0, head::SENDER_ID: 1 })
-            .await
-            .map_err(|e| driver_error("listing conversations", e))?
-            .try_collect()
-            .await
-            .map_err(|e| driver_error("listing conversations", e))?;
-        let mut sender_ids = Vec::with_capacity(documents.len());
-        for document in &documents {
-            match document.get(head::SENDER_ID) {
-                Some(Bson::String(id)) => sender_ids.push(id.clone()),
-                other => {
-                    return Err(Error::corrupt(
-                        format!("{other:?}"),
-                        None,
-                        "a head's `sender_id` is not a string",
-                    ));
-                }
-            }
-        }
         Ok(ListPage::from_lookahead(sender_ids, request.limit))
     }
 
-    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
-        self.collections.delete(sender_id.as_str()).await
+    async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
+        match &self.adoption {
+            Some(adoption) => adoption.delete(sender_id.as_str(), expected).await,
+            None => self.collections.delete(sender_id.as_str(), expected).await,
+        }
     }
 }

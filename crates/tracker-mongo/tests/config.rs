@@ -1,9 +1,12 @@
-//! Configuration: the keys of an `endpoints.yml` section, and invalid configurations refused
-//! before any connection. No server needed.
+//! Configuration: the keys of an `endpoints.yml` section (numbers and booleans also as text,
+//! as Rasa's `${VAR}` values arrive), and invalid configurations refused before any
+//! connection. Only starting a store from a section needs a server.
+
+mod common;
 
 use serde_json::{Value, json};
-use tracker_core::ErrorKind;
 use tracker_core::config::from_keys;
+use tracker_core::{ErrorKind, Store};
 use tracker_mongo::{MongoConfig, MongoRasaSource, MongoStore, REGISTRATION};
 
 fn section(value: Value) -> tracker_core::JsonMap {
@@ -80,5 +83,75 @@ async fn the_registration_refuses_bad_sections() {
                 "{error:?}"
             );
         }
+    }
+}
+
+/// Rasa fills `${VAR}` values in as text: every numeric and boolean key given as a string
+/// parses as its number or boolean.
+#[test]
+fn numbers_and_booleans_given_as_strings_parse() {
+    let keys = section(json!({
+        "type": "mongod",
+        "url": "mongodb://mongo.internal:27017",
+        "db": "bot",
+        "collection": "trackers",
+        "ensure_indexes": "false",
+        "bucket_events": "100",
+        "bucket_bytes": "65536",
+        "adopt_rasa": "false",
+    }));
+    let config: MongoConfig = from_keys("the MongoDB tracker store", keys).expect("parses");
+    config.validate().expect("valid");
+    assert!(!config.ensure_indexes);
+    assert!(!config.adopt_rasa);
+    assert_eq!((config.bucket_events, config.bucket_bytes), (100, 65536));
+    let keys = section(json!({ "ensure_indexes": "True", "adopt_rasa": "true" }));
+    let config: MongoConfig = from_keys("the MongoDB tracker store", keys).expect("parses");
+    assert!(config.ensure_indexes && config.adopt_rasa);
+}
+
+/// The same section, with strings for every number and boolean, starts the store through the
+/// registration.
+#[tokio::test]
+async fn a_section_of_strings_starts_the_store() {
+    let Some(url) = common::url().await else {
+        return;
+    };
+    let keys = section(json!({
+        "type": "mongod",
+        "url": url,
+        "db": common::TEST_DB,
+        "collection": common::fresh_collection(),
+        "ensure_indexes": "false",
+        "bucket_events": "100",
+        "bucket_bytes": "65536",
+        "adopt_rasa": "true",
+    }));
+    let store = (REGISTRATION.connect)("mongod", keys)
+        .await
+        .expect("starts");
+    let id = tracker_core::SenderId::new("nobody").expect("id");
+    assert_eq!(store.version(&id).await.expect("version"), 0);
+}
+
+/// An invalid value names the key and what was found, never the value itself.
+#[test]
+fn an_invalid_value_names_the_key_not_the_value() {
+    for (key, value, found) in [
+        ("bucket_events", json!("s3cret-many"), "string"),
+        ("bucket_bytes", json!(["s3cret"]), "list"),
+        ("ensure_indexes", json!("s3cret-maybe"), "string"),
+        ("adopt_rasa", json!("s3cret-sometimes"), "string"),
+        ("adopt_rasa", json!(3), "number"),
+    ] {
+        let mut keys = tracker_core::JsonMap::new();
+        keys.insert(key.to_owned(), value.clone());
+        let error =
+            from_keys::<MongoConfig>("the MongoDB tracker store", keys).expect_err("invalid");
+        assert_eq!(error.kind(), ErrorKind::Config);
+        let text = format!("{error} {error:?}");
+        assert!(text.contains(&format!("`{key}`")), "{text}");
+        assert!(text.contains(found), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 }

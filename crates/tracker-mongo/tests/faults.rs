@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{append, bots, buckets_of, head_document, id, number, read_texts, texts};
-use tracker_core::{ErrorKind, Event, ListRequest, ReadScope, Store};
+use tracker_core::{ErrorKind, Event, ExpectedVersion, ListRequest, ReadScope, Store};
 use tracker_mongo::mongodb::bson::doc;
 use tracker_mongo::schema::{self, bucket, head};
 use tracker_mongo::{MongoConfig, MongoStore};
@@ -154,7 +154,12 @@ async fn crash_after_deleting_the_head() {
     );
     assert_eq!(store.collect_orphaned_buckets().await.expect("again"), 0);
 
-    assert!(store.delete(&id(sender)).await.expect("delete"));
+    assert!(
+        store
+            .delete(&id(sender), ExpectedVersion::Any)
+            .await
+            .expect("delete")
+    );
     assert!(buckets_of(&store, sender).await.is_empty());
 }
 

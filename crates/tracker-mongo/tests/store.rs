@@ -8,7 +8,9 @@ mod common;
 use std::sync::Arc;
 
 use common::{append, bots, buckets_of, id, read_texts, texts};
-use tracker_core::{Append, ErrorKind, Event, ListRequest, ReadScope, Store, TrackerStore};
+use tracker_core::{
+    Append, ErrorKind, Event, ExpectedVersion, ListRequest, ReadScope, Store, TrackerStore,
+};
 use tracker_mongo::mongodb::bson::oid::ObjectId;
 use tracker_mongo::mongodb::bson::{Document, doc};
 use tracker_mongo::schema::bucket;
@@ -185,7 +187,12 @@ async fn appends_racing_deletes() {
         tokio::spawn(async move {
             let mut deleted = 0;
             for _ in 0..15 {
-                deleted += usize::from(store.delete(&id(sender)).await.expect("delete"));
+                deleted += usize::from(
+                    store
+                        .delete(&id(sender), ExpectedVersion::Any)
+                        .await
+                        .expect("delete"),
+                );
                 tokio::task::yield_now().await;
             }
             deleted

@@ -9,7 +9,7 @@ use fred::types::config::{ClusterDiscoveryPolicy, Config, ServerConfig, TlsConfi
 use serde::Deserialize;
 use tracker_core::{Error, Result};
 
-use crate::schema::KeyLayout;
+use crate::schema::{KeyLayout, is_alnum};
 use tracker_core::redact::{deserialize_password as password, redact_url};
 
 /// Configuration of [`RedisStore`](crate::RedisStore) and
@@ -20,8 +20,10 @@ use tracker_core::redact::{deserialize_password as password, redact_url};
 ///
 /// It deserialises from the `tracker_store` section of Rasa's `endpoints.yml` (the `type`
 /// key is accepted when it is `redis`); unknown keys are an error rather than silently
-/// ignored. `Debug` never shows the passwords, not even inside `url`, and no error quotes
-/// them; a password must be a string (quote one of digits in YAML).
+/// ignored. Numbers and booleans may be given as strings (`port: "6379"`, `use_ssl:
+/// "false"`), as values expanded from `${VAR}` are. `Debug` never shows the passwords, not
+/// even inside `url`, and no error quotes them; a password must be a string (quote one of
+/// digits in YAML).
 ///
 /// `url` is either a host name (combined with `port`, `db`, the credentials, `use_ssl`,
 /// `cluster` and `sentinel_service_name`) or a full URL in fred's syntax:
@@ -50,8 +52,12 @@ pub struct RedisConfig {
     #[serde(deserialize_with = "password")]
     pub password: Option<String>,
     /// Namespace of the keys: `<key_prefix>:ts:...` for this store, and Rasa's keys are
-    /// `<key_prefix>:tracker:<sender id>`. Must be alphanumeric (Python's `str.isalnum()`);
-    /// anything else is an error (Rasa silently falls back to no prefix). Empty means none.
+    /// `<key_prefix>:tracker:<sender id>`. As in Rasa, a prefix that is not alphanumeric
+    /// (Python's `str.isalnum()`) is dropped with a warning, and so is one that is not a
+    /// string in the section (a YAML number or boolean): the keys are then those of no
+    /// prefix, where Rasa wrote them. Empty means none; `tracker` is refused (see
+    /// [`KeyLayout::new`]).
+    #[serde(deserialize_with = "key_prefix")]
     pub key_prefix: Option<String>,
     /// Seconds after its last write at which a whole conversation (every key of it) expires.
     /// Default: never.
@@ -79,6 +85,10 @@ pub struct RedisConfig {
     pub pool_size: usize,
     /// Seconds allowed for connecting and for each command; 0 waits forever. Default 10.
     pub timeout: u64,
+    /// Serve the conversations Rasa's own store keeps under the same prefix (read them, adopt
+    /// one into this store's layout on its first append, list and delete them; see the
+    /// crate documentation). Default true.
+    pub adopt_rasa: bool,
 }
 
 impl Default for RedisConfig {
@@ -102,6 +112,7 @@ impl Default for RedisConfig {
             sentinel_password: None,
             pool_size: 1,
             timeout: 10,
+            adopt_rasa: true,
         }
     }
 }
@@ -128,8 +139,77 @@ impl fmt::Debug for RedisConfig {
             .field("sentinel_password", &redacted(&self.sentinel_password))
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
+            .field("adopt_rasa", &self.adopt_rasa)
             .finish()
     }
+}
+
+/// `key_prefix` as Rasa takes it: a string, or dropped (with a warning) when the section
+/// gives a number or a boolean, which Rasa's `isinstance(key_prefix, str)` refuses.
+fn key_prefix<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    struct Prefix;
+
+    impl Prefix {
+        fn dropped<E>(self, found: &str) -> std::result::Result<Option<String>, E> {
+            tracing::warn!(
+                store = "redis",
+                found,
+                "key_prefix is not a string; as Rasa does, it is dropped and the keys are those \
+                 of no prefix"
+            );
+            Ok(None)
+        }
+    }
+
+    impl<'de> serde::de::Visitor<'de> for Prefix {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a key prefix (letters and digits)")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+
+        fn visit_str<E: serde::de::Error>(
+            self,
+            value: &str,
+        ) -> std::result::Result<Self::Value, E> {
+            Ok(Some(value.to_owned()))
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> std::result::Result<Self::Value, E> {
+            self.dropped("a boolean")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> std::result::Result<Self::Value, E> {
+            self.dropped("a number")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> std::result::Result<Self::Value, E> {
+            self.dropped("a number")
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
+            self.dropped("a number")
+        }
+    }
+
+    deserializer.deserialize_option(Prefix)
 }
 
 /// The path of a URL without its slashes (the database), if it has one.
@@ -182,11 +262,12 @@ impl RedisConfig {
     }
 
     /// The key layout this configuration selects, after checking the keys that describe the
-    /// stored data rather than the connection: `type`, `key_prefix` and `record_exp`.
+    /// stored data rather than the connection: `type`, `key_prefix` and `record_exp`. A
+    /// `key_prefix` that is not alphanumeric is dropped with a warning, as Rasa drops it.
     ///
     /// # Errors
-    /// [`Error::Config`] for a `type` other than `redis`, a `key_prefix` that is not
-    /// alphanumeric or is `tracker`, or a `record_exp` of 0.
+    /// [`Error::Config`] for a `type` other than `redis`, a `key_prefix` of `tracker`, or a
+    /// `record_exp` of 0.
     pub fn key_layout(&self) -> Result<KeyLayout> {
         if let Some(store_type) = &self.store_type
             && !store_type.eq_ignore_ascii_case("redis")
@@ -200,7 +281,22 @@ impl RedisConfig {
                 "record_exp must be at least 1 second; leave it out for no expiry",
             ));
         }
-        KeyLayout::new(self.key_prefix.as_deref())
+        let prefix = self
+            .key_prefix
+            .as_deref()
+            .filter(|prefix| !prefix.is_empty());
+        if let Some(prefix) = prefix
+            && !is_alnum(prefix)
+        {
+            tracing::warn!(
+                store = "redis",
+                key_prefix = prefix,
+                "key_prefix is not alphanumeric; as Rasa does, it is dropped and the keys are \
+                 those of no prefix (Rasa's tracker:<sender id>)"
+            );
+            return KeyLayout::new(None);
+        }
+        KeyLayout::new(prefix)
     }
 
     /// Checks `pool_size`.

@@ -6,21 +6,30 @@
 //! script can do both: the functions here add ids before a conversation can exist, remove
 //! entries only after checking, and put back entries of conversations that came back
 //! meanwhile (see the crate's README).
+//!
+//! With adoption, a conversation exists when this store's layout holds it or Rasa's record of
+//! it holds events, and the index also holds the ids of Rasa's records (added by listings).
 
 use fred::interfaces::KeysInterface;
 use fred::types::Value;
-use tracker_core::Result;
+use tracker_core::{Result, SenderId};
 
+use crate::adopt::scan_ids;
 use crate::connection::Connection;
 use crate::error::driver_error;
 use crate::schema::KeyLayout;
-use crate::scripts::{FORGET, PRUNE, TOUCH};
+use crate::scripts::{EXIST, FORGET, PRUNE, RASA_HOLDS, TOUCH};
 
-/// The index of one store: its connections, key names and expiry.
+/// Ids added to the index per script call.
+const TOUCH_BATCH: usize = 1_000;
+
+/// The index of one store: its connections, key names, expiry and whether it adopts Rasa's
+/// records.
 pub(crate) struct Index<'a> {
     connection: &'a Connection,
     layout: &'a KeyLayout,
     record_exp: Option<u64>,
+    adopt: bool,
 }
 
 impl<'a> Index<'a> {
@@ -28,12 +37,44 @@ impl<'a> Index<'a> {
         connection: &'a Connection,
         layout: &'a KeyLayout,
         record_exp: Option<u64>,
+        adopt: bool,
     ) -> Self {
         Self {
             connection,
             layout,
             record_exp,
+            adopt,
         }
+    }
+
+    /// Adds the id of every record Rasa holds under the prefix to the index (with adoption),
+    /// so that listings page through them with this store's own conversations; checks the
+    /// conversations whose expiry hint has passed meanwhile.
+    pub(crate) async fn add_rasa_ids(&self) -> Result<()> {
+        if !self.adopt {
+            return Ok(());
+        }
+        let mut ids = scan_ids(self.connection, self.layout).await?;
+        // Rasa takes any sender id; one this store cannot hold (see `SenderId`) is not listed.
+        let before = ids.len();
+        ids.retain(|id| SenderId::new(id.as_str()).is_ok());
+        if ids.len() < before {
+            tracing::warn!(
+                store = "redis",
+                skipped = before - ids.len(),
+                "Rasa holds conversations whose sender ids this store cannot hold (empty, \
+                 longer than 255 bytes or with a NUL); they are not listed"
+            );
+        }
+        let mut candidates = Vec::new();
+        for batch in ids.chunks(TOUCH_BATCH) {
+            let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+            candidates.extend(self.touch(&batch).await?);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        self.prune(candidates).await;
+        Ok(())
     }
 
     /// `record_exp` in milliseconds, as a script argument (`''` without expiry).
@@ -63,42 +104,64 @@ impl<'a> Index<'a> {
         Ok(strings(reply))
     }
 
-    /// For each id, whether its conversation exists (one pipelined round trip).
+    /// For each id, whether its conversation exists: in this store's layout or, with
+    /// adoption, as a Rasa record holding events (one round trip on a single server).
     pub(crate) async fn exist(&self, sender_ids: &[String]) -> Result<Vec<bool>> {
         if sender_ids.is_empty() {
             return Ok(Vec::new());
         }
         if self.connection.is_clustered() {
-            // The heads are in different slots: one EXISTS each, concurrently, each to its
-            // primary.
-            let checks = sender_ids.iter().map(|id| {
+            // The keys are in different slots: one check each, concurrently, each to its
+            // primary; Rasa's record only for conversations this store's layout lacks.
+            let checks = sender_ids.iter().map(|id| async move {
                 let head = self.layout.head(id);
-                async move {
-                    self.connection
-                        .on_key(&head, |client| {
-                            let head = head.clone();
-                            async move { client.exists::<i64, _>(head).await }
-                        })
-                        .await
+                let own = self
+                    .connection
+                    .on_key(&head, |client| {
+                        let head = head.clone();
+                        async move { client.exists::<i64, _>(head).await }
+                    })
+                    .await?;
+                if own > 0 || !self.adopt {
+                    return Ok(own > 0);
                 }
+                let held = self
+                    .connection
+                    .run(
+                        &RASA_HOLDS,
+                        vec![self.layout.rasa(id)],
+                        vec![Value::from(KeyLayout::rasa_empty_record(id))],
+                    )
+                    .await?;
+                Ok(held.as_i64() == Some(1))
             });
-            let found = futures::future::try_join_all(checks)
+            return futures::future::try_join_all(checks)
                 .await
-                .map_err(|e| driver_error("checking conversations", e))?;
-            return Ok(found.into_iter().map(|n| n > 0).collect());
+                .map_err(|e| driver_error("checking conversations", e));
         }
-        let pipeline = self.connection.client().pipeline();
+        let stride = if self.adopt { 2 } else { 1 };
+        let mut keys = Vec::with_capacity(sender_ids.len() * stride);
+        let mut args = Vec::with_capacity(sender_ids.len() + 1);
+        args.push(Value::from(stride as i64));
         for id in sender_ids {
-            let () = pipeline
-                .exists(self.layout.head(id))
-                .await
-                .map_err(|e| driver_error("checking conversations", e))?;
+            keys.push(self.layout.head(id));
+            if self.adopt {
+                keys.push(self.layout.rasa(id));
+                args.push(Value::from(KeyLayout::rasa_empty_record(id)));
+            }
         }
-        let found: Vec<i64> = pipeline
-            .all()
+        let found = self
+            .connection
+            .run(&EXIST, keys, args)
             .await
             .map_err(|e| driver_error("checking conversations", e))?;
-        Ok(found.into_iter().map(|n| n > 0).collect())
+        let found = match found {
+            Value::Array(found) => found,
+            _ => Vec::new(),
+        };
+        Ok((0..sender_ids.len())
+            .map(|i| found.get(i).and_then(Value::as_i64) == Some(1))
+            .collect())
     }
 
     /// Drops the index entries of those ids whose conversation no longer exists (expired, or
@@ -113,13 +176,21 @@ impl<'a> Index<'a> {
             self.prune_clustered(candidates).await
         } else {
             let layout = self.layout;
-            let mut keys = Vec::with_capacity(candidates.len() + 2);
+            let stride = if self.adopt { 2 } else { 1 };
+            let mut keys = Vec::with_capacity(candidates.len() * stride + 2);
             keys.push(layout.index());
             keys.push(layout.index_expiry());
-            keys.extend(candidates.iter().map(|id| layout.head(id)));
-            let mut args = Vec::with_capacity(candidates.len() + 1);
+            let mut args = Vec::with_capacity(candidates.len() * stride + 2);
             args.push(self.record_exp_ms());
-            args.extend(candidates.iter().map(|id| Value::from(id.as_str())));
+            args.push(Value::from(stride as i64));
+            for id in &candidates {
+                keys.push(layout.head(id));
+                args.push(Value::from(id.as_str()));
+                if self.adopt {
+                    keys.push(layout.rasa(id));
+                    args.push(Value::from(KeyLayout::rasa_empty_record(id)));
+                }
+            }
             self.connection
                 .run(&PRUNE, keys, args)
                 .await

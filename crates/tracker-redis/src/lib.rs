@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod adopt;
 mod config;
 mod connection;
+mod delete;
 mod error;
 mod index;
 mod nodes;
@@ -13,8 +15,9 @@ mod scripts;
 mod store;
 mod tls;
 
+pub use adopt::parse_rasa_record;
 pub use config::RedisConfig;
-pub use rasa::{RedisRasaSource, parse_rasa_record};
+pub use rasa::RedisRasaSource;
 pub use registration::REGISTRATION;
 pub use schema::{KeyLayout, hash_tag};
 pub use store::{MAX_EVENT_BYTES, RedisStore};

@@ -82,6 +82,7 @@ mod tests {
             "sentinel_password": null,
             "pool_size": 4,
             "timeout": 5,
+            "adopt_rasa": true,
         });
         match section {
             Value::Object(keys) => keys,
@@ -115,12 +116,85 @@ mod tests {
         assert_eq!(config.pool_size, 4);
     }
 
+    /// Values expanded from `${VAR}` are strings: every number and boolean may be one.
+    #[test]
+    fn numbers_and_booleans_as_strings() {
+        let section = json!({
+            "url": "redis.example.com",
+            "port": "6380",
+            "db": "2",
+            "record_exp": "3600",
+            "use_ssl": "false",
+            "cluster": "FALSE",
+            "pool_size": "4",
+            "timeout": " 5 ",
+            "adopt_rasa": "false",
+        });
+        let Value::Object(keys) = section else {
+            unreachable!("an object literal")
+        };
+        let config: RedisConfig = from_keys(WHAT, keys).expect("strings parse");
+        assert_eq!((config.port, config.db), (6380, 2));
+        assert_eq!(config.record_exp, Some(3600));
+        assert!(!config.use_ssl && !config.cluster && !config.adopt_rasa);
+        assert_eq!((config.pool_size, config.timeout), (4, 5));
+
+        for (key, value, found) in [
+            ("port", json!("63x79"), "a string"),
+            ("db", json!("two"), "a string"),
+            ("use_ssl", json!("yes please"), "a string"),
+            ("record_exp", json!([3600]), "a list"),
+        ] {
+            let mut keys = JsonMap::new();
+            keys.insert(key.to_owned(), value.clone());
+            let error = from_keys::<RedisConfig>(WHAT, keys).expect_err(key);
+            let message = error.to_string();
+            assert_eq!(error.kind(), ErrorKind::Config, "{message}");
+            assert!(message.contains(&format!("`{key}`")), "{message}");
+            assert!(message.contains(found), "{message}");
+            let text = match &value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            assert!(!message.contains(&text), "{message}");
+        }
+    }
+
+    /// Rasa drops a `key_prefix` that is not a string (`isinstance(key_prefix, str)`) or not
+    /// alphanumeric, and uses no prefix: so does this store.
+    #[test]
+    fn prefixes_rasa_drops() {
+        for prefix in [json!(123), json!(true), json!(1.5), json!(null)] {
+            let mut keys = JsonMap::new();
+            keys.insert("key_prefix".to_owned(), prefix.clone());
+            let config: RedisConfig = from_keys(WHAT, keys).expect("parses");
+            assert_eq!(config.key_prefix, None, "{prefix}");
+        }
+        for prefix in ["bot-1", "bot 1", "bot:1", "{x}", "bot_1", ""] {
+            let mut keys = JsonMap::new();
+            keys.insert("key_prefix".to_owned(), json!(prefix));
+            let config: RedisConfig = from_keys(WHAT, keys).expect("parses");
+            assert_eq!(config.key_prefix.as_deref(), Some(prefix));
+            let layout = config.key_layout().expect("dropped, not refused");
+            assert_eq!(layout.key_prefix(), None, "{prefix}");
+            assert_eq!(layout.rasa("alice"), "tracker:alice");
+            assert_eq!(layout.events("alice"), "ts:{alice}:events");
+        }
+        let mut keys = JsonMap::new();
+        keys.insert("key_prefix".to_owned(), json!("123"));
+        let config: RedisConfig = from_keys(WHAT, keys).expect("parses");
+        assert_eq!(
+            config.key_layout().expect("valid").rasa("alice"),
+            "123:tracker:alice"
+        );
+    }
+
     #[test]
     fn bad_sections_fail_before_connecting() {
         let mut typo = JsonMap::new();
         typo.insert("recrod_exp".to_owned(), json!(5));
         let mut bad_prefix = JsonMap::new();
-        bad_prefix.insert("key_prefix".to_owned(), json!("not-alnum"));
+        bad_prefix.insert("key_prefix".to_owned(), json!("tracker"));
         for keys in [typo, bad_prefix] {
             let error = futures::executor::block_on((REGISTRATION.connect)("redis", keys.clone()))
                 .expect_err("rejected");

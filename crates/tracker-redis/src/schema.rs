@@ -27,7 +27,9 @@ pub struct KeyLayout {
 }
 
 impl KeyLayout {
-    /// The layout for Rasa's `key_prefix` (`None` or empty for none).
+    /// The layout for Rasa's `key_prefix` (`None` or empty for none). Strict: where Rasa
+    /// drops a prefix that is not alphanumeric, this refuses it;
+    /// [`RedisConfig::key_layout`](crate::RedisConfig::key_layout) drops it as Rasa does.
     ///
     /// # Errors
     /// [`Error::Config`] when the prefix is not alphanumeric (Python's `str.isalnum()`), or
@@ -101,6 +103,62 @@ impl KeyLayout {
     pub fn rasa(&self, sender_id: &str) -> String {
         format!("{}{sender_id}", self.rasa_prefix)
     }
+
+    /// The record Rasa stores for a conversation before its first event (its first
+    /// `get_or_create_tracker` saves one): `{"events": [], "name": <id>}`, as Python's
+    /// `json.dumps` writes it. Such a record holds no conversation.
+    pub fn rasa_empty_record(sender_id: &str) -> String {
+        format!(
+            "{{\"events\": [], \"name\": {}}}",
+            python_json_string(sender_id)
+        )
+    }
+}
+
+/// The version held in a head (`version`), or returned by a script.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming the conversation when the value is not a version number.
+pub(crate) fn parse_version(sender_id: &str, value: &fred::types::Value) -> Result<u64> {
+    value
+        .as_str()
+        .and_then(|text| text.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::corrupt(
+                sender_id,
+                None,
+                format!("the stored version {value:?} is not a version number"),
+            )
+        })
+}
+
+/// `text` as Python's `json.dumps` writes a string: quoted, with `"`, `\\` and control
+/// characters escaped and everything outside ASCII as `\uXXXX` (UTF-16 code units).
+fn python_json_string(text: &str) -> String {
+    use std::fmt::Write as _;
+
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The sender id as it appears between the braces of a hash tag: `%`, `{` and `}` are
@@ -125,7 +183,7 @@ pub fn hash_tag(sender_id: &str) -> Cow<'_, str> {
 
 /// Python's `str.isalnum()`: non-empty, and every character a letter or a digit (Unicode
 /// `Alphabetic` or `Numeric`).
-fn is_alnum(text: &str) -> bool {
+pub(crate) fn is_alnum(text: &str) -> bool {
     !text.is_empty() && text.chars().all(char::is_alphanumeric)
 }
 
@@ -156,6 +214,23 @@ mod tests {
         for bad in ["bot-1", "bot 1", "a:b", "{x}", "tracker", "x*"] {
             let error = KeyLayout::new(Some(bad)).expect_err(bad);
             assert_eq!(error.kind(), tracker_core::ErrorKind::Config, "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_records_are_pythons() {
+        for id in [
+            "alice",
+            "bob {x} % \"quoted\" ü",
+            "tab\tnew\nline\\",
+            "🍕\u{1}\u{7f}",
+        ] {
+            let python = tracker_core::json::to_python_json(&serde_json::json!({
+                "events": [],
+                "name": id,
+            }))
+            .expect("renders");
+            assert_eq!(KeyLayout::rasa_empty_record(id), python, "{id}");
         }
     }
 

@@ -49,14 +49,25 @@ impl Script {
     }
 }
 
-/// Checks the version, appends, updates the head and the expiry (and, on a standalone
-/// server, the index).
-pub(crate) static APPEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new("append", include_str!("scripts/append.lua")));
+/// A script that uses the helpers for Rasa's keys (`scripts/rasa.lua`, prepended).
+macro_rules! with_rasa_helpers {
+    ($file:literal) => {
+        concat!(include_str!("scripts/rasa.lua"), include_str!($file))
+    };
+}
 
-/// Reads the version and the events from a position, atomically.
+/// Checks the version, adopts Rasa's record when the conversation is only there, appends,
+/// updates the head and the expiry (and, on a single server, the index).
+pub(crate) static APPEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new("append", with_rasa_helpers!("scripts/append.lua")));
+
+/// Reads the version and the events from a position, atomically, or Rasa's record.
 pub(crate) static READ: LazyLock<Script> =
     LazyLock::new(|| Script::new("read", include_str!("scripts/read.lua")));
+
+/// Reads the version, or Rasa's record when the conversation is only there (single servers).
+pub(crate) static VERSION: LazyLock<Script> =
+    LazyLock::new(|| Script::new("version", include_str!("scripts/version.lua")));
 
 /// Adds ids to the index with expiry hints; returns ids whose hint has passed.
 pub(crate) static TOUCH: LazyLock<Script> =
@@ -66,10 +77,23 @@ pub(crate) static TOUCH: LazyLock<Script> =
 pub(crate) static FORGET: LazyLock<Script> =
     LazyLock::new(|| Script::new("forget", include_str!("scripts/forget.lua")));
 
-/// Deletes a conversation and its index entries (standalone servers).
+/// Deletes a conversation at an expected version: its keys, Rasa's record and (single
+/// servers) its index entries.
 pub(crate) static DELETE: LazyLock<Script> =
-    LazyLock::new(|| Script::new("delete", include_str!("scripts/delete.lua")));
+    LazyLock::new(|| Script::new("delete", with_rasa_helpers!("scripts/delete.lua")));
 
-/// Removes index entries of conversations that no longer exist (standalone servers).
+/// Deletes Rasa's record of a conversation if it is unchanged (cluster).
+pub(crate) static RASA_DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("rasa_delete", with_rasa_helpers!("scripts/rasa_delete.lua")));
+
+/// Whether Rasa's record of a conversation holds events (cluster).
+pub(crate) static RASA_HOLDS: LazyLock<Script> =
+    LazyLock::new(|| Script::new("rasa_holds", with_rasa_helpers!("scripts/rasa_holds.lua")));
+
+/// Which conversations exist, in this store's layout or Rasa's (single servers).
+pub(crate) static EXIST: LazyLock<Script> =
+    LazyLock::new(|| Script::new("exist", with_rasa_helpers!("scripts/exist.lua")));
+
+/// Removes index entries of conversations that no longer exist (single servers).
 pub(crate) static PRUNE: LazyLock<Script> =
-    LazyLock::new(|| Script::new("prune", include_str!("scripts/prune.lua")));
+    LazyLock::new(|| Script::new("prune", with_rasa_helpers!("scripts/prune.lua")));

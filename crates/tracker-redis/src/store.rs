@@ -4,19 +4,21 @@ use std::fmt;
 use std::sync::Arc;
 
 use fred::clients::{Client, Pool};
-use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, SortedSetsInterface};
-use fred::types::{Key, Value};
+use fred::interfaces::{ClientLike, HashesInterface, SortedSetsInterface};
+use fred::types::Value;
 use tracker_core::{
-    Append, Capabilities, Error, EventData, ListPage, ListRequest, ReadScope, Result, SenderId,
-    Store, StoredConversation, StoredEvent, async_trait,
+    Append, Capabilities, Error, EventData, ExpectedVersion, ListPage, ListRequest, ReadScope,
+    Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
 };
 
+use crate::adopt::{Fetched, RasaArgs, RasaRecord, fetch, record_text};
 use crate::config::RedisConfig;
 use crate::connection::Connection;
+use crate::delete::Deletion;
 use crate::error::{conversation_error, driver_error};
 use crate::index::Index;
-use crate::schema::KeyLayout;
-use crate::scripts::{APPEND, DELETE, READ};
+use crate::schema::{KeyLayout, parse_version};
+use crate::scripts::{APPEND, READ, VERSION};
 
 /// Largest event and largest append this store accepts, in bytes of JSON text: 512 MiB, the
 /// largest string Redis takes (`proto-max-bulk-len`). A whole append is held to the same
@@ -26,12 +28,17 @@ pub const MAX_EVENT_BYTES: usize = 512 * 1024 * 1024;
 /// Most index entries a listing examines per round trip.
 const LIST_BATCH: usize = 1_000;
 
+/// Attempts of an append that adopts a Rasa record which keeps changing meanwhile.
+const ADOPT_ATTEMPTS: usize = 5;
+
 /// A conversation store on Redis, Redis Cluster or Redis Sentinel, through [fred].
 ///
 /// Each conversation is a list of its events' JSON text and a small head hash (version and
 /// last session start) in one cluster slot; appends and reads are single Lua scripts, so they
-/// are atomic and take one round trip. Cloning is cheap and shares the connections. See the
-/// crate documentation for the key layout.
+/// are atomic and take one round trip. Conversations that only Rasa's own store holds under
+/// the same prefix are read from Rasa's record and adopted into this layout on their first
+/// append (unless `adopt_rasa` is off). Cloning is cheap and shares the connections. See the
+/// crate documentation for the key layout and the adoption.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -41,6 +48,7 @@ struct Inner {
     connection: Connection,
     layout: KeyLayout,
     record_exp: Option<u64>,
+    adopt: bool,
 }
 
 impl fmt::Debug for RedisStore {
@@ -48,6 +56,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("namespace", &self.inner.layout.namespace())
             .field("record_exp", &self.inner.record_exp)
+            .field("adopt_rasa", &self.inner.adopt)
             .field("clustered", &self.inner.connection.is_clustered())
             .field("connections", &self.inner.connection.pool().size())
             .finish()
@@ -97,6 +106,7 @@ impl RedisStore {
                 connection,
                 layout,
                 record_exp: config.record_exp,
+                adopt: config.adopt_rasa,
             }),
         }
     }
@@ -148,6 +158,12 @@ impl RedisStore {
         self.inner.record_exp
     }
 
+    /// Whether the store serves and adopts the conversations Rasa's own store keeps under the
+    /// same prefix (`adopt_rasa`).
+    pub fn adopts_rasa(&self) -> bool {
+        self.inner.adopt
+    }
+
     /// The connections, to share them (with a Rasa source, say).
     pub(crate) fn connection(&self) -> &Connection {
         &self.inner.connection
@@ -158,21 +174,120 @@ impl RedisStore {
             &self.inner.connection,
             &self.inner.layout,
             self.inner.record_exp,
+            self.inner.adopt,
         )
     }
 
-    fn parse_version(sender_id: &str, what: &str, value: &Value) -> Result<u64> {
-        value
-            .as_str()
-            .and_then(|text| text.parse::<u64>().ok())
-            .ok_or_else(|| {
-                Error::corrupt(
-                    sender_id,
-                    None,
-                    format!("the {what} {value:?} is not a version number"),
-                )
-            })
+    /// Rasa's record of `sender_id`, when Rasa's key holds one.
+    async fn rasa_record(&self, sender_id: &str) -> Result<Option<RasaRecord>> {
+        RasaRecord::read(self.connection(), &self.inner.layout, sender_id).await
     }
+
+    /// The keys of the append script: in a cluster only the conversation's own; on a single
+    /// server the index too and, with adoption, Rasa's key.
+    fn append_keys(&self, id: &str) -> Vec<String> {
+        let layout = &self.inner.layout;
+        let mut keys = vec![layout.events(id), layout.head(id)];
+        if !self.is_clustered() {
+            keys.push(layout.index());
+            if self.inner.adopt {
+                keys.push(layout.rasa(id));
+            }
+        }
+        keys
+    }
+
+    /// Reads Rasa's record for an append that may adopt it.
+    async fn rasa_args(&self, sender_id: &SenderId) -> Result<RasaArgs> {
+        Ok(match self.rasa_record(sender_id.as_str()).await? {
+            None => RasaArgs::Absent,
+            Some(record) => {
+                let (texts, session) = record.texts(sender_id)?;
+                RasaArgs::Adopt {
+                    sha1: record.sha1,
+                    version: texts.len() as u64,
+                    texts,
+                    session,
+                }
+            }
+        })
+    }
+
+    /// In a cluster this store cannot check inside the script that Rasa's record is unchanged
+    /// since it was read (it lives in another slot): check afterwards, and warn.
+    async fn check_adopted(&self, id: &str, sha1: &str) {
+        let changed = match fetch(self.connection(), &self.inner.layout, id).await {
+            Ok(Fetched::Text(text)) => fred::util::sha1_hash(&text) != sha1,
+            Ok(Fetched::Missing | Fetched::NotAString) => true,
+            Err(error) => {
+                tracing::debug!(
+                    store = "redis",
+                    sender_id = id,
+                    %error,
+                    "could not read Rasa's record again after adopting it"
+                );
+                false
+            }
+        };
+        if changed {
+            tracing::warn!(
+                store = "redis",
+                sender_id = id,
+                key = self.inner.layout.rasa(id),
+                "Rasa's record changed while this store adopted the conversation: its change \
+                 is not in this store (is Rasa still writing to this Redis?)"
+            );
+        }
+    }
+}
+
+/// A conversation as this store's read script returns it: `{version, first seq, events}`.
+fn own_conversation(id: &str, items: Vec<Value>) -> Result<StoredConversation> {
+    let mut items = items.into_iter();
+    let (Some(version), Some(first), Some(texts)) = (items.next(), items.next(), items.next())
+    else {
+        return Err(Error::corrupt(id, None, "read: unexpected reply"));
+    };
+    let version = parse_version(id, &version)?;
+    let first = first.as_u64().filter(|first| *first >= 1).ok_or_else(|| {
+        Error::corrupt(id, None, "read: the first sequence number is not a number")
+    })?;
+    let texts = match texts {
+        Value::Array(texts) => texts,
+        Value::Null => Vec::new(),
+        other => return Err(unexpected_reply(id, "read", &other)),
+    };
+    let expected = (version + 1).saturating_sub(first);
+    if texts.len() as u64 != expected {
+        return Err(Error::corrupt(
+            id,
+            None,
+            format!(
+                "the head says version {version} but {} events were found from event {first}",
+                texts.len()
+            ),
+        ));
+    }
+    let mut events = Vec::with_capacity(texts.len());
+    for (text, seq) in texts.into_iter().zip(first..) {
+        let text = match text {
+            Value::String(text) => text.to_string(),
+            Value::Bytes(bytes) => String::from_utf8(bytes.to_vec())
+                .map_err(|e| Error::corrupt_with(id, Some(seq), "the event is not UTF-8", e))?,
+            other => {
+                return Err(Error::corrupt(
+                    id,
+                    Some(seq),
+                    format!("the event is not text: {other:?}"),
+                ));
+            }
+        };
+        events.push(StoredEvent {
+            seq,
+            data: EventData::Text(text),
+        });
+    }
+    Ok(StoredConversation { version, events })
 }
 
 #[async_trait]
@@ -192,7 +307,30 @@ impl Store for RedisStore {
 
     async fn version(&self, sender_id: &SenderId) -> Result<u64> {
         let id = sender_id.as_str();
-        let head = self.inner.layout.head(id);
+        let layout = &self.inner.layout;
+        let head = layout.head(id);
+        if self.inner.adopt && !self.is_clustered() {
+            // One script: this store's version, else Rasa's record.
+            let reply = self
+                .connection()
+                .run(&VERSION, vec![head, layout.rasa(id)], Vec::new())
+                .await
+                .map_err(|e| conversation_error(id, "version", e))?;
+            let Value::Array(mut items) = reply else {
+                return Err(unexpected_reply(id, "version", &reply));
+            };
+            let value = (items.len() == 2).then(|| items.remove(1));
+            return match (items.first().and_then(Value::as_str).as_deref(), value) {
+                (Some("own"), Some(version)) => parse_version(id, &version),
+                (Some("rasa"), Some(text)) => {
+                    let key = layout.rasa(id);
+                    let text = record_text(id, &key, text)?.unwrap_or_default();
+                    Ok(RasaRecord::parse(id, &key, &text)?.version())
+                }
+                (Some("none"), None) => Ok(0),
+                _ => Err(Error::corrupt(id, None, "version: unexpected reply")),
+            };
+        }
         let version: Value = self
             .connection()
             .on_key(&head, |client| {
@@ -202,87 +340,118 @@ impl Store for RedisStore {
             .await
             .map_err(|e| conversation_error(id, "version", e))?;
         match version {
+            Value::Null if self.inner.adopt => Ok(self
+                .rasa_record(id)
+                .await?
+                .map_or(0, |record| record.version())),
             Value::Null => Ok(0),
-            value => Self::parse_version(id, "stored version", &value),
+            value => parse_version(id, &value),
         }
     }
 
     async fn append(&self, append: &Append) -> Result<u64> {
-        let id = append.sender_id().as_str();
-        let layout = &self.inner.layout;
-        let creating = append.expected_version() == 0;
+        let sender_id = append.sender_id();
+        let id = sender_id.as_str();
         let clustered = self.is_clustered();
-        let mut keys = vec![layout.events(id), layout.head(id)];
-        if clustered {
-            // The index lives in another slot: add the id before the conversation can exist,
-            // so the index always holds every conversation.
-            if creating {
-                self.index().touch(&[id]).await?;
-            }
+        let expected = append.expected_version();
+        let keys = self.append_keys(id);
+        // In a cluster the script cannot see Rasa's key (another slot): a conversation is
+        // created only after Rasa's record was read. On a single server the script looks.
+        let mut rasa = if !self.inner.adopt {
+            RasaArgs::Own
+        } else if clustered && expected == 0 {
+            self.rasa_args(sender_id).await?
         } else {
-            // On one server the script adds the id itself, atomically with the events.
-            keys.push(layout.index());
-        }
-        let mut args = Vec::with_capacity(append.records().len() + 5);
-        args.push(Value::from(append.expected_version().to_string()));
-        args.push(Value::from(append.new_version().to_string()));
-        args.push(Value::from(
-            append
-                .last_session_started()
-                .map(|seq| seq.to_string())
-                .unwrap_or_default(),
-        ));
-        args.push(Value::from(
-            self.inner
-                .record_exp
-                .map(|seconds| seconds.to_string())
-                .unwrap_or_default(),
-        ));
-        args.push(Value::from(id));
-        args.extend(
-            append
-                .records()
-                .iter()
-                .map(|record| Value::from(record.json.as_str())),
-        );
-        let reply = self
-            .connection()
-            .run(&APPEND, keys, args)
-            .await
-            .map_err(|e| conversation_error(id, "append", e))?;
-        let Value::Array(mut items) = reply else {
-            return Err(unexpected_reply(id, "append", &reply));
+            RasaArgs::Probe
         };
-        let (Some(version), Some(status)) = (items.pop(), items.pop()) else {
-            return Err(Error::corrupt(id, None, "append: unexpected reply"));
-        };
-        let version = Self::parse_version(id, "stored version", &version)?;
-        if status.as_i64() != Some(1) {
-            tracing::debug!(
-                store = "redis",
-                sender_id = id,
-                expected = append.expected_version(),
-                actual = version,
-                "append conflicts"
-            );
-            return Err(Error::conflict(id, append.expected_version(), version));
-        }
-        if creating && (clustered || self.inner.record_exp.is_some()) {
-            // The append is stored. Set the expiry hint, and in a cluster add the id again in
-            // case a listing pruned it between our first add and the append; then check a
-            // few conversations that may have expired.
-            let index = self.index();
-            match index.touch(&[id]).await {
-                Ok(candidates) => index.prune(candidates).await,
-                Err(error) => tracing::warn!(
-                    store = "redis",
-                    sender_id = id,
-                    %error,
-                    "could not update the index after creating a conversation"
-                ),
+        let mut indexed = false;
+        for _ in 0..ADOPT_ATTEMPTS {
+            // The index lives in another slot in a cluster: add the id before the
+            // conversation can come into being in this layout, so the index always holds
+            // every conversation. (On a single server the script adds it.)
+            let creates = match &rasa {
+                RasaArgs::Adopt { version, .. } => *version == expected,
+                _ => expected == 0,
+            };
+            if clustered && creates && !indexed {
+                self.index().touch(&[id]).await?;
+                indexed = true;
             }
+            let reply = self
+                .connection()
+                .run(
+                    &APPEND,
+                    keys.clone(),
+                    rasa.append_args(append, self.inner.record_exp),
+                )
+                .await
+                .map_err(|e| conversation_error(id, "append", e))?;
+            let Value::Array(items) = &reply else {
+                return Err(unexpected_reply(id, "append", &reply));
+            };
+            match items.first().and_then(Value::as_i64) {
+                Some(1) => {}
+                Some(0) => {
+                    let actual = items
+                        .get(1)
+                        .ok_or_else(|| unexpected_reply(id, "append", &reply))
+                        .and_then(|version| parse_version(id, version))?;
+                    tracing::debug!(
+                        store = "redis",
+                        sender_id = id,
+                        expected,
+                        actual,
+                        "append conflicts"
+                    );
+                    return Err(Error::conflict(id, expected, actual));
+                }
+                // Rasa's record is needed, or changed since it was read: read it (again).
+                Some(2 | 3) => {
+                    rasa = self.rasa_args(sender_id).await?;
+                    continue;
+                }
+                _ => return Err(unexpected_reply(id, "append", &reply)),
+            }
+            let version = items
+                .get(1)
+                .ok_or_else(|| unexpected_reply(id, "append", &reply))
+                .and_then(|version| parse_version(id, version))?;
+            let created = items.get(2).and_then(Value::as_i64) == Some(1);
+            if created
+                && clustered
+                && let RasaArgs::Adopt {
+                    sha1,
+                    version: adopted,
+                    ..
+                } = &rasa
+                && *adopted > 0
+            {
+                self.check_adopted(id, sha1).await;
+            }
+            if created && (clustered || self.inner.record_exp.is_some()) {
+                // The append is stored. Set the expiry hint, and in a cluster add the id again
+                // in case a listing pruned it between our first add and the append; then
+                // check a few conversations that may have expired.
+                let index = self.index();
+                match index.touch(&[id]).await {
+                    Ok(candidates) => index.prune(candidates).await,
+                    Err(error) => tracing::warn!(
+                        store = "redis",
+                        sender_id = id,
+                        %error,
+                        "could not update the index after creating a conversation"
+                    ),
+                }
+            }
+            return Ok(version);
         }
-        Ok(version)
+        // Rasa's record changed every time it was read: report its last version, for the
+        // caller to read again.
+        let actual = match rasa {
+            RasaArgs::Adopt { version, .. } => version,
+            _ => 0,
+        };
+        Err(Error::conflict(id, expected, actual))
     }
 
     async fn read(
@@ -296,69 +465,40 @@ impl Store for RedisStore {
             ReadScope::All => "all",
             ReadScope::LatestSession => "latest",
         };
+        let mut keys = vec![layout.events(id), layout.head(id)];
+        let rasa_in_script = self.inner.adopt && !self.is_clustered();
+        if rasa_in_script {
+            keys.push(layout.rasa(id));
+        }
         let reply = self
             .connection()
-            .run(
-                &READ,
-                vec![layout.events(id), layout.head(id)],
-                vec![Value::from(scope_arg)],
-            )
+            .run(&READ, keys, vec![Value::from(scope_arg)])
             .await
             .map_err(|e| conversation_error(id, "read", e))?;
-        let items = match reply {
-            Value::Null => return Ok(None),
-            Value::Array(items) if items.len() == 3 => items,
-            other => return Err(unexpected_reply(id, "read", &other)),
-        };
-        let mut items = items.into_iter();
-        let (Some(version), Some(first), Some(texts)) = (items.next(), items.next(), items.next())
-        else {
-            return Err(Error::corrupt(id, None, "read: unexpected reply"));
-        };
-        let version = Self::parse_version(id, "stored version", &version)?;
-        let first = first.as_u64().filter(|first| *first >= 1).ok_or_else(|| {
-            Error::corrupt(id, None, "read: the first sequence number is not a number")
-        })?;
-        let texts = match texts {
-            Value::Array(texts) => texts,
-            Value::Null => Vec::new(),
-            other => return Err(unexpected_reply(id, "read", &other)),
-        };
-        let expected = (version + 1).saturating_sub(first);
-        if texts.len() as u64 != expected {
-            return Err(Error::corrupt(
-                id,
-                None,
-                format!(
-                    "the head says version {version} but {} events were found from event {first}",
-                    texts.len()
-                ),
-            ));
+        match reply {
+            Value::Null if self.inner.adopt && !rasa_in_script => Ok(self
+                .rasa_record(id)
+                .await?
+                .and_then(|record| record.stored(scope))),
+            Value::Null => Ok(None),
+            Value::Array(items) if items.len() == 3 => own_conversation(id, items).map(Some),
+            Value::Array(mut items)
+                if items.len() == 2 && items[0].as_str().as_deref() == Some("rasa") =>
+            {
+                let key = layout.rasa(id);
+                let text = record_text(id, &key, items.remove(1))?.unwrap_or_default();
+                Ok(RasaRecord::parse(id, &key, &text)?.stored(scope))
+            }
+            other => Err(unexpected_reply(id, "read", &other)),
         }
-        let mut events = Vec::with_capacity(texts.len());
-        for (text, seq) in texts.into_iter().zip(first..) {
-            let text = match text {
-                Value::String(text) => text.to_string(),
-                Value::Bytes(bytes) => String::from_utf8(bytes.to_vec())
-                    .map_err(|e| Error::corrupt_with(id, Some(seq), "the event is not UTF-8", e))?,
-                other => {
-                    return Err(Error::corrupt(
-                        id,
-                        Some(seq),
-                        format!("the event is not text: {other:?}"),
-                    ));
-                }
-            };
-            events.push(StoredEvent {
-                seq,
-                data: EventData::Text(text),
-            });
-        }
-        Ok(Some(StoredConversation { version, events }))
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
         let limit = request.limit.max(1);
+        if request.cursor.is_none() {
+            // A listing pages through the index: first put the ids of Rasa's records there.
+            self.index().add_rasa_ids().await?;
+        }
         let index = self.inner.layout.index();
         let mut lower = match &request.cursor {
             Some(cursor) => format!("({cursor}"),
@@ -409,43 +549,15 @@ impl Store for RedisStore {
         }
     }
 
-    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
-        let id = sender_id.as_str();
-        let layout = &self.inner.layout;
-        if !self.is_clustered() {
-            let existed = self
-                .connection()
-                .run(
-                    &DELETE,
-                    vec![
-                        layout.events(id),
-                        layout.head(id),
-                        layout.index(),
-                        layout.index_expiry(),
-                    ],
-                    vec![Value::from(id)],
-                )
-                .await
-                .map_err(|e| conversation_error(id, "delete", e))?;
-            return Ok(existed.as_i64() == Some(1));
+    async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
+        Deletion {
+            connection: self.connection(),
+            layout: &self.inner.layout,
+            index: self.index(),
+            adopt: self.inner.adopt,
         }
-        // Cluster: the conversation's keys (one slot), then the index entry (another slot),
-        // then put the entry back if a writer re-created the conversation meanwhile.
-        let head = layout.head(id);
-        let events = layout.events(id);
-        let deleted: i64 = self
-            .connection()
-            .on_key(&head, |client| {
-                let keys = vec![Key::from(events.as_str()), Key::from(head.as_str())];
-                async move { client.del(keys).await }
-            })
-            .await
-            .map_err(|e| conversation_error(id, "delete", e))?;
-        let ids = [id.to_owned()];
-        let index = self.index();
-        index.forget(&ids).await?;
-        index.restore_recreated(&ids).await?;
-        Ok(deleted > 0)
+        .run(sender_id.as_str(), expected)
+        .await
     }
 }
 

@@ -1,9 +1,12 @@
 //! Configuration parsing: Rasa's keys and defaults, the URL forms, rejected values and the
-//! redacted `Debug`. No server needed.
+//! redacted `Debug`. No server needed, except to start a store from a section whose numbers
+//! and booleans are strings.
 
-use tracker_core::ErrorKind;
+use serde_json::json;
+use tracker_core::{ErrorKind, JsonMap, TrackerStore};
 use tracker_redis::fred::prelude::{Server, ServerConfig};
-use tracker_redis::{KeyLayout, RedisConfig, tracker_core};
+use tracker_redis::{KeyLayout, REGISTRATION, RedisConfig, tracker_core};
+use tracker_testkit::{Service, service_url};
 
 fn yaml(text: &str) -> RedisConfig {
     serde_norway::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -178,9 +181,17 @@ fn url_and_separate_keys_combine() {
 
 #[test]
 fn rejected_values() {
-    for prefix in ["bot-1", "bot 1", "bot:1", "bot_1", "{x}", "tracker"] {
-        let message = config_error(&RedisConfig::new().with_key_prefix(prefix));
-        assert!(message.contains("key_prefix"), "{message}");
+    let message = config_error(&RedisConfig::new().with_key_prefix("tracker"));
+    assert!(message.contains("key_prefix"), "{message}");
+    // Rasa drops a prefix that is not alphanumeric (with a warning) and uses none; so do we.
+    for prefix in ["bot-1", "bot 1", "bot:1", "bot_1", "{x}"] {
+        let config = RedisConfig::new().with_key_prefix(prefix);
+        config.validate().expect(prefix);
+        assert_eq!(
+            config.key_layout().expect(prefix),
+            KeyLayout::new(None).expect("valid"),
+            "{prefix}"
+        );
     }
     // Rasa treats an empty prefix as none; so do we. Unicode letters and digits are
     // alphanumeric for Python too.
@@ -236,4 +247,59 @@ fn debug_never_shows_passwords() {
     );
     let shown = format!("{sentinel:?}");
     assert!(!shown.contains("pw1") && !shown.contains("pw2"), "{shown}");
+}
+
+/// A section as Rasa's `endpoints.yml` gives it when values come from `${VAR}`: every number
+/// and boolean a string. The store starts from it and works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_and_booleans_given_as_strings_start_the_store() {
+    let Some(url) = service_url(Service::Redis).await else {
+        return;
+    };
+    let config = RedisConfig::from_url(url.url.as_str());
+    let server = match config.fred_config().expect("valid").server {
+        ServerConfig::Centralized { server } => server,
+        other => panic!("a single server: {other:?}"),
+    };
+    let prefix = format!("trtest{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let section = json!({
+        "type": "redis",
+        "url": server.host.to_string(),
+        "port": server.port.to_string(),
+        "db": "2",
+        "key_prefix": prefix,
+        "record_exp": "3600",
+        "use_ssl": "false",
+        "cluster": "false",
+        "pool_size": "2",
+        "timeout": "30",
+        "adopt_rasa": "true",
+    });
+    let serde_json::Value::Object(keys) = section else {
+        unreachable!("an object literal")
+    };
+    let store = (REGISTRATION.connect)("redis", keys)
+        .await
+        .expect("the store starts");
+    assert!(store.capabilities().expiry, "record_exp applies");
+    let api = TrackerStore::new(store);
+    let events = [tracker_core::Event::user("hi", "greet", 0.9).at(1_700_000_000.0)];
+    api.append("alice", 0, &events).await.expect("append");
+    assert_eq!(api.version("alice").await.expect("version"), 1);
+    assert!(api.delete("alice").await.expect("delete"));
+    assert_eq!(api.keys().await.expect("keys"), Vec::<String>::new());
+
+    // An invalid value names the key and the type found, never the value.
+    let mut keys = JsonMap::new();
+    keys.insert("port".to_owned(), json!("6379x"));
+    let error = (REGISTRATION.connect)("redis", keys)
+        .await
+        .expect_err("not a port");
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("`port`") && message.contains("a string"),
+        "{message}"
+    );
+    assert!(!message.contains("6379x"), "{message}");
 }

@@ -507,7 +507,7 @@ async fn existing_client_and_pool(service: Service) {
     assert!(pooled.capabilities().native_latest_session);
     assert!(!pooled.capabilities().expiry);
     for bad in [
-        RedisConfig::new().with_key_prefix("a-b"),
+        RedisConfig::new().with_key_prefix("tracker"),
         RedisConfig::new().with_record_exp(0),
     ] {
         let error = RedisStore::from_pool(pooled.pool().clone(), &bad).expect_err("invalid");
@@ -553,7 +553,7 @@ async fn unreachable_server_is_unavailable() {
 /// A bad configuration fails before connecting.
 #[tokio::test]
 async fn bad_configuration_is_config() {
-    let config = tracker_redis::RedisConfig::new().with_key_prefix("not-alnum");
+    let config = tracker_redis::RedisConfig::new().with_key_prefix("tracker");
     let error = RedisStore::connect(&config).await.expect_err("bad prefix");
     assert_eq!(error.kind(), ErrorKind::Config);
 }

@@ -1,6 +1,12 @@
 //! The append transaction: check the conversation's version, insert the new rows. The unique
 //! `(sender_id, seq)` constraint guards the gap between the check and the insert.
 //!
+//! On PostgreSQL and MySQL the check of a conversation that exists locks its row at the
+//! expected version (`FOR UPDATE`, one index entry): the conversation's lock, which versioned
+//! deletes and the trigger numbering Rasa's inserts also take, so that none of them changes the
+//! conversation between another's check and its write. An append that finds the row gone (a
+//! delete landed first) is a conflict at the version left.
+//!
 //! SQLite needs its writes in `BEGIN IMMEDIATE` transactions: a deferred transaction that
 //! reads and then writes fails at once with SQLITE_BUSY when another connection wrote in
 //! between, instead of waiting for the lock. diesel's immediate transactions are only on the
@@ -23,16 +29,24 @@ use crate::schema::events;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 const INSERT_CHUNK: usize = 1_000;
 
-/// Why an append transaction did not commit.
+/// Why a write transaction did not commit.
 pub(crate) enum TxError {
     /// The conversation is at this version, not the expected one.
     Stale(u64),
     Query(diesel::result::Error),
+    /// Not a database error (a version beyond the SQL range).
+    Invalid(tracker_core::Error),
 }
 
 impl From<diesel::result::Error> for TxError {
     fn from(error: diesel::result::Error) -> Self {
         Self::Query(error)
+    }
+}
+
+impl From<tracker_core::Error> for TxError {
+    fn from(error: tracker_core::Error) -> Self {
+        Self::Invalid(error)
     }
 }
 
@@ -51,6 +65,39 @@ macro_rules! version_query {
 }
 pub(crate) use version_query;
 
+/// The conversation's lock on PostgreSQL and MySQL: its row at `seq`, locked `FOR UPDATE`
+/// (one unique-index entry; on InnoDB a record lock without a gap lock). `None` if there is no
+/// such row.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! lock_row {
+    ($conn:expr, $sender_id:expr, $seq:expr) => {{
+        let seq: i64 = $seq;
+        crate::schema::events::table
+            .filter(crate::schema::events::sender_id.eq($sender_id))
+            .filter(crate::schema::events::seq.eq(seq))
+            .select(crate::schema::events::seq)
+            .for_update()
+            .first::<Option<i64>>($conn)
+            .await
+            .optional()
+    }};
+}
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use lock_row;
+
+/// The version read inside a transaction: the highest `seq`, 0 for none (a row without `seq`
+/// is left for reads to report).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! current_version {
+    ($conn:expr, $sender_id:expr) => {{
+        let current: Option<Option<i64>> =
+            version_query!($sender_id).first($conn).await.optional()?;
+        current.flatten().map_or(0, i64::unsigned_abs)
+    }};
+}
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use current_version;
+
 /// The append transaction for dialects with async drivers.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! append_in_transaction {
@@ -60,12 +107,16 @@ macro_rules! append_in_transaction {
         let rows: &[NewEvent] = $rows;
         $conn
             .transaction::<(), TxError, _>(async |conn| {
-                let current: Option<i64> =
-                    version_query!(sender_id).first(conn).await.optional()?;
-                let current = u64::try_from(current.unwrap_or(0)).unwrap_or(0);
-                if current != expected {
-                    return Err(TxError::Stale(current));
+                if expected == 0 {
+                    let current = current_version!(conn, sender_id);
+                    if current != 0 {
+                        return Err(TxError::Stale(current));
+                    }
+                } else if lock_row!(conn, sender_id, crate::schema::to_i64(expected)?)?.is_none() {
+                    // Shorter than expected, or deleted meanwhile.
+                    return Err(TxError::Stale(current_version!(conn, sender_id)));
                 }
+                // Longer than expected: the first insert collides on the unique index.
                 for chunk in rows.chunks(INSERT_CHUNK) {
                     diesel::insert_into(events::table)
                         .values(chunk)
@@ -87,7 +138,7 @@ macro_rules! append_in_transaction {
 pub(crate) async fn run(
     connections: &Connections,
     append: &Append,
-    rows: Vec<NewEvent>,
+    rows: &std::sync::Arc<Vec<NewEvent>>,
 ) -> Result<std::result::Result<(), TxError>> {
     let context = "appending events";
     Ok(match &connections.client {
@@ -99,7 +150,7 @@ pub(crate) async fn run(
                 conn,
                 context,
                 connections.pg_cancel(&conn),
-                async { Ok(append_in_transaction!(conn, append, &rows)) }
+                async { Ok(append_in_transaction!(conn, append, rows)) }
             )?
         }
         #[cfg(feature = "mysql")]
@@ -110,30 +161,45 @@ pub(crate) async fn run(
                 conn,
                 context,
                 Connections::mysql_cancel(&conn),
-                async { Ok(append_in_transaction!(conn, append, &rows)) }
+                async { Ok(append_in_transaction!(conn, append, rows)) }
             )?
         }
         #[cfg(feature = "sqlite")]
         SqlClient::Sqlite(pool) => {
             let mut conn = acquire(pool, context).await?;
-            sqlite::append(&mut conn, append.expected_version(), rows).await
+            sqlite::append(&mut conn, append.expected_version(), rows.clone()).await
         }
     })
 }
 
 /// The SQLite append, with diesel's synchronous query methods in scope.
 #[cfg(feature = "sqlite")]
-mod sqlite {
+pub(crate) mod sqlite {
     use diesel::prelude::*;
 
     use super::{INSERT_CHUNK, TxError};
     use crate::schema::{NewEvent, events};
 
+    /// The version read inside an SQLite transaction: as `version_query`, the newest row, not
+    /// MAX(); 0 for none.
+    pub(crate) fn version(
+        conn: &mut diesel::SqliteConnection,
+        sender_id: &str,
+    ) -> diesel::QueryResult<u64> {
+        let current: Option<Option<i64>> = events::table
+            .filter(events::sender_id.eq(sender_id))
+            .select(events::seq)
+            .order(events::seq.desc())
+            .first(conn)
+            .optional()?;
+        Ok(current.flatten().map_or(0, i64::unsigned_abs))
+    }
+
     /// Appends `rows` to SQLite if the conversation is at `expected`.
     pub(super) async fn append(
         conn: &mut crate::pool::SqliteConnection,
         expected: u64,
-        rows: Vec<NewEvent>,
+        rows: std::sync::Arc<Vec<NewEvent>>,
     ) -> std::result::Result<(), TxError> {
         let outcome = conn
             .spawn_blocking(move |conn: &mut diesel::SqliteConnection| {
@@ -141,14 +207,7 @@ mod sqlite {
                     let Some(first) = rows.first() else {
                         return Ok(Ok(()));
                     };
-                    // As `version_query`: the newest row, not MAX().
-                    let current: Option<i64> = events::table
-                        .filter(events::sender_id.eq(&first.sender_id))
-                        .select(events::seq)
-                        .order(events::seq.desc())
-                        .first(conn)
-                        .optional()?;
-                    let current = u64::try_from(current.unwrap_or(0)).unwrap_or(0);
+                    let current = version(conn, &first.sender_id)?;
                     if current != expected {
                         return Ok(Err(current));
                     }

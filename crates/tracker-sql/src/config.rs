@@ -186,7 +186,8 @@ impl fmt::Debug for SqlConfig {
     }
 }
 
-/// A positive, finite number of seconds, as a number or a numeric string.
+/// A positive, finite number of seconds, as a number or a numeric string. Errors name what
+/// was expected and the type found, never the value.
 fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -194,21 +195,29 @@ fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Du
         Number(f64),
         Text(String),
     }
-    let value = match Seconds::deserialize(deserializer)? {
+    let value = match Seconds::deserialize(deserializer)
+        .map_err(|_| serde::de::Error::custom("expected a number of seconds, found another type"))?
+    {
         Seconds::Number(value) => value,
         Seconds::Text(text) => text.trim().parse::<f64>().map_err(|_| {
-            serde::de::Error::custom(format!("{text:?} is not a number of seconds"))
+            serde::de::Error::custom(
+                "expected a number of seconds, found a string that is not a number",
+            )
         })?,
     };
     if value.is_finite() && value > 0.0 {
-        Duration::try_from_secs_f64(value).map_err(serde::de::Error::custom)
+        Duration::try_from_secs_f64(value).map_err(|_| {
+            serde::de::Error::custom("expected a number of seconds, found one out of range")
+        })
     } else {
-        Err(serde::de::Error::custom(format!(
-            "{value} is not a positive number of seconds"
-        )))
+        Err(serde::de::Error::custom(
+            "expected a positive number of seconds, found a number that is not one",
+        ))
     }
 }
 
+/// A port, as a number or a numeric string. Errors name what was expected and the type
+/// found, never the value.
 fn port_from_number_or_string<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> std::result::Result<Option<u16>, D::Error> {
@@ -218,16 +227,18 @@ fn port_from_number_or_string<'de, D: Deserializer<'de>>(
         Number(u64),
         Text(String),
     }
-    match Option::<Port>::deserialize(deserializer)? {
+    let port = Option::<Port>::deserialize(deserializer)
+        .map_err(|_| serde::de::Error::custom("expected a port number, found another type"))?;
+    match port {
         None => Ok(None),
-        Some(Port::Number(n)) => u16::try_from(n)
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("port {n} is out of range"))),
-        Some(Port::Text(text)) => text
-            .trim()
-            .parse::<u16>()
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("port {text:?} is not a number"))),
+        Some(Port::Number(n)) => u16::try_from(n).map(Some).map_err(|_| {
+            serde::de::Error::custom("expected a port number, found a number out of range")
+        }),
+        Some(Port::Text(text)) => text.trim().parse::<u16>().map(Some).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a port number, found a string that is not a port number",
+            )
+        }),
     }
 }
 

@@ -19,6 +19,17 @@ pub(crate) fn is_seq_conflict(error: &diesel::result::Error) -> bool {
         || info.message().contains("events.sender_id, events.seq")
 }
 
+/// Whether the server rolled the transaction back to break a deadlock (InnoDB's
+/// `ER_LOCK_DEADLOCK`, PostgreSQL's `deadlock_detected`; the drivers give only the message):
+/// the transaction did nothing, and running it again is safe.
+pub(crate) fn is_deadlock(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::Unknown, info)
+            if info.message().to_ascii_lowercase().contains("deadlock")
+    )
+}
+
 /// Messages of failures that go away when the server is reachable again or a lock is
 /// released.
 fn is_temporary_message(message: &str) -> bool {

@@ -3,6 +3,7 @@
 
 mod append;
 mod config;
+mod delete;
 mod error;
 #[cfg(feature = "postgres")]
 mod explain;
@@ -15,6 +16,7 @@ mod store;
 mod target;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod tls;
+mod unmigrated;
 mod url;
 
 pub use config::{

@@ -1,5 +1,6 @@
-//! Embedded, versioned schema migrations (diesel_migrations), one set per dialect, and the
-//! PostgreSQL database bootstrap (`login_db`).
+//! Embedded, versioned schema migrations (diesel_migrations), one set per dialect, the checks
+//! made before them (the MySQL server's version) and without them (what the database holds,
+//! read from its catalog), and the PostgreSQL database bootstrap (`login_db`).
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use diesel::connection::SimpleConnection;
@@ -7,8 +8,10 @@ use diesel::migration::MigrationVersion;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use tracker_core::{BoxError, Error, Result};
 
+use crate::config::Dialect;
 use crate::error::driver_error;
-use crate::pool::{SqlClient, acquire};
+use crate::pool::{Connections, SqlClient, acquire, with_connection};
+use crate::schema::{Layout, SEQ_TRIGGER};
 
 #[cfg(feature = "postgres")]
 const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -29,17 +32,38 @@ fn migration_error(error: BoxError) -> Error {
     Error::backend_with("running schema migrations", error)
 }
 
-/// Creates or upgrades the schema of the database behind `client`; returns the migrations
-/// applied now.
-pub(crate) async fn run(client: &SqlClient) -> Result<Vec<String>> {
-    match client {
+/// Creates or upgrades the schema of the database behind `connections`; returns what it
+/// changed.
+pub(crate) async fn run(connections: &Connections) -> Result<Vec<String>> {
+    match &connections.client {
         #[cfg(feature = "postgres")]
         SqlClient::Postgres(pool) => postgres(pool).await,
         #[cfg(feature = "mysql")]
         SqlClient::Mysql(pool) => mysql(pool).await,
         #[cfg(feature = "sqlite")]
-        SqlClient::Sqlite(pool) => sqlite(pool).await,
+        SqlClient::Sqlite(pool) => {
+            let mut changes = Vec::new();
+            if let Some(path) = &connections.sqlite_file
+                && !std::path::Path::new(path).exists()
+            {
+                create_sqlite_file(path.clone()).await?;
+                changes.push(format!("created the SQLite database {path}"));
+            }
+            changes.extend(sqlite(pool).await?);
+            Ok(changes)
+        }
     }
+}
+
+/// Creates an SQLite database file (for a pool that opens files without creating them).
+#[cfg(feature = "sqlite")]
+async fn create_sqlite_file(path: String) -> Result<()> {
+    use diesel::Connection;
+    let context = "creating the SQLite database";
+    tokio::task::spawn_blocking(move || diesel::SqliteConnection::establish(&path).map(drop))
+        .await
+        .map_err(|e| Error::backend_with(context, e))?
+        .map_err(|e| crate::error::connection_error(context, e))
 }
 
 /// Runs `task` on a blocking thread with the connection wrapped as a synchronous diesel
@@ -100,15 +124,64 @@ async fn postgres(pool: &crate::pool::PgPool) -> Result<Vec<String>> {
     )
 }
 
-/// Migrates a MySQL / MariaDB database, holding a named lock.
+/// Migrates a MySQL / MariaDB database, holding a named lock, once the server is known to
+/// support what the migrations use.
 #[cfg(feature = "mysql")]
 async fn mysql(pool: &crate::pool::MysqlPool) -> Result<Vec<String>> {
+    check_mysql_server(pool).await?;
     migrate_locked!(
         pool,
         MYSQL,
         "DO GET_LOCK('tracker_store_migrations', 600)",
         "DO RELEASE_LOCK('tracker_store_migrations')"
     )
+}
+
+/// Refuses a server older than MySQL 8.0 or MariaDB 10.2 before anything is changed: the
+/// migrations number existing rows with `ROW_NUMBER() OVER (...)`, which older servers lack.
+#[cfg(feature = "mysql")]
+async fn check_mysql_server(pool: &crate::pool::MysqlPool) -> Result<()> {
+    use diesel_async::RunQueryDsl;
+    let context = "reading the MySQL server's version";
+    let mut conn = acquire(pool, context).await?;
+    let version: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>("VERSION()"))
+        .get_result(&mut *conn)
+        .await
+        .map_err(|e| driver_error(context, e))?;
+    check_mysql_version(&version)
+}
+
+/// The server's version string (`8.0.36`, `5.7.44-log`, `10.11.6-MariaDB-1`, or through a
+/// proxy `5.5.5-10.11.6-MariaDB`) checked against the oldest supported releases.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+fn check_mysql_version(version: &str) -> Result<()> {
+    let mariadb = version.to_ascii_lowercase().contains("mariadb");
+    // MariaDB's replication protocol puts a fake 5.5.5- before the real version.
+    let text = match version.strip_prefix("5.5.5-") {
+        Some(rest) if mariadb => rest,
+        _ => version,
+    };
+    let mut numbers = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|part| part.parse::<u32>().ok());
+    let (server, minimum) = if mariadb {
+        ("MariaDB", (10, 2))
+    } else {
+        ("MySQL", (8, 0))
+    };
+    let (Some(Some(major)), Some(Some(minor))) = (numbers.next(), numbers.next()) else {
+        return Err(Error::config(format!(
+            "cannot tell the version of the MySQL server (it says {version:?}); the SQL store \
+             needs MySQL 8.0 or later, or MariaDB 10.2 or later"
+        )));
+    };
+    if (major, minor) < minimum {
+        return Err(Error::config(format!(
+            "{server} {major}.{minor} is not supported: the SQL store's migrations need \
+             window functions (MySQL 8.0 or later, MariaDB 10.2 or later); nothing was changed"
+        )));
+    }
+    Ok(())
 }
 
 /// Migrates an SQLite database inside one immediate transaction, so concurrent migrators
@@ -125,6 +198,10 @@ async fn sqlite(pool: &crate::pool::SqlitePool) -> Result<Vec<String>> {
         }
     }
     let mut conn = acquire(pool, "running schema migrations").await?;
+    let journal = conn
+        .spawn_blocking(|conn: &mut diesel::SqliteConnection| wal_journal(conn))
+        .await
+        .map_err(|e| driver_error("setting SQLite's journal mode", e))?;
     let outcome = conn
         .spawn_blocking(|conn: &mut diesel::SqliteConnection| {
             Ok(conn.immediate_transaction::<_, Failure, _>(|conn| {
@@ -135,11 +212,40 @@ async fn sqlite(pool: &crate::pool::SqlitePool) -> Result<Vec<String>> {
         })
         .await
         .map_err(|e| driver_error("running schema migrations", e))?;
+    let mut applied = journal.into_iter().collect::<Vec<_>>();
     match outcome {
-        Ok(applied) => Ok(applied),
-        Err(Failure::Migration(error)) => Err(migration_error(error)),
-        Err(Failure::Query(error)) => Err(driver_error("running schema migrations", error)),
+        Ok(migrations) => applied.extend(migrations),
+        Err(Failure::Migration(error)) => return Err(migration_error(error)),
+        Err(Failure::Query(error)) => {
+            return Err(driver_error("running schema migrations", error));
+        }
     }
+    Ok(applied)
+}
+
+#[cfg(feature = "sqlite")]
+#[derive(diesel::QueryableByName)]
+struct JournalMode {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    journal_mode: String,
+}
+
+/// Puts an SQLite file in WAL mode (kept in the file: readers then do not block the writer);
+/// returns the change made, if any. An in-memory database keeps its memory journal.
+#[cfg(feature = "sqlite")]
+fn wal_journal(conn: &mut diesel::SqliteConnection) -> diesel::QueryResult<Option<String>> {
+    use diesel::RunQueryDsl;
+    let mode = |conn: &mut diesel::SqliteConnection, statement: &str| {
+        diesel::sql_query(statement)
+            .get_result::<JournalMode>(conn)
+            .map(|row| row.journal_mode.to_ascii_lowercase())
+    };
+    let before = mode(conn, "PRAGMA journal_mode")?;
+    if before == "wal" || before == "memory" {
+        return Ok(None);
+    }
+    let after = mode(conn, "PRAGMA journal_mode = WAL")?;
+    Ok((after != before).then(|| format!("SQLite journal mode {before} -> {after}")))
 }
 
 #[cfg(feature = "postgres")]
@@ -210,6 +316,79 @@ async fn create_postgres_database(login_url: &str, database: &str, context: &str
     Ok(())
 }
 
+#[derive(diesel::QueryableByName)]
+struct Catalog {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    has_table: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    has_seq: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    has_trigger: i64,
+}
+
+/// What the database behind `connections` holds, read from its catalog without changing
+/// anything; warns when the table is migrated but rows Rasa inserts would not be numbered.
+pub(crate) async fn inspect(connections: &Connections, store: &str) -> Result<Layout> {
+    use diesel_async::RunQueryDsl;
+    if let Some(path) = &connections.sqlite_file
+        && !std::path::Path::new(path).exists()
+    {
+        return Ok(Layout::Absent);
+    }
+    let context = "reading the database's catalog";
+    let catalog: Catalog = with_connection!(connections, context, |conn| {
+        diesel::sql_query(catalog_query(connections.client.dialect()))
+            .get_result(&mut *conn)
+            .await
+            .map_err(|e| driver_error(context, e))?
+    });
+    Ok(match (catalog.has_table > 0, catalog.has_seq > 0) {
+        (false, _) => Layout::Absent,
+        (true, false) => Layout::Rasa,
+        (true, true) => {
+            if catalog.has_trigger == 0 {
+                tracing::warn!(
+                    store,
+                    "the `events` table has no `{SEQ_TRIGGER}` trigger: rows Rasa inserts will \
+                     not be numbered; run `tracker migrate-schema` or connect with `migrate: true`"
+                );
+            }
+            Layout::Sequenced
+        }
+    })
+}
+
+/// The query for [`Catalog`]: whether the `events` table (the one the connection's search
+/// path finds, on PostgreSQL), its `seq` column and the numbering trigger exist.
+fn catalog_query(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Postgres => format!(
+            "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE oid = to_regclass('events')) \
+             AS has_table, \
+             (SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('events') \
+             AND attname = 'seq' AND NOT attisdropped) AS has_seq, \
+             (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = to_regclass('events') \
+             AND tgname = '{SEQ_TRIGGER}') AS has_trigger"
+        ),
+        Dialect::Mysql => format!(
+            "SELECT CAST((SELECT count(*) FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'events') AS SIGNED) AS has_table, \
+             CAST((SELECT count(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+             AND TABLE_NAME = 'events' AND COLUMN_NAME = 'seq') AS SIGNED) AS has_seq, \
+             CAST((SELECT count(*) FROM information_schema.TRIGGERS \
+             WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'events' \
+             AND TRIGGER_NAME = '{SEQ_TRIGGER}') AS SIGNED) AS has_trigger"
+        ),
+        Dialect::Sqlite => format!(
+            "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'events') \
+             AS has_table, \
+             (SELECT count(*) FROM pragma_table_info('events') WHERE name = 'seq') AS has_seq, \
+             (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' \
+             AND name = '{SEQ_TRIGGER}') AS has_trigger"
+        ),
+    }
+}
+
 /// Checks once that `schema` (`schema` or `POSTGRESQL_SCHEMA`) exists (Rasa checks on every
 /// operation and exits the process).
 #[cfg(feature = "postgres")]
@@ -230,4 +409,36 @@ pub(crate) async fn check_postgres_schema(pool: &crate::pool::PgPool, schema: &s
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_server_versions() {
+        for supported in [
+            "8.0.36",
+            "8.4.0-log",
+            "9.1.0",
+            "10.2.44-MariaDB",
+            "10.11.19-MariaDB-0+deb12u1",
+            "5.5.5-10.11.6-MariaDB",
+            "11.4.2-MariaDB-ubu2404",
+        ] {
+            check_mysql_version(supported).unwrap_or_else(|e| panic!("{supported}: {e}"));
+        }
+        for (refused, named) in [
+            ("5.7.44-log", "MySQL 5.7"),
+            ("5.6.51", "MySQL 5.6"),
+            ("10.1.48-MariaDB", "MariaDB 10.1"),
+            ("5.5.5-10.0.38-MariaDB", "MariaDB 10.0"),
+        ] {
+            let error = check_mysql_version(refused).expect_err(refused);
+            assert_eq!(error.kind(), tracker_core::ErrorKind::Config, "{error}");
+            assert!(error.to_string().contains(named), "{error}");
+        }
+        let unknown = check_mysql_version("unknown").expect_err("no version");
+        assert_eq!(unknown.kind(), tracker_core::ErrorKind::Config);
+    }
 }

@@ -105,6 +105,9 @@ pub(crate) struct Connections {
     /// for a pool this crate did not build.
     #[cfg(feature = "postgres")]
     pg_connector: Option<std::sync::Arc<crate::tls::PgConnector>>,
+    /// An SQLite file the pool opens without creating it: its path, created only by
+    /// `ensure_schema`.
+    pub(crate) sqlite_file: Option<String>,
 }
 
 /// A pool's connection manager whose every connection is made by `connect` with the one
@@ -150,6 +153,7 @@ impl Connections {
             query_timeout,
             #[cfg(feature = "postgres")]
             pg_connector: None,
+            sqlite_file: None,
         }
     }
 
@@ -209,6 +213,7 @@ impl Connections {
             query_timeout: target.query_timeout,
             #[cfg(feature = "postgres")]
             pg_connector,
+            sqlite_file: target.sqlite_file.clone(),
         })
     }
 
@@ -248,8 +253,9 @@ impl Connections {
     }
 }
 
-/// Opens an SQLite connection that waits for locks instead of failing at once, in WAL mode
-/// so readers don't block the writer.
+/// Opens an SQLite connection that waits for locks instead of failing at once. (WAL mode,
+/// which lets readers go on while one connection writes, is kept in the file: setting it up
+/// is a change to the database, made by `ensure_schema`.)
 #[cfg(feature = "sqlite")]
 fn establish_sqlite(
     url: &str,
@@ -258,7 +264,7 @@ fn establish_sqlite(
     use futures::FutureExt;
     async move {
         let mut conn = SqliteConnection::establish(url).await?;
-        conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
+        conn.batch_execute("PRAGMA busy_timeout = 10000;")
             .await
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         Ok(conn)

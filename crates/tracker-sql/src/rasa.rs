@@ -4,28 +4,12 @@
 //!
 //! Only Rasa's own columns are read, in Rasa's order (`ORDER BY id`).
 
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use tracker_core::event::deserialise_events;
 use tracker_core::{Error, RasaConversation, RasaSource, Result, async_trait};
 
 use crate::config::SqlConfig;
-use crate::error::driver_error;
-use crate::pool::with_connection;
 use crate::store::SqlStore;
-
-mod rasa_schema {
-    diesel::table! {
-        /// Rasa's `events` table, as Rasa's SQLAlchemy model declares it.
-        events (id) {
-            id -> BigInt,
-            sender_id -> Text,
-            data -> Nullable<Text>,
-        }
-    }
-}
-
-use rasa_schema::events;
+use crate::unmigrated::{Bound, rows, sender_ids};
 
 /// The conversations in Rasa's `events` table, read as Rasa's `SQLTrackerStore` reads them:
 /// a [`RasaSource`] for [`TrackerStore::import_from`](tracker_core::TrackerStore::import_from).
@@ -82,17 +66,7 @@ impl RasaSource for SqlRasaSource {
     /// # Errors
     /// [`Error::Unavailable`] / [`Error::Backend`] for database failures.
     async fn sender_ids(&self) -> Result<Vec<String>> {
-        let context = "listing Rasa's conversations";
-        let ids = with_connection!(self.store.connections, context, unbounded, |conn| {
-            events::table
-                .select(events::sender_id)
-                .distinct()
-                .order(events::sender_id.asc())
-                .load::<String>(&mut *conn)
-                .await
-                .map_err(|e| driver_error(context, e))?
-        });
-        Ok(ids)
+        sender_ids(&self.store.connections, None, None, Bound::Unbounded).await
     }
 
     /// The events of one conversation from Rasa's `events` table, in Rasa's order, parsed as
@@ -102,22 +76,12 @@ impl RasaSource for SqlRasaSource {
     /// [`Error::Corrupt`] naming the conversation and the row's position (from 1) when a row's
     /// `data` is not event JSON.
     async fn read(&self, sender_id: &str) -> Result<Option<RasaConversation>> {
-        let context = "reading a Rasa conversation";
-        let rows: Vec<Option<String>> =
-            with_connection!(self.store.connections, context, unbounded, |conn| {
-                events::table
-                    .filter(events::sender_id.eq(sender_id))
-                    .order(events::id.asc())
-                    .select(events::data)
-                    .load(&mut *conn)
-                    .await
-                    .map_err(|e| driver_error(context, e))?
-            });
+        let rows = rows(&self.store.connections, sender_id, Bound::Unbounded).await?;
         if rows.is_empty() {
             return Ok(None);
         }
         let mut values = Vec::with_capacity(rows.len());
-        for (index, data) in rows.into_iter().enumerate() {
+        for (index, (_, data)) in rows.into_iter().enumerate() {
             let position = Some(index as u64 + 1);
             let text = data
                 .ok_or_else(|| Error::corrupt(sender_id, position, "Rasa's row has NULL `data`"))?;

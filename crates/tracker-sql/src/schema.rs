@@ -23,13 +23,53 @@ diesel::table! {
         action_name -> Nullable<Text>,
         /// The event's JSON in Rasa's text form.
         data -> Nullable<Text>,
-        /// Position in the conversation, from 1; unique per conversation.
-        seq -> BigInt,
+        /// Position in the conversation, from 1; unique per conversation. NOT NULL on
+        /// PostgreSQL and MySQL; on SQLite a row inserted without it gets it from the trigger
+        /// right after, so a NULL is corrupt data.
+        seq -> Nullable<BigInt>,
     }
 }
 
 /// The unique constraint that makes appends safe: two writers can't store the same `seq`.
 pub const SEQ_CONSTRAINT: &str = "ux_events_sender_seq";
+
+/// The trigger that numbers rows inserted without `seq` (Rasa's inserts name only its own
+/// columns): the conversation's next position.
+pub const SEQ_TRIGGER: &str = "tracker_events_seq";
+
+/// What the database holds, as far as this store is concerned; found without changing
+/// anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Not looked at yet.
+    Unknown,
+    /// No `events` table.
+    Absent,
+    /// Rasa's table as Rasa created it: no `seq` column. Read in Rasa's order (by `id`).
+    Rasa,
+    /// Migrated: `seq` numbers every conversation's events.
+    Sequenced,
+}
+
+impl Layout {
+    pub(crate) fn to_u8(self) -> u8 {
+        match self {
+            Self::Unknown => 0,
+            Self::Absent => 1,
+            Self::Rasa => 2,
+            Self::Sequenced => 3,
+        }
+    }
+
+    pub(crate) fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Absent,
+            2 => Self::Rasa,
+            3 => Self::Sequenced,
+            _ => Self::Unknown,
+        }
+    }
+}
 
 /// A new row of the `events` table.
 #[derive(diesel::Insertable)]
@@ -41,7 +81,7 @@ pub(crate) struct NewEvent {
     intent_name: Option<String>,
     action_name: Option<String>,
     data: Option<String>,
-    seq: i64,
+    seq: Option<i64>,
 }
 
 /// The rows of an append, as Rasa fills its columns.
@@ -57,7 +97,7 @@ pub(crate) fn new_rows(append: &Append) -> Result<Vec<NewEvent>> {
                 intent_name: record.intent_name.clone(),
                 action_name: record.action_name.clone(),
                 data: Some(record.json.clone()),
-                seq: to_i64(record.seq)?,
+                seq: Some(to_i64(record.seq)?),
             })
         })
         .collect()
@@ -86,18 +126,32 @@ pub(crate) fn check_column_widths(append: &Append) -> Result<()> {
     Ok(())
 }
 
-fn to_i64(value: u64) -> Result<i64> {
+pub(crate) fn to_i64(value: u64) -> Result<i64> {
     i64::try_from(value)
         .map_err(|_| Error::invalid_input(format!("version {value} is beyond the SQL range")))
 }
 
-/// A stored `seq` as a version; a negative one is corrupt data.
-pub(crate) fn to_u64(sender_id: &SenderId, value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| {
-        Error::corrupt(
+/// A stored `seq` as a position; a missing (`NULL`) or non-positive one is corrupt data.
+pub(crate) fn to_u64(sender_id: &SenderId, value: Option<i64>) -> Result<u64> {
+    match value {
+        Some(value) if value >= 1 => Ok(value.unsigned_abs()),
+        Some(value) => Err(Error::corrupt(
             sender_id.as_str(),
             None,
-            format!("negative sequence number {value}"),
-        )
-    })
+            format!("sequence number {value} (positions start at 1)"),
+        )),
+        None => Err(missing_seq(sender_id)),
+    }
+}
+
+/// The error for a row without `seq`, naming the conversation.
+pub(crate) fn missing_seq(sender_id: &SenderId) -> Error {
+    Error::corrupt(
+        sender_id.as_str(),
+        None,
+        format!(
+            "a row has no sequence number (`seq` is NULL): it was inserted without the \
+             `{SEQ_TRIGGER}` trigger, which `ensure_schema` (`tracker migrate-schema`) creates"
+        ),
+    )
 }

@@ -1,6 +1,8 @@
 //! The store: [`SqlStore`], its constructors and setup, and its [`Store`] implementation.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use diesel::dsl::sql;
@@ -8,16 +10,24 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable};
 use diesel_async::RunQueryDsl;
 use tracker_core::{
-    Append, Capabilities, Error, EventData, ListPage, ListRequest, ReadScope, Result, SenderId,
-    Store, StoredConversation, StoredEvent, async_trait,
+    Append, Capabilities, Error, EventData, ExpectedVersion, ListPage, ListRequest, ReadScope,
+    Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
 };
 
 use crate::append::{TxError, version_query};
 use crate::config::{Dialect, SqlConfig};
-use crate::error::{driver_error, is_seq_conflict};
+use crate::delete::Expect;
+use crate::error::{driver_error, is_deadlock, is_seq_conflict};
 use crate::pool::{Connections, SqlClient, with_connection};
-use crate::schema::{check_column_widths, events, new_rows, to_u64};
+use crate::schema::{Layout, check_column_widths, events, missing_seq, new_rows, to_u64};
 use crate::target::Target;
+
+/// How often a delete of whatever the conversation holds looks again when appends keep
+/// landing between its version read and its lock.
+const DELETE_ATTEMPTS: usize = 20;
+
+/// How often a write transaction the server rolled back to break a deadlock is run.
+const TX_ATTEMPTS: usize = 5;
 
 /// A conversation store on PostgreSQL, MySQL/MariaDB or SQLite, in Rasa's `events` table.
 ///
@@ -27,6 +37,8 @@ pub struct SqlStore {
     pub(crate) connections: Connections,
     dialect: Dialect,
     pub(crate) display: String,
+    /// What the database holds ([`Layout`]), shared by clones.
+    layout: Arc<AtomicU8>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -63,7 +75,11 @@ macro_rules! events_query {
                 .select(starts.field(events::seq))
                 .order(starts.field(events::seq).desc())
                 .single_value();
-            query = query.filter(events::seq.ge(coalesce(last_session_started - 1_i64, 1_i64)));
+            query = query.filter(
+                events::seq
+                    .assume_not_null()
+                    .ge(coalesce(last_session_started - 1_i64, 1_i64)),
+            );
         }
         query
     }};
@@ -74,12 +90,21 @@ impl SqlStore {
     /// `config.migrate` is set (the default). With `login_db` (PostgreSQL), connects there
     /// first and creates `db` if it is missing.
     ///
+    /// With `migrate` off the store changes nothing: it looks at what the database holds,
+    /// reads a table Rasa created and this store never migrated as Rasa does (by `id`),
+    /// refuses to write until the table is migrated, and creates no SQLite file (a missing
+    /// one holds no conversation until [`SqlStore::ensure_schema`] creates it).
+    ///
     /// # Errors
     /// [`Error::Config`] for an invalid configuration or a dialect this build does not enable,
     /// [`Error::Unsupported`] for a dialect diesel has no backend for (Oracle),
     /// [`Error::Unavailable`] when the server cannot be reached.
     pub async fn connect(config: &SqlConfig) -> Result<Self> {
-        let target = config.target()?;
+        let target = if config.migrate {
+            config.target()?
+        } else {
+            config.target()?.without_creating()
+        };
         let store = Self::build(&target)?;
         if let Some((login_url, database)) = &target.login {
             #[cfg(feature = "postgres")]
@@ -88,9 +113,20 @@ impl SqlStore {
             #[cfg(not(feature = "postgres"))]
             let _ = (login_url, database);
         }
-        store.check(&target).await?;
+        if !target.sqlite_file_missing() {
+            store.check(&target).await?;
+        }
         if config.migrate {
             store.ensure_schema().await?;
+        } else {
+            let layout = store.inspect().await?;
+            if layout != Layout::Sequenced {
+                tracing::warn!(
+                    store = %store.display,
+                    "{}; reading only",
+                    not_migrated(layout)
+                );
+            }
         }
         tracing::info!(store = %store.display, "connected to the SQL tracker store");
         Ok(store)
@@ -102,16 +138,23 @@ impl SqlStore {
     /// # Errors
     /// As [`SqlStore::connect`].
     pub(crate) async fn connect_unchanged(config: &SqlConfig) -> Result<Self> {
-        let target = config.target()?;
+        let target = config.target()?.without_creating();
+        if target.sqlite_file_missing() {
+            return Err(Error::config(format!(
+                "the SQLite database {} does not exist",
+                target.display
+            )));
+        }
         let store = Self::build(&target)?;
         store.check(&target).await?;
         Ok(store)
     }
 
     /// A store on an existing pool of any enabled dialect (a `PgPool`, `MysqlPool` or
-    /// `SqlitePool`, or a [`SqlClient`]). Of `config` only `query_timeout` is used: the pool brings its own
-    /// connections, dialect and pool settings. Touches no server: run
-    /// [`SqlStore::ensure_schema`] once before use if the schema may be missing or old.
+    /// `SqlitePool`, or a [`SqlClient`]). Of `config` only `query_timeout` is used: the pool
+    /// brings its own connections, dialect and pool settings. Touches no server: run
+    /// [`SqlStore::ensure_schema`] once before writing if the schema may be missing or old
+    /// (until then the store reads the database as it finds it, as with `migrate: false`).
     ///
     /// # Errors
     /// [`Error::Config`] for a zero `query_timeout`.
@@ -125,6 +168,7 @@ impl SqlStore {
             connections: Connections::from_client(client, config.query_timeout),
             dialect,
             display: format!("{dialect} (existing pool)"),
+            layout: Arc::new(AtomicU8::new(Layout::Unknown.to_u8())),
         })
     }
 
@@ -133,7 +177,41 @@ impl SqlStore {
             connections: Connections::build(target)?,
             dialect: target.dialect,
             display: target.display.clone(),
+            layout: Arc::new(AtomicU8::new(Layout::Unknown.to_u8())),
         })
+    }
+
+    /// Looks at what the database holds (without changing anything) and remembers it.
+    async fn inspect(&self) -> Result<Layout> {
+        let layout = crate::migrate::inspect(&self.connections, &self.display).await?;
+        self.layout.store(layout.to_u8(), Ordering::Relaxed);
+        Ok(layout)
+    }
+
+    /// The layout to read: as last seen, looked at again while unknown or absent (Rasa may
+    /// create its table at any time).
+    async fn layout(&self) -> Result<Layout> {
+        match Layout::from_u8(AtomicU8::load(&self.layout, Ordering::Relaxed)) {
+            layout @ (Layout::Sequenced | Layout::Rasa) => Ok(layout),
+            Layout::Unknown | Layout::Absent => self.inspect().await,
+        }
+    }
+
+    /// Succeeds if the store may write: the table is migrated (looked at again if it was not,
+    /// since another process may have migrated it meanwhile).
+    async fn check_writable(&self) -> Result<()> {
+        if Layout::from_u8(AtomicU8::load(&self.layout, Ordering::Relaxed)) == Layout::Sequenced {
+            return Ok(());
+        }
+        match self.inspect().await? {
+            Layout::Sequenced => Ok(()),
+            layout => Err(Error::config(format!(
+                "{}: {}; this store writes only to a migrated table: run `tracker \
+                 migrate-schema`, or connect once with `migrate: true`",
+                self.display,
+                not_migrated(layout)
+            ))),
+        }
     }
 
     /// Checks that the server answers and, on PostgreSQL, that the configured schema exists.
@@ -186,32 +264,66 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Creates or upgrades the schema: Rasa's `events` table (kept as is when Rasa created
-    /// it), then the sequence column, its unique constraint and the indexes, numbering the
-    /// existing events of each conversation in Rasa's order. Safe to run concurrently and
-    /// repeatedly. Returns the migrations applied now (empty when the schema was current).
+    /// Creates or upgrades the schema — the only place the store changes it: Rasa's `events`
+    /// table (kept as is when Rasa created it), then the sequence column, its unique
+    /// constraint and the indexes, numbering the existing events of each conversation in
+    /// Rasa's order, and the trigger that numbers rows Rasa inserts; on an SQLite file, WAL
+    /// journal mode. Safe to run concurrently and repeatedly. Returns what it changed: the
+    /// migrations applied now and the journal mode set (empty when the schema was current).
     ///
     /// # Errors
-    /// [`Error::Unavailable`] when the server cannot be reached, [`Error::Backend`] when a
-    /// migration fails.
+    /// [`Error::Config`] for a MySQL server older than 8.0 or a MariaDB older than 10.2
+    /// (nothing is changed then), [`Error::Unavailable`] when the server cannot be reached,
+    /// [`Error::Backend`] when a migration fails.
     pub async fn ensure_schema(&self) -> Result<Vec<String>> {
-        let applied = crate::migrate::run(&self.connections.client).await?;
+        let applied = crate::migrate::run(&self.connections).await?;
+        self.layout
+            .store(Layout::Sequenced.to_u8(), Ordering::Relaxed);
         if !applied.is_empty() {
-            tracing::info!(store = %self.display, migrations = ?applied, "applied schema migrations");
+            tracing::info!(store = %self.display, changes = ?applied, "changed the schema");
         }
         Ok(applied)
     }
 
     async fn current_version(&self, sender_id: &SenderId) -> Result<u64> {
         let context = "reading a conversation's version";
-        let version: Option<i64> = with_connection!(self.connections, context, |conn| {
+        let version: Option<Option<i64>> = with_connection!(self.connections, context, |conn| {
             version_query!(sender_id.as_str())
                 .first(&mut *conn)
                 .await
                 .optional()
                 .map_err(|e| driver_error(context, e))?
         });
-        to_u64(sender_id, version.unwrap_or(0))
+        match version {
+            None => Ok(0),
+            Some(seq) => to_u64(sender_id, seq),
+        }
+    }
+
+    /// Deletes if the version is as `expect` says; conflicts carry the version found.
+    async fn delete_expecting(&self, sender_id: &SenderId, expect: Expect) -> Result<bool> {
+        let expected = match expect {
+            Expect::Version(version) => version,
+            Expect::Current => 0,
+        };
+        let mut attempts = 0;
+        let outcome = loop {
+            attempts += 1;
+            match crate::delete::run(&self.connections, sender_id.as_str(), expect).await? {
+                Err(TxError::Query(error)) if is_deadlock(&error) && attempts < TX_ATTEMPTS => {
+                    tracing::debug!(attempts, %error, "a delete was a deadlock victim; again");
+                }
+                outcome => break outcome,
+            }
+        };
+        match outcome {
+            Ok(deleted) => Ok(deleted),
+            Err(TxError::Stale(actual)) => {
+                Err(Error::conflict(sender_id.as_str(), expected, actual))
+            }
+            Err(TxError::Query(error)) => Err(driver_error("deleting a conversation", error)),
+            Err(TxError::Invalid(error)) => Err(error),
+        }
     }
 
     /// PostgreSQL's `EXPLAIN ANALYZE` of the query a read with `scope` runs, one line per
@@ -245,6 +357,7 @@ impl SqlStore {
             // Another writer stored the same position first: report its version.
             Err(TxError::Query(error)) if is_seq_conflict(&error) => Err(None),
             Err(TxError::Query(error)) => Err(Some(driver_error("appending events", error))),
+            Err(TxError::Invalid(error)) => Err(Some(error)),
         }
     }
 }
@@ -268,13 +381,30 @@ impl Store for SqlStore {
     }
 
     async fn version(&self, sender_id: &SenderId) -> Result<u64> {
-        self.current_version(sender_id).await
+        match self.layout().await? {
+            Layout::Rasa => crate::unmigrated::count(&self.connections, sender_id.as_str()).await,
+            Layout::Absent => Ok(0),
+            Layout::Sequenced | Layout::Unknown => self.current_version(sender_id).await,
+        }
     }
 
     async fn append(&self, append: &Append) -> Result<u64> {
         check_column_widths(append)?;
         let rows = new_rows(append)?;
-        let outcome = crate::append::run(&self.connections, append, rows).await?;
+        self.check_writable().await?;
+        let rows = Arc::new(rows);
+        let mut attempts = 0;
+        let outcome = loop {
+            attempts += 1;
+            match crate::append::run(&self.connections, append, &rows).await? {
+                // Rolled back whole by the server (InnoDB, when a Rasa insert or a delete
+                // races the append): once more, to find out what the other writer did.
+                Err(TxError::Query(error)) if is_deadlock(&error) && attempts < TX_ATTEMPTS => {
+                    tracing::debug!(attempts, %error, "an append was a deadlock victim; again");
+                }
+                outcome => break outcome,
+            }
+        };
         match self.finish_append(append, outcome) {
             Ok(version) => Ok(version),
             Err(Some(error)) => Err(error),
@@ -294,18 +424,49 @@ impl Store for SqlStore {
         sender_id: &SenderId,
         scope: ReadScope,
     ) -> Result<Option<StoredConversation>> {
+        match self.layout().await? {
+            Layout::Rasa => {
+                return crate::unmigrated::read(&self.connections, sender_id.as_str(), scope).await;
+            }
+            Layout::Absent => return Ok(None),
+            Layout::Sequenced | Layout::Unknown => {}
+        }
         let context = "reading a conversation";
         let id = sender_id.as_str();
-        let rows: Vec<(i64, Option<String>)> =
+        // SQLite's `seq` may be NULL (a row inserted while the numbering trigger was
+        // missing); a latest-session read does not reach such a row, so look for one (one
+        // index entry: NULLs come first).
+        let nullable_seq = self.dialect == Dialect::Sqlite && scope == ReadScope::LatestSession;
+        let (rows, unnumbered): (Vec<(Option<i64>, Option<String>)>, Option<i64>) =
             with_connection!(self.connections, context, |conn| {
-                events_query!(id, scope)
+                let rows = events_query!(id, scope)
                     .load(&mut *conn)
                     .await
-                    .map_err(|e| driver_error(context, e))?
+                    .map_err(|e| driver_error(context, e))?;
+                let unnumbered = if nullable_seq {
+                    events::table
+                        .filter(events::sender_id.eq(id))
+                        .filter(events::seq.is_null())
+                        .select(events::id)
+                        .first(&mut *conn)
+                        .await
+                        .optional()
+                        .map_err(|e| driver_error(context, e))?
+                } else {
+                    None
+                };
+                (rows, unnumbered)
             });
+        if unnumbered.is_some() {
+            return Err(missing_seq(sender_id));
+        }
         let Some(&(last, _)) = rows.last() else {
             return Ok(None);
         };
+        // ORDER BY seq puts a NULL first on MySQL and SQLite: name it before any gap.
+        if rows.iter().any(|(seq, _)| seq.is_none()) {
+            return Err(missing_seq(sender_id));
+        }
         let events = rows
             .into_iter()
             .map(|(seq, data)| {
@@ -328,6 +489,20 @@ impl Store for SqlStore {
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
         let context = "listing conversations";
         let limit = i64::try_from(request.limit).unwrap_or(i64::MAX - 1);
+        match self.layout().await? {
+            Layout::Rasa => {
+                let sender_ids = crate::unmigrated::sender_ids(
+                    &self.connections,
+                    request.cursor.as_deref(),
+                    Some(limit + 1),
+                    crate::unmigrated::Bound::QueryTimeout,
+                )
+                .await?;
+                return Ok(ListPage::from_lookahead(sender_ids, request.limit));
+            }
+            Layout::Absent => return Ok(ListPage::from_lookahead(Vec::new(), request.limit)),
+            Layout::Sequenced | Layout::Unknown => {}
+        }
         let sender_ids: Vec<String> = with_connection!(self.connections, context, |conn| {
             // One row per conversation: its first event. Literal SQL so that the partial
             // index's predicate matches in every plan.
@@ -348,14 +523,45 @@ impl Store for SqlStore {
         Ok(ListPage::from_lookahead(sender_ids, request.limit))
     }
 
-    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
-        let context = "deleting a conversation";
-        let deleted = with_connection!(self.connections, context, |conn| {
-            diesel::delete(events::table.filter(events::sender_id.eq(sender_id.as_str())))
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| driver_error(context, e))?
-        });
-        Ok(deleted > 0)
+    async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
+        self.check_writable().await?;
+        match expected {
+            ExpectedVersion::Exact(version) => {
+                self.delete_expecting(sender_id, Expect::Version(version))
+                    .await
+            }
+            ExpectedVersion::Any => {
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match self.delete_expecting(sender_id, Expect::Current).await {
+                        Err(error)
+                            if error.kind() == tracker_core::ErrorKind::Conflict
+                                && attempts < DELETE_ATTEMPTS =>
+                        {
+                            tracing::debug!(attempts, "appends landed during a delete; again");
+                        }
+                        Err(error) if error.kind() == tracker_core::ErrorKind::Conflict => {
+                            return Err(Error::unavailable(format!(
+                                "deleting a conversation: appends kept landing during \
+                                 {attempts} attempts"
+                            )));
+                        }
+                        outcome => return outcome,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a store may not write to a database it found in `layout`.
+fn not_migrated(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Absent => "the database has no `events` table",
+        Layout::Rasa => {
+            "the `events` table is Rasa's, not migrated for this store (it has no `seq` column)"
+        }
+        Layout::Sequenced | Layout::Unknown => "the `events` table is not migrated",
     }
 }

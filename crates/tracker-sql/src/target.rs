@@ -28,6 +28,9 @@ pub(crate) struct Target {
     pub(crate) query_timeout: Duration,
     /// The URL without credentials, for logs and `Debug`.
     pub(crate) display: String,
+    /// SQLite opened without creating the file ([`Target::without_creating`]): the file's
+    /// path, for `ensure_schema` to create it.
+    pub(crate) sqlite_file: Option<String>,
 }
 
 impl fmt::Debug for Target {
@@ -125,6 +128,7 @@ impl SqlConfig {
             query_timeout: self.query_timeout,
             // Also hides secrets given in `query` (`password`, `sslpassword`).
             display: redact_url(&display),
+            sqlite_file: None,
         })
     }
 
@@ -217,6 +221,36 @@ impl SqlConfig {
     }
 }
 
+impl Target {
+    /// The target for a store that must change nothing: an SQLite file is opened without
+    /// creating it (read-write, as a URI with `mode=rw`); only `ensure_schema` creates it.
+    pub(crate) fn without_creating(mut self) -> Self {
+        if self.dialect != Dialect::Sqlite || is_memory(&self.url) || self.url.starts_with("file:")
+        {
+            return self;
+        }
+        let mut uri = String::from("file:");
+        for c in self.url.chars() {
+            match c {
+                '%' => uri.push_str("%25"),
+                '?' => uri.push_str("%3f"),
+                '#' => uri.push_str("%23"),
+                c => uri.push(c),
+            }
+        }
+        uri.push_str("?mode=rw");
+        self.sqlite_file = Some(std::mem::replace(&mut self.url, uri));
+        self
+    }
+
+    /// Whether this is an SQLite file that must not be created and does not exist.
+    pub(crate) fn sqlite_file_missing(&self) -> bool {
+        self.sqlite_file
+            .as_ref()
+            .is_some_and(|path| !std::path::Path::new(path).exists())
+    }
+}
+
 fn env_usize(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
@@ -253,7 +287,7 @@ fn split_host_port(host: &str, port: Option<u16>) -> Result<(String, Option<u16>
 
 fn parse_port(text: &str) -> Result<u16> {
     text.parse()
-        .map_err(|_| Error::config(format!("port {text:?} is not a number")))
+        .map_err(|_| Error::config("the port in `url` (after the last `:`) is not a port number"))
 }
 
 /// Turns a SQLAlchemy-style URL into what the driver takes.

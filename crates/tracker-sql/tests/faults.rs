@@ -30,7 +30,7 @@ use tracker_sql::diesel_async::{
     AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
 };
 use tracker_sql::tracker_core::{
-    Error, ErrorKind, Event, EventData, ReadScope, SenderId, Store, TrackerStore,
+    Error, ErrorKind, Event, EventData, ExpectedVersion, ReadScope, SenderId, Store, TrackerStore,
 };
 use tracker_sql::{SqlConfig, SqlStore};
 
@@ -463,7 +463,7 @@ async fn crash_under_writers(mut server: impl Server + 'static) {
         server.name()
     );
     for sender in &senders {
-        sql.delete(&SenderId::new(sender).expect("id"))
+        sql.delete(&SenderId::new(sender).expect("id"), ExpectedVersion::Any)
             .await
             .expect("delete");
     }

@@ -10,55 +10,17 @@
 
 mod common;
 
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use common::rasa::{
+    self as r, Dialect, RasaRow, rasa_count, rasa_insert, rasa_keys, rasa_row, rasa_save,
+    rasa_select,
+};
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+use futures::FutureExt;
 use serde_json::Value;
 use tracker_conformance::golden;
-use tracker_core::json::to_python_json;
 use tracker_core::{ErrorKind, Event, EventVerbosity, RasaSource, ReadScope, TrackerStore};
-use tracker_sql::{SqlConfig, SqlRasaSource, SqlStore, diesel, diesel_async};
+use tracker_sql::{SqlConfig, SqlRasaSource, SqlStore, diesel_async};
 use tracker_testkit::{Service, service_url};
-
-/// Rasa's `events` table as its SQLAlchemy model declares it (no `seq`).
-mod rasa {
-    diesel::table! {
-        events (id) {
-            id -> BigInt,
-            sender_id -> Text,
-            type_name -> Text,
-            timestamp -> Nullable<Double>,
-            intent_name -> Nullable<Text>,
-            action_name -> Nullable<Text>,
-            data -> Nullable<Text>,
-        }
-    }
-}
-
-/// A row as Rasa's `SQLTrackerStore.save` writes it.
-#[derive(Insertable, Queryable, Debug, Clone, PartialEq)]
-#[diesel(table_name = rasa::events)]
-struct RasaRow {
-    sender_id: String,
-    type_name: String,
-    timestamp: Option<f64>,
-    intent_name: Option<String>,
-    action_name: Option<String>,
-    data: Option<String>,
-}
-
-fn rasa_row(sender_id: &str, event: &Value) -> RasaRow {
-    RasaRow {
-        sender_id: sender_id.to_owned(),
-        type_name: event["event"].as_str().expect("tag").to_owned(),
-        timestamp: event["timestamp"].as_f64(),
-        intent_name: event
-            .get("parse_data")
-            .and_then(|p| p["intent"]["name"].as_str())
-            .map(str::to_owned),
-        action_name: event.get("name").and_then(Value::as_str).map(str::to_owned),
-        data: Some(to_python_json(event).expect("render")),
-    }
-}
 
 /// The golden conversations as Rasa writes them: rows of different conversations
 /// interleaved, and one event written twice by Rasa's count-based save.
@@ -91,81 +53,17 @@ fn rasa_rows(prefix: &str) -> (Vec<RasaRow>, Vec<Conversation>) {
     (rows, conversations)
 }
 
-const POSTGRES_DDL: &str = "
-    CREATE SEQUENCE events_id_seq;
-    CREATE TABLE events (
-        id INTEGER NOT NULL DEFAULT nextval('events_id_seq'),
-        sender_id VARCHAR(255) NOT NULL,
-        type_name VARCHAR(255) NOT NULL,
-        timestamp DOUBLE PRECISION,
-        intent_name VARCHAR(255),
-        action_name VARCHAR(255),
-        data TEXT,
-        CONSTRAINT events_pkey PRIMARY KEY (id)
-    );
-    ALTER SEQUENCE events_id_seq OWNED BY events.id;
-    CREATE INDEX ix_events_sender_id ON events (sender_id);";
-
-const MYSQL_DDL: &str = "
-    CREATE TABLE events (
-        id INTEGER NOT NULL AUTO_INCREMENT,
-        sender_id VARCHAR(255) NOT NULL,
-        type_name VARCHAR(255) NOT NULL,
-        timestamp FLOAT,
-        intent_name VARCHAR(255),
-        action_name VARCHAR(255),
-        data TEXT,
-        PRIMARY KEY (id)
-    );
-    CREATE INDEX ix_events_sender_id ON events (sender_id);";
-
-const SQLITE_DDL: &str = "
-    CREATE TABLE events (
-        id INTEGER NOT NULL,
-        sender_id VARCHAR(255) NOT NULL,
-        type_name VARCHAR(255) NOT NULL,
-        timestamp FLOAT,
-        intent_name VARCHAR(255),
-        action_name VARCHAR(255),
-        data TEXT,
-        PRIMARY KEY (id)
-    );
-    CREATE INDEX ix_events_sender_id ON events (sender_id);";
-
-/// Rasa's read: its seven columns of one conversation, ordered by `id`.
-macro_rules! rasa_read {
-    ($conn:expr, $sender_id:expr) => {
-        rasa::events::table
-            .filter(rasa::events::sender_id.eq($sender_id))
-            .order(rasa::events::id.asc())
-            .select((
-                rasa::events::sender_id,
-                rasa::events::type_name,
-                rasa::events::timestamp,
-                rasa::events::intent_name,
-                rasa::events::action_name,
-                rasa::events::data,
-            ))
-            .load::<RasaRow>($conn)
-            .await
-            .expect("Rasa's query")
-    };
-}
-
 /// Writes Rasa's table and rows through `$conn`, then checks both directions against a store
 /// connected with `$config`.
 macro_rules! interop {
-    ($conn:expr, $ddl:expr, $config:expr, $float_timestamps:expr) => {{
+    ($conn:expr, $dialect:expr, $ddl:expr, $config:expr, $float_timestamps:expr) => {{
         let conn = $conn;
+        let dialect: Dialect = $dialect;
         conn.batch_execute($ddl).await.expect("Rasa's DDL");
         let (rows, conversations) = rasa_rows("rasa-");
-        // One INSERT per row, as Rasa writes them.
+        // Rasa's own INSERT, one per row.
         for row in &rows {
-            diesel::insert_into(rasa::events::table)
-                .values(row)
-                .execute(&mut *conn)
-                .await
-                .expect("Rasa's rows");
+            rasa_insert!(&mut *conn, dialect, row).expect("Rasa's INSERT");
         }
 
         // Read as it is, without migrating, and copied elsewhere.
@@ -190,10 +88,11 @@ macro_rules! interop {
         );
         for (id, _, _) in &conversations {
             assert!(ids.contains(id), "{id} not listed");
-            let expected: Vec<String> = rasa_read!(&mut *conn, id.as_str())
-                .into_iter()
-                .map(|row| row.data.expect("data"))
-                .collect();
+            let expected: Vec<String> =
+                rasa_select!(&mut *conn, dialect, r::select_all(), id.as_str())
+                    .into_iter()
+                    .map(|row| row.data.expect("data"))
+                    .collect();
             let read = source.read(id).await.expect("read").expect("exists");
             assert_eq!(&read.sender_id, id);
             let texts: Vec<String> = read.events.iter().map(Event::to_rasa_json).collect();
@@ -249,7 +148,67 @@ macro_rules! interop {
         assert_eq!(elsewhere.version(other).await.expect("version"), 1);
         drop(source);
 
-        // The source changed nothing: every migration is still to be run.
+        // A store that may not migrate serves Rasa's table as it is, in Rasa's order, and
+        // refuses to write to it, naming the migration step.
+        let read_only = TrackerStore::new(
+            SqlStore::connect(&SqlConfig {
+                migrate: false,
+                ..$config.clone()
+            })
+            .await
+            .expect("connect without migrating"),
+        );
+        let mut latest_sessions = Vec::new();
+        for (id, _, _) in &conversations {
+            let expected: Vec<String> =
+                rasa_select!(&mut *conn, dialect, r::select_all(), id.as_str())
+                    .into_iter()
+                    .map(|row| row.data.expect("data"))
+                    .collect();
+            let count = expected.len() as u64;
+            assert_eq!(read_only.version(id).await.expect("version"), count, "{id}");
+            let read = read_only
+                .read(id, ReadScope::All)
+                .await
+                .expect("read Rasa's table")
+                .expect("exists");
+            let texts: Vec<String> = read.events.iter().map(Event::to_rasa_json).collect();
+            assert_eq!((read.version, texts), (count, expected.clone()), "{id}");
+            let latest = read_only
+                .read(id, ReadScope::LatestSession)
+                .await
+                .expect("read the latest session")
+                .expect("exists");
+            let texts: Vec<String> = latest.events.iter().map(Event::to_rasa_json).collect();
+            assert!(expected.ends_with(&texts), "{id}: not the latest session");
+            assert_eq!(latest.first_seq + texts.len() as u64 - 1, count, "{id}");
+            latest_sessions.push((latest.first_seq, texts));
+        }
+        let mut keys = read_only.keys().await.expect("keys of Rasa's table");
+        keys.sort();
+        assert_eq!(keys, rasa_keys!(&mut *conn, dialect), "Rasa's keys");
+        let (first, _, _) = &conversations[0];
+        let version = read_only.version(first).await.expect("version");
+        for refused in [
+            read_only
+                .append(first, version, &[Event::bot("not written").at(1.0)])
+                .await
+                .expect_err("an append to Rasa's table"),
+            read_only
+                .delete_at(first, version)
+                .await
+                .expect_err("a delete in Rasa's table"),
+        ] {
+            assert_eq!(refused.kind(), ErrorKind::Config, "{refused}");
+            let message = refused.to_string();
+            assert!(
+                message.contains("tracker migrate-schema") && message.contains("migrate: true"),
+                "{message}"
+            );
+        }
+        assert_eq!(read_only.version(first).await.expect("version"), version);
+
+        // Nothing changed: every migration is still to be run.
         let unmigrated = SqlStore::connect(&SqlConfig {
             migrate: false,
             ..$config.clone()
@@ -262,7 +221,7 @@ macro_rules! interop {
                 .await
                 .expect("migrate")
                 .is_empty(),
-            "the source migrated Rasa's table"
+            "Rasa's table was migrated before it was asked for"
         );
         drop(unmigrated);
 
@@ -273,10 +232,11 @@ macro_rules! interop {
 
         // Every conversation is served with Rasa's rows, in Rasa's order, nothing lost.
         for (id, _, state) in &conversations {
-            let expected: Vec<String> = rasa_read!(&mut *conn, id.as_str())
-                .into_iter()
-                .map(|row| row.data.expect("data"))
-                .collect();
+            let expected: Vec<String> =
+                rasa_select!(&mut *conn, dialect, r::select_all(), id.as_str())
+                    .into_iter()
+                    .map(|row| row.data.expect("data"))
+                    .collect();
             let read = trackers
                 .read(id, ReadScope::All)
                 .await
@@ -297,6 +257,26 @@ macro_rules! interop {
         for (id, _, _) in &conversations {
             assert!(keys.contains(id), "{id} not listed");
         }
+        // The latest sessions are those read from Rasa's layout before the migration.
+        for ((id, _, _), (first_seq, texts)) in conversations.iter().zip(&latest_sessions) {
+            let latest = trackers
+                .read(id, ReadScope::LatestSession)
+                .await
+                .expect("read")
+                .expect("exists");
+            let read: Vec<String> = latest.events.iter().map(Event::to_rasa_json).collect();
+            assert_eq!((&latest.first_seq, &read), (first_seq, texts), "{id}");
+        }
+        // The store that read Rasa's layout writes once the table is migrated.
+        let version = read_only.version(first).await.expect("version");
+        assert_eq!(
+            read_only
+                .append(first, version, &[Event::bot("after the migration").at(1.0)])
+                .await
+                .expect("append once migrated"),
+            version + 1
+        );
+        drop(read_only);
 
         // New events continue each conversation where Rasa left it; Rasa reads them.
         let (id, _, _) = &conversations[1];
@@ -313,7 +293,7 @@ macro_rules! interop {
         ];
         tracker.extend(added.iter().cloned());
         assert_eq!(trackers.save(&mut tracker).await.expect("save"), before + 3);
-        let rasa_view = rasa_read!(&mut *conn, id.as_str());
+        let rasa_view = rasa_select!(&mut *conn, dialect, r::select_all(), id.as_str());
         let tail: Vec<RasaRow> = rasa_view[rasa_view.len() - 3..].to_vec();
         let expected: Vec<RasaRow> = added
             .iter()
@@ -328,12 +308,77 @@ macro_rules! interop {
             .map(|value| Event::from_value(value).expect("golden event"))
             .collect();
         trackers.append(fresh, 0, &events).await.expect("append");
-        let rasa_view = rasa_read!(&mut *conn, fresh);
+        let rasa_view = rasa_select!(&mut *conn, dialect, r::select_all(), fresh);
         let expected: Vec<RasaRow> = events
             .iter()
             .map(|event| rasa_row(fresh, &event.to_value()))
             .collect();
         assert_eq!(rasa_view, expected);
+
+        // Rasa goes on writing after the migration, with its own statements: each row it
+        // inserts gets its conversation's next position, and both read the same order.
+        let (id, events, _) = &conversations[2];
+        let before = trackers.version(id).await.expect("version");
+        assert_eq!(
+            rasa_count!(&mut *conn, dialect, id).expect("Rasa's count") as usize,
+            rasa_select!(&mut *conn, dialect, r::select_latest(), id).len()
+        );
+        let rasa_rows: Vec<RasaRow> = [
+            Event::user("eine Frage von Rasa", "ask", 0.7).at(1_800_000_100.25),
+            Event::bot("Rasa antwortet").at(1_800_000_100.5),
+        ]
+        .iter()
+        .map(|event| rasa_row(id, &event.to_value()))
+        .collect();
+        rasa_save!(&mut *conn, dialect, &rasa_rows).expect("Rasa's save after the migration");
+        let read = trackers
+            .read(id, ReadScope::All)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(
+            read.version,
+            before + 2,
+            "{id}: Rasa's rows are not counted"
+        );
+        let texts: Vec<String> = read.events.iter().map(Event::to_rasa_json).collect();
+        let rasa_texts: Vec<String> = rasa_select!(&mut *conn, dialect, r::select_all(), id)
+            .into_iter()
+            .map(|row| row.data.expect("data"))
+            .collect();
+        assert_eq!(
+            texts, rasa_texts,
+            "{id}: Rasa's order and the store's differ"
+        );
+        assert_eq!(texts.len(), events.len() + 2, "{id}");
+        let expected: Vec<String> = rasa_rows
+            .iter()
+            .map(|row| row.data.clone().expect("data"))
+            .collect();
+        assert_eq!(
+            texts[texts.len() - 2..],
+            expected[..],
+            "{id}: Rasa's rows are not last"
+        );
+        // The store goes on after Rasa's rows.
+        assert_eq!(
+            trackers
+                .append(
+                    id,
+                    before + 2,
+                    &[Event::bot("und weiter").at(1_800_000_101.0)]
+                )
+                .await
+                .expect("append after Rasa's rows"),
+            before + 3
+        );
+        assert_eq!(
+            rasa_select!(&mut *conn, dialect, r::select_all(), id)
+                .last()
+                .and_then(|row| row.data.clone()),
+            Some(Event::bot("und weiter").at(1_800_000_101.0).to_rasa_json())
+        );
+        assert!(rasa_keys!(&mut *conn, dialect).contains(&fresh.to_owned()));
 
         // Migrating again changes nothing.
         assert!(
@@ -365,7 +410,7 @@ async fn postgres_database_written_by_rasa() {
         return;
     };
     let database = format!("rasa_interop_{}", uuid::Uuid::new_v4().simple());
-    let url = with_database(&service.url, &database);
+    let url = common::with_database(&service.url, &database);
     // `login_db` creates the database, as Rasa's does.
     let mut admin = diesel_async::AsyncPgConnection::establish(&service.url)
         .await
@@ -374,7 +419,13 @@ async fn postgres_database_written_by_rasa() {
         diesel_async::AsyncPgConnection::establish(&login_created(&url, &database).await)
             .await
             .expect("connect to the new database");
-    let store = interop!(&mut conn, POSTGRES_DDL, SqlConfig::from_url(&url), false);
+    let store = interop!(
+        &mut conn,
+        Dialect::Postgres,
+        r::POSTGRES_DDL,
+        SqlConfig::from_url(&url),
+        false
+    );
     drop(store);
     drop(conn);
     admin
@@ -396,13 +447,19 @@ async fn mysql_database_written_by_rasa() {
         .batch_execute(&format!("CREATE DATABASE `{database}`"))
         .await
         .expect("create database");
-    let url = with_database(&service.url, &database);
+    let url = common::with_database(&service.url, &database);
     let mut conn = diesel_async::AsyncMysqlConnection::establish(&url)
         .await
         .expect("connect to the new database");
     // Rasa's MySQL table has single-precision FLOAT timestamps, so Rasa's own state
     // (latest_event_time) cannot be compared exactly; events are.
-    let store = interop!(&mut conn, MYSQL_DDL, SqlConfig::from_url(&url), true);
+    let store = interop!(
+        &mut conn,
+        Dialect::Mysql,
+        r::MYSQL_DDL,
+        SqlConfig::from_url(&url),
+        true
+    );
     drop(store);
     drop(conn);
     admin
@@ -417,24 +474,15 @@ async fn sqlite_database_written_by_rasa() {
     let mut conn = tracker_sql::SqliteConnection::establish(&path)
         .await
         .expect("create the file");
-    interop!(&mut conn, SQLITE_DDL, SqlConfig::sqlite(&path), false);
+    interop!(
+        &mut conn,
+        Dialect::Sqlite,
+        r::SQLITE_DDL,
+        SqlConfig::sqlite(&path),
+        false
+    );
     drop(conn);
     let _ = std::fs::remove_file(&path);
-}
-
-/// `url` with its database replaced.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{database}", &base[..path_start]);
-    if !query.is_empty() {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 /// Creates `database` through Rasa's `login_db` mechanism and returns its URL.
@@ -463,4 +511,183 @@ async fn login_created(url: &str, database: &str) -> String {
         .await
         .expect("login_db creates the database");
     url.to_owned()
+}
+
+/// What an event says: a bot event's text, another event's name.
+fn label(value: &Value) -> String {
+    value
+        .get("text")
+        .or_else(|| value.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Rasa's saves (its own statements: the count, then one INSERT per event, in one
+/// transaction) race this store's appends on one conversation: whatever succeeds is stored
+/// once, whole and in order, Rasa's order (`id`) and the store's (`seq`) agree, a failed write
+/// leaves nothing, and a failed append is a `Conflict` (or, on MySQL, an InnoDB deadlock
+/// between the two, rolled back).
+macro_rules! rasa_races_appends {
+    ($dialect:expr, $config:expr, $connect:expr) => {{
+        const RASA_WRITERS: usize = 3;
+        const STORE_WRITERS: usize = 3;
+        const ROUNDS: usize = 12;
+        let dialect: Dialect = $dialect;
+        let store = TrackerStore::new(SqlStore::connect(&$config).await.expect("connect"));
+        let id = format!("rasa-race-{}", uuid::Uuid::new_v4().simple());
+        store
+            .append(&id, 0, &[Event::action("action_listen").at(1.0)])
+            .await
+            .expect("create the conversation");
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(RASA_WRITERS + STORE_WRITERS));
+        type Outcome = (bool, [String; 2], Result<(), String>);
+        let mut tasks: Vec<tokio::task::JoinHandle<Vec<Outcome>>> = Vec::new();
+        for writer in 0..RASA_WRITERS {
+            let (id, barrier) = (id.clone(), barrier.clone());
+            let mut conn = $connect.await;
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let mut outcomes = Vec::new();
+                for round in 0..ROUNDS {
+                    let texts = [
+                        format!("rasa {writer}.{round} a"),
+                        format!("rasa {writer}.{round} b"),
+                    ];
+                    let rows: Vec<RasaRow> = texts
+                        .iter()
+                        .map(|text| rasa_row(&id, &Event::bot(text.clone()).at(2.0).to_value()))
+                        .collect();
+                    let result = rasa_save!(&mut conn, dialect, &rows).map_err(|e| e.to_string());
+                    outcomes.push((true, texts, result));
+                }
+                outcomes
+            }));
+        }
+        for writer in 0..STORE_WRITERS {
+            let (id, barrier, store) = (id.clone(), barrier.clone(), store.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let mut outcomes = Vec::new();
+                for round in 0..ROUNDS {
+                    let texts = [
+                        format!("store {writer}.{round} a"),
+                        format!("store {writer}.{round} b"),
+                    ];
+                    let events: Vec<Event> = texts
+                        .iter()
+                        .map(|text| Event::bot(text.clone()).at(3.0))
+                        .collect();
+                    let version = store.version(&id).await.expect("version");
+                    let result = store.append(&id, version, &events).await;
+                    if let Err(error) = &result {
+                        let deadlock = dialect == Dialect::Mysql
+                            && error.kind() == ErrorKind::Unavailable
+                            && format!("{error:?}")
+                                .to_ascii_lowercase()
+                                .contains("deadlock");
+                        assert!(
+                            error.kind() == ErrorKind::Conflict || deadlock,
+                            "an append failed otherwise: {error:?}"
+                        );
+                    }
+                    outcomes.push((false, texts, result.map(|_| ()).map_err(|e| e.to_string())));
+                }
+                outcomes
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.extend(task.await.expect("writer"));
+        }
+        let read = store
+            .read(&id, ReadScope::All)
+            .await
+            .expect("read the raced conversation")
+            .expect("exists");
+        let stored: Vec<String> = read.events.iter().map(|e| label(&e.to_value())).collect();
+        let mut conn = $connect.await;
+        let rasa_order: Vec<String> = rasa_select!(&mut conn, dialect, r::select_all(), &id)
+            .into_iter()
+            .map(|row| label(&serde_json::from_str(&row.data.expect("data")).expect("JSON")))
+            .collect();
+        assert_eq!(
+            stored, rasa_order,
+            "Rasa's order (id) and the store's (seq) differ"
+        );
+        let (mut rasa_ok, mut store_ok, mut failures) = (0, 0, Vec::new());
+        for (from_rasa, texts, result) in &outcomes {
+            let at: Vec<usize> = stored
+                .iter()
+                .enumerate()
+                .filter(|(_, text)| texts.contains(text))
+                .map(|(index, _)| index)
+                .collect();
+            match result {
+                Ok(()) => {
+                    assert_eq!(at.len(), 2, "{texts:?} stored {} times", at.len());
+                    assert_eq!(at[1], at[0] + 1, "{texts:?} split");
+                    assert_eq!(stored[at[0]], texts[0], "{texts:?} out of order");
+                    if *from_rasa {
+                        rasa_ok += 1
+                    } else {
+                        store_ok += 1
+                    }
+                }
+                Err(error) => {
+                    assert!(at.is_empty(), "{texts:?} failed ({error}) but is stored");
+                    failures.push(error.clone());
+                }
+            }
+        }
+        assert_eq!(
+            stored.len(),
+            1 + 2 * (rasa_ok + store_ok),
+            "rows nobody wrote"
+        );
+        eprintln!(
+            "{dialect:?}: {rasa_ok} of Rasa's saves and {store_ok} appends stored; failures: {:?}",
+            failures.iter().take(4).collect::<Vec<_>>()
+        );
+        assert!(rasa_ok > 0 && store_ok > 0, "one side never got through");
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rasa_saves_race_appends_postgres() {
+    let Some(service) = service_url(Service::Postgres).await else {
+        return;
+    };
+    rasa_races_appends!(
+        Dialect::Postgres,
+        SqlConfig::from_url(&service.url),
+        diesel_async::AsyncPgConnection::establish(&service.url).map(|c| c.expect("connect"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rasa_saves_race_appends_mysql() {
+    let Some(service) = service_url(Service::Mysql).await else {
+        return;
+    };
+    rasa_races_appends!(
+        Dialect::Mysql,
+        SqlConfig::from_url(&service.url),
+        diesel_async::AsyncMysqlConnection::establish(&service.url).map(|c| c.expect("connect"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rasa_saves_race_appends_sqlite() {
+    let path = common::temp_sqlite_path();
+    rasa_races_appends!(Dialect::Sqlite, SqlConfig::sqlite(&path), async {
+        let mut conn = tracker_sql::SqliteConnection::establish(&path)
+            .await
+            .expect("open");
+        // pysqlite's default: wait up to 5 s for the lock.
+        conn.batch_execute("PRAGMA busy_timeout = 5000")
+            .await
+            .expect("busy timeout");
+        conn
+    });
 }

@@ -217,7 +217,9 @@ async fn stores_on_existing_pools() {
     let pool = Pool::builder(manager).max_size(2).build().expect("pool");
     let store = SqlStore::from_client(pool, &SqlConfig::default()).expect("a store");
     assert_eq!(store.dialect(), tracker_sql::Dialect::Sqlite);
-    assert_eq!(store.ensure_schema().await.expect("migrate").len(), 2);
+    let changes = store.ensure_schema().await.expect("migrate");
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert!(changes[0].contains("journal mode"), "{changes:?}");
     assert!(store.ensure_schema().await.expect("again").is_empty());
     let trackers = TrackerStore::new(store);
     trackers
@@ -258,4 +260,242 @@ async fn stores_on_existing_pools() {
         .expect("append");
     let debug = format!("{:?}", trackers.store());
     assert!(debug.contains("postgres"), "{debug}");
+}
+
+/// Appends race deletes at the version the deleter read (`delete_at`) and unconditional ones
+/// on one conversation: a delete either removes every row of the version it saw or is a
+/// `Conflict` and removes nothing; an append either lands before a delete (and goes with it,
+/// whole) or after it (and starts the conversation again); readers meanwhile never see a
+/// partial conversation, and what is left is numbered from 1 without gaps.
+macro_rules! deletes_race_appends {
+    ($store:expr) => {{
+        const WRITERS: usize = 4;
+        const ROUNDS: usize = 25;
+        let store = TrackerStore::new($store);
+        let id = fresh("delete-race");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for writer in 0..WRITERS {
+            let (store, id) = (store.clone(), id.clone());
+            writers.push(tokio::spawn(async move {
+                let mut stored = Vec::new();
+                for round in 0..ROUNDS {
+                    let texts = [format!("{writer}.{round} a"), format!("{writer}.{round} b")];
+                    let events: Vec<Event> = texts
+                        .iter()
+                        .map(|t| Event::bot(t.clone()).at(1.0))
+                        .collect();
+                    let version = store.version(&id).await.expect("version");
+                    match store.append(&id, version, &events).await {
+                        Ok(new) => {
+                            assert_eq!(new, version + 2);
+                            stored.push((version, texts));
+                        }
+                        Err(error) => assert_eq!(error.kind(), ErrorKind::Conflict, "{error}"),
+                    }
+                }
+                stored
+            }));
+        }
+        let deleter = {
+            let (store, id, stop) = (store.clone(), id.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut exact, mut any, mut conflicts) = (0, 0, 0);
+                let mut turn = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    turn += 1;
+                    if turn % 3 == 0 {
+                        store.delete(&id).await.expect("delete whatever is there");
+                        any += 1;
+                        continue;
+                    }
+                    let version = store.version(&id).await.expect("version");
+                    match store.delete_at(&id, version).await {
+                        Ok(_) => exact += 1,
+                        Err(error) => {
+                            assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+                            assert_ne!(error.current_version(), Some(version), "{error}");
+                            conflicts += 1;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+                }
+                (exact, any, conflicts)
+            })
+        };
+        let reader = {
+            let (store, id, stop) = (store.clone(), id.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // A partial delete would leave rows not numbered from 1: Corrupt.
+                    if let Some(read) = store.read(&id, ReadScope::All).await.expect("read") {
+                        assert_eq!(read.first_seq, 1);
+                        assert_eq!(read.events.len() as u64, read.version);
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        let mut appended = Vec::new();
+        for writer in writers {
+            appended.extend(writer.await.expect("writer"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (exact, any, conflicts) = deleter.await.expect("deleter");
+        let reads = reader.await.expect("reader");
+        let left: Vec<String> = match store.read(&id, ReadScope::All).await.expect("read") {
+            Some(read) => read
+                .events
+                .iter()
+                .map(|event| {
+                    event.to_value()["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        // Each acknowledged append is there whole, where it was written, or gone whole.
+        for (version, texts) in &appended {
+            let at: Vec<usize> = left
+                .iter()
+                .enumerate()
+                .filter(|(_, text)| texts.contains(text))
+                .map(|(index, _)| index)
+                .collect();
+            assert!(
+                at.is_empty() || at == [*version as usize, *version as usize + 1],
+                "{texts:?} appended at {version} is left at {at:?}"
+            );
+        }
+        eprintln!(
+            "{} appends, {exact} deletes at a version, {any} unconditional, {conflicts} \
+             conflicts, {reads} reads; {} events left",
+            appended.len(),
+            left.len()
+        );
+        assert!(
+            exact > 0 && conflicts > 0,
+            "the deletes did not race the appends"
+        );
+        store.delete(&id).await.expect("clean up");
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletes_race_appends_postgres() {
+    if let Some(store) = common::postgres().await {
+        deletes_race_appends!(store);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletes_race_appends_mysql() {
+    if let Some(store) = common::mysql().await {
+        deletes_race_appends!(store);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletes_race_appends_sqlite() {
+    if let Some(store) = common::sqlite_file().await {
+        deletes_race_appends!(store);
+    }
+}
+
+/// SQLite keeps `seq` nullable. A row that has none (inserted while the numbering trigger was
+/// missing, as Rasa's inserts were before it existed) makes its conversation `Corrupt`, named,
+/// not a driver error, and other conversations stay readable; the migration that creates the
+/// trigger numbers such rows in Rasa's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_without_seq_sqlite() {
+    use common::rasa::{Dialect, rasa_insert, rasa_row, rasa_select, select_all};
+
+    let path = common::temp_sqlite_path();
+    let sql = SqlStore::connect(&SqlConfig::sqlite(&path))
+        .await
+        .expect("open");
+    let store = TrackerStore::new(sql.clone());
+    let (bad, good) = (fresh("no-seq"), fresh("intact"));
+    for id in [&bad, &good] {
+        store
+            .append(id, 0, &session(1_700_000_000.0, 0))
+            .await
+            .expect("append");
+    }
+    let mut conn = tracker_sql::SqliteConnection::establish(&path)
+        .await
+        .expect("open");
+    conn.batch_execute("DROP TRIGGER tracker_events_seq")
+        .await
+        .expect("drop the trigger");
+    let by_rasa = Event::bot("written by Rasa").at(1_700_000_001.0);
+    rasa_insert!(
+        &mut conn,
+        Dialect::Sqlite,
+        &rasa_row(&bad, &by_rasa.to_value())
+    )
+    .expect("Rasa's INSERT");
+    for scope in [ReadScope::All, ReadScope::LatestSession] {
+        let error = store
+            .read(&bad, scope)
+            .await
+            .expect_err("a row without seq");
+        assert_eq!(error.kind(), ErrorKind::Corrupt, "{error}");
+        match &error {
+            tracker_core::Error::Corrupt { sender_id, .. } => assert_eq!(sender_id, &bad),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(error.to_string().contains("seq"), "{error}");
+    }
+    assert_eq!(
+        store
+            .read(&good, ReadScope::All)
+            .await
+            .expect("read")
+            .expect("exists")
+            .version,
+        3
+    );
+    // The store goes on after its own rows meanwhile.
+    let after = Event::bot("written by the store").at(1_700_000_002.0);
+    assert_eq!(
+        store
+            .append(&bad, 3, std::slice::from_ref(&after))
+            .await
+            .expect("append"),
+        4
+    );
+
+    // Running the migration again numbers the conversation in Rasa's order (by id).
+    conn.batch_execute("DELETE FROM __diesel_schema_migrations WHERE version LIKE '%000003'")
+        .await
+        .expect("forget the migration");
+    assert_eq!(sql.ensure_schema().await.expect("migrate").len(), 1);
+    let read = store
+        .read(&bad, ReadScope::All)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.version, 5);
+    let texts: Vec<String> = read.events.iter().map(Event::to_rasa_json).collect();
+    assert_eq!(texts[3], by_rasa.to_rasa_json());
+    assert_eq!(texts[4], after.to_rasa_json());
+    let rasa_order: Vec<String> = rasa_select!(&mut conn, Dialect::Sqlite, select_all(), &bad)
+        .into_iter()
+        .map(|row| row.data.expect("data"))
+        .collect();
+    assert_eq!(texts, rasa_order);
+    // And the trigger is back: Rasa's next row is numbered at once.
+    rasa_insert!(
+        &mut conn,
+        Dialect::Sqlite,
+        &rasa_row(&bad, &by_rasa.to_value())
+    )
+    .expect("Rasa's INSERT");
+    assert_eq!(store.version(&bad).await.expect("version"), 6);
+    let _ = std::fs::remove_file(&path);
 }

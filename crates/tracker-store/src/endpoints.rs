@@ -16,10 +16,26 @@ pub const ENDPOINT_KEYS: &[&str] = &[
     "cafile",
 ];
 
+/// The class of the Python package `tracker_store`, Rasa's custom tracker store on these
+/// stores, as Rasa's `endpoints.yml` names it in `type`. A section of that type is read as
+/// the store its `backend` key names (see [`StoreConfig`]).
+pub const PYTHON_STORE_CLASS: &str = "tracker_store.RasaTrackerStore";
+
+/// The other names of [`PYTHON_STORE_CLASS`] Rasa's class loader accepts (its module path).
+const PYTHON_STORE_CLASS_ALIASES: &[&str] = &["tracker_store.store.RasaTrackerStore"];
+
+/// The keys [`PYTHON_STORE_CLASS`] reads itself rather than passing to its store: `backend`
+/// (the store type) and `retry_seconds` (how long it retries temporary failures).
+pub const PYTHON_STORE_KEYS: &[&str] = &["backend", "retry_seconds"];
+
 /// A store's configuration: its type and its keys, read with Rasa's rules.
 ///
 /// - The type is `store_type` if present (the legacy spelling wins), else `type`; no type
 ///   means the in-memory store.
+/// - A section of type [`PYTHON_STORE_CLASS`] (`tracker_store.RasaTrackerStore`, the Python
+///   package's class for Rasa) is read as the store type its `backend` key names, without
+///   the class's own keys ([`PYTHON_STORE_KEYS`]), so Rasa's `endpoints.yml` configures the
+///   same store here as in Rasa. A missing `backend` is an error.
 /// - `${NAME}` in any string value is replaced by the environment variable `NAME`; a missing
 ///   variable is an error.
 /// - A password (a key ending in `password`, at any depth) must be a string: quote a
@@ -181,6 +197,10 @@ impl StoreConfig {
                 )));
             }
         };
+        let store_type = match store_type {
+            Some(class) if is_python_store_class(&class) => Some(python_backend(&mut keys)?),
+            other => other,
+        };
         Ok(Self { store_type, keys })
     }
 
@@ -194,6 +214,29 @@ impl StoreConfig {
             .collect();
         unknown.sort();
         unknown
+    }
+}
+
+/// Whether `name` is the Python package's class (as Python spells it: case matters).
+fn is_python_store_class(name: &str) -> bool {
+    name == PYTHON_STORE_CLASS || PYTHON_STORE_CLASS_ALIASES.contains(&name)
+}
+
+/// Takes the Python class's own keys out of `keys` and returns the store type its `backend`
+/// names.
+fn python_backend(keys: &mut JsonMap) -> Result<String> {
+    let backend = keys.shift_remove("backend");
+    keys.shift_remove("retry_seconds");
+    match backend {
+        Some(Value::String(name)) if !name.trim().is_empty() => Ok(name),
+        None | Some(Value::Null) | Some(Value::String(_)) => Err(Error::config(format!(
+            "tracker_store.backend: missing; a section of type {PYTHON_STORE_CLASS} names its \
+             store there (sql, redis, mongod, dynamo or memory, or an alias)"
+        ))),
+        Some(other) => Err(Error::config(format!(
+            "tracker_store.backend must be a string, not {}",
+            type_name(&other)
+        ))),
     }
 }
 
@@ -302,6 +345,48 @@ mod tests {
             );
         }
         assert!(StoreConfig::from_endpoints_yaml("tracker_store: [").is_err());
+    }
+
+    #[test]
+    fn the_python_class_is_read_as_its_backend() {
+        for class in [PYTHON_STORE_CLASS, "tracker_store.store.RasaTrackerStore"] {
+            let config = StoreConfig::from_endpoints_yaml(&format!(
+                "tracker_store:\n  type: {class}\n  backend: postgresql\n  retry_seconds: 2\n  \
+                 url: db.internal\n  db: rasa\n"
+            ))
+            .expect("the Python class");
+            assert_eq!(config.store_type.as_deref(), Some("postgresql"), "{class}");
+            let keys: Vec<&str> = config.keys.keys().map(String::as_str).collect();
+            assert_eq!(keys, ["url", "db"], "{class}");
+        }
+        let legacy =
+            StoreConfig::from_yaml("store_type: tracker_store.RasaTrackerStore\nbackend: redis")
+                .expect("the legacy key");
+        assert_eq!(legacy.store_type.as_deref(), Some("redis"));
+        // Another class, or another spelling, is a custom type like any other.
+        let other = StoreConfig::from_yaml("type: tracker_store.rasatrackerstore\nbackend: sql")
+            .expect("parses");
+        assert_eq!(
+            other.store_type.as_deref(),
+            Some("tracker_store.rasatrackerstore")
+        );
+        assert_eq!(other.keys["backend"], "sql");
+    }
+
+    #[test]
+    fn the_python_class_needs_a_backend() {
+        for section in [
+            "type: tracker_store.RasaTrackerStore\nurl: x",
+            "type: tracker_store.RasaTrackerStore\nbackend: \"\"",
+            "type: tracker_store.RasaTrackerStore\nbackend: [sql]",
+        ] {
+            let error = StoreConfig::from_yaml(section).expect_err(section);
+            assert_eq!(error.kind(), tracker_core::ErrorKind::Config);
+            assert!(
+                error.to_string().contains("tracker_store.backend"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 mod builtins;
 mod endpoints;
+mod migrate;
 mod registry;
 
-pub use endpoints::{ENDPOINT_KEYS, StoreConfig};
+pub use endpoints::{ENDPOINT_KEYS, PYTHON_STORE_CLASS, PYTHON_STORE_KEYS, StoreConfig};
+pub use migrate::{SETUP_ONLY_KEYS, SETUP_SWITCHES};
 pub use registry::{Registry, builtin_features};
 
 pub use tracker_core::*;

@@ -7,6 +7,7 @@ use tracker_core::{Error, JsonMap, RasaSource, Registration, Result, Store, Stor
 
 use crate::builtins::{self, BUILTINS};
 use crate::endpoints::{ENDPOINT_KEYS, StoreConfig};
+use crate::migrate::{self, SchemaSetup};
 
 /// A custom store's factory.
 type Factory = Arc<dyn Fn(JsonMap) -> StoreFuture + Send + Sync>;
@@ -26,6 +27,8 @@ struct Entry {
     /// Further names that select it, matched case-insensitively.
     aliases: &'static [&'static str],
     kind: Kind,
+    /// How to set up its store's schema, if the registry knows (the built-in backends).
+    schema: Option<SchemaSetup>,
 }
 
 impl Entry {
@@ -90,6 +93,9 @@ impl Registry {
         let mut registry = Self::new();
         for registration in builtins::REGISTRATIONS {
             registry.register_backend(*registration);
+            if let Some(entry) = registry.entries.last_mut() {
+                entry.schema = migrate::builtin_setup(registration.name);
+            }
         }
         registry
     }
@@ -104,6 +110,7 @@ impl Registry {
             name: registration.name.to_owned(),
             aliases: registration.aliases,
             kind: Kind::Backend(registration),
+            schema: None,
         });
     }
 
@@ -119,11 +126,15 @@ impl Registry {
         let name = name.into();
         let factory: Factory = Arc::new(move |keys| factory(keys).boxed());
         match self.entries.iter_mut().find(|entry| entry.name == name) {
-            Some(entry) => entry.kind = Kind::Custom(factory),
+            Some(entry) => {
+                entry.kind = Kind::Custom(factory);
+                entry.schema = None;
+            }
             None => self.entries.push(Entry {
                 name,
                 aliases: &[],
                 kind: Kind::Custom(factory),
+                schema: None,
             }),
         }
     }
@@ -146,11 +157,31 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// The entry `config`'s type selects, and the name it was selected by (lower case).
-    fn resolve(&self, config: &StoreConfig) -> Result<(&Entry, String)> {
-        let name = config.store_type.as_deref().unwrap_or("memory");
-        let entry = self
-            .entries
+    /// The registration of the backend `name` selects — its type name, or an alias matched
+    /// case-insensitively, as in `endpoints.yml` — with its type name, aliases and keys;
+    /// `None` for an unknown name and for custom stores registered with
+    /// [`Registry::register`].
+    ///
+    /// ```
+    /// use tracker_store::Registry;
+    ///
+    /// let registry = Registry::with_builtins();
+    /// let sql = registry.registration("PostgreSQL").expect("the SQL backend");
+    /// assert_eq!(sql.name, "sql");
+    /// assert!((sql.keys)().contains(&"login_db"));
+    /// assert!(registry.registration("acme.Store").is_none());
+    /// ```
+    pub fn registration(&self, name: &str) -> Option<&Registration> {
+        match &self.find(name)?.kind {
+            Kind::Backend(registration) => Some(registration),
+            Kind::Custom(_) => None,
+        }
+    }
+
+    /// The entry `name` selects: the latest registered under that exact name, else the latest
+    /// with it as an alias.
+    fn find(&self, name: &str) -> Option<&Entry> {
+        self.entries
             .iter()
             .rev()
             .find(|entry| entry.name == name)
@@ -159,8 +190,13 @@ impl Registry {
                     .iter()
                     .rev()
                     .find(|entry| entry.matches_alias(name))
-            });
-        if let Some(entry) = entry {
+            })
+    }
+
+    /// The entry `config`'s type selects, and the name it was selected by (lower case).
+    fn resolve(&self, config: &StoreConfig) -> Result<(&Entry, String)> {
+        let name = config.store_type.as_deref().unwrap_or("memory");
+        if let Some(entry) = self.find(name) {
             return Ok((entry, name.to_ascii_lowercase()));
         }
         if let Some(builtin) = builtins::builtin(name) {
@@ -238,6 +274,82 @@ impl Registry {
             Kind::Backend(registration) => (registration.connect)(&alias, keys).await,
             Kind::Custom(factory) => factory(keys).await,
         }
+    }
+
+    /// Builds the store `config` describes without setting anything up at connect, for
+    /// reading: the setup switches its backend reads ([`SETUP_SWITCHES`]: SQL and DynamoDB
+    /// `migrate`, MongoDB `ensure_indexes`) are off whatever the section says, and the keys
+    /// used only for setup ([`SETUP_ONLY_KEYS`]: SQL `login_db`) are not passed on. So no
+    /// table, index or database is created and no migration runs; a schema that is missing
+    /// or out of date is not repaired but makes the store's operations fail (run
+    /// [`Registry::ensure_schema`] for that). The store can still write: not writing is up
+    /// to the caller.
+    ///
+    /// Custom stores registered with [`Registry::register`] get their keys unchanged: the
+    /// registry cannot tell what their factories do.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> tracker_store::Result<()> {
+    /// use tracker_store::{Registry, StoreConfig, TrackerStore};
+    ///
+    /// // Listing the conversations of Rasa's own `rasa.db` reads it and never migrates it.
+    /// let config = StoreConfig::from_yaml("type: sqlite\ndb: rasa.db\nmigrate: true")?;
+    /// let store = TrackerStore::from_arc(Registry::with_builtins().build_unchanged(&config).await?);
+    /// for sender_id in store.keys().await? {
+    ///     println!("{sender_id}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`SETUP_SWITCHES`]: crate::SETUP_SWITCHES
+    /// [`SETUP_ONLY_KEYS`]: crate::SETUP_ONLY_KEYS
+    ///
+    /// # Errors
+    /// As [`Registry::build`].
+    pub async fn build_unchanged(&self, config: &StoreConfig) -> Result<Arc<dyn Store>> {
+        let (entry, alias) = self.resolve(config)?;
+        let keys = self.section_keys(config, entry);
+        match &entry.kind {
+            Kind::Backend(registration) => {
+                let keys = migrate::without_setup(keys, (registration.keys)());
+                (registration.connect)(&alias, keys).await
+            }
+            Kind::Custom(factory) => factory(keys).await,
+        }
+    }
+
+    /// Sets up the schema of the store `config` describes — what its backend's
+    /// `ensure_schema()` does: SQL migrations (creating the database from `login_db` first
+    /// if the section names one), MongoDB indexes, the DynamoDB table; Redis and the
+    /// in-memory store have nothing to set up — and returns a description of each change
+    /// made, empty when there was nothing to do. Safe to run repeatedly and concurrently.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> tracker_store::Result<()> {
+    /// use tracker_store::{Registry, StoreConfig};
+    ///
+    /// let config = StoreConfig::from_yaml("type: in_memory")?;
+    /// assert!(Registry::with_builtins().ensure_schema(&config).await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] as for [`Registry::build`], and for a type whose setup the registry
+    /// does not know (custom stores, backends registered with
+    /// [`Registry::register_backend`]); whatever connecting or the setup returns.
+    pub async fn ensure_schema(&self, config: &StoreConfig) -> Result<Vec<String>> {
+        let (entry, alias) = self.resolve(config)?;
+        let Some(setup) = entry.schema else {
+            return Err(Error::config(format!(
+                "the tracker store type {:?} has no schema setup the registry knows: set up \
+                 its schema with the store's own tools",
+                entry.name
+            )));
+        };
+        let keys = self.section_keys(config, entry);
+        setup(&alias, keys).await
     }
 
     /// Opens, read-only, the conversations Rasa's own tracker store of `config`'s type wrote

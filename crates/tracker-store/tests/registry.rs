@@ -292,6 +292,22 @@ fn rasa_sqlite(path: &std::path::Path, conversations: &[(&str, Vec<Event>)]) {
     }
 }
 
+/// Whether the SQLite database at `path` has this store's `seq` column in `events`.
+fn has_seq_column(path: &std::path::Path) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("open");
+    let counts: Vec<Count> = diesel::sql_query(
+        "SELECT count(*) AS n FROM pragma_table_info('events') WHERE name = 'seq'",
+    )
+    .load(&mut conn)
+    .expect("pragma");
+    counts.first().map_or(0, |count| count.n) == 1
+}
+
 #[tokio::test]
 async fn rasas_sqlite_table_is_read_unchanged_and_imported() {
     let path = std::env::temp_dir().join(format!(
@@ -351,11 +367,7 @@ async fn rasas_sqlite_table_is_read_unchanged_and_imported() {
     drop(source);
 
     // The table was read, not migrated.
-    let mut conn = diesel::SqliteConnection::establish(&path.display().to_string()).expect("open");
-    let seq = diesel::sql_query("SELECT * FROM pragma_table_info('events') WHERE name = 'seq'")
-        .execute(&mut conn)
-        .expect("pragma");
-    assert_eq!(seq, 0, "Rasa's table must not be altered");
+    assert!(!has_seq_column(&path), "Rasa's table must not be altered");
     let _ = std::fs::remove_file(&path);
 }
 
@@ -484,4 +496,69 @@ mod custom_store_conformance {
     }
 
     tracker_conformance::conformance_suite!(build());
+}
+
+#[test]
+fn a_backend_is_found_by_its_name_or_any_alias() {
+    let registry = Registry::with_builtins();
+    for (alias, name) in [
+        ("sql", "sql"),
+        ("PostgreSQL", "sql"),
+        ("sqlite", "sql"),
+        ("In_Memory", "memory"),
+        ("memory", "memory"),
+    ] {
+        let registration = registry.registration(alias).expect(alias);
+        assert_eq!(registration.name, name, "{alias}");
+    }
+    let sql = registry.registration("mariadb").expect("sql");
+    assert!((sql.keys)().contains(&"dialect"));
+    assert!(registry.registration("acme.Store").is_none());
+
+    // A custom store has no registration; one registered as a backend has.
+    let mut registry = Registry::with_builtins();
+    registry.register("acme.Store", |_keys| async {
+        let store: Arc<dyn Store> = Arc::new(tracker_store::memory::MemoryStore::new());
+        Ok(store)
+    });
+    assert!(registry.registration("acme.Store").is_none());
+    registry.register_backend(FIXED);
+    assert_eq!(
+        registry.registration("ACME.Fixed").map(|r| r.name),
+        Some("fixed")
+    );
+}
+
+/// Rasa's `endpoints.yml` for the Python package's class configures the same store here.
+#[tokio::test]
+async fn the_python_packages_section_builds_its_backend() {
+    let dir = std::env::temp_dir().join(format!(
+        "tracker-store-py-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = dir.join("bot.db");
+    let endpoints = dir.join("endpoints.yml");
+    std::fs::write(
+        &endpoints,
+        format!(
+            "action_endpoint:\n  url: http://localhost:5055/webhook\ntracker_store:\n  type: tracker_store.RasaTrackerStore\n  backend: sqlite\n  db: {}\n  retry_seconds: 2.5\n",
+            db.display()
+        ),
+    )
+    .expect("write");
+    let config = StoreConfig::from_endpoints_file(&endpoints).expect("config");
+    assert_eq!(config.store_type.as_deref(), Some("sqlite"));
+    assert!(Registry::with_builtins().unknown_keys(&config).is_empty());
+    let store = tracker_store::from_endpoints_file(&endpoints)
+        .await
+        .expect("the SQLite store");
+    assert_eq!(store.store().name(), "sqlite");
+    store
+        .append("alice", 0, &[Event::bot("hi").at(1.0)])
+        .await
+        .expect("append");
+    drop(store);
+    assert!(db.exists(), "the backend's own key was used");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,8 +2,13 @@
 
 #![allow(dead_code)]
 
+pub mod conflicts;
+
 use tracker_dynamo::aws_sdk_dynamodb::Client;
 use tracker_dynamo::aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use tracker_dynamo::aws_sdk_dynamodb::types::{
+    AttributeDefinition, KeySchemaElement, KeyType, ProvisionedThroughput, ScalarAttributeType,
+};
 use tracker_dynamo::{DynamoConfig, DynamoStore};
 use tracker_testkit::{Service, service_url};
 
@@ -61,4 +66,49 @@ pub async fn store() -> Option<DynamoStore> {
 /// A store on a new table whose queries and scans return at most `items` items per page.
 pub async fn store_with_page_size(items: u32) -> Option<DynamoStore> {
     Some(store().await?.with_page_size(items))
+}
+
+/// Creates a table as Rasa's `DynamoTrackerStore` does at start-up: hash key `sender_id`
+/// (string) only, 5/5 provisioned capacity.
+pub async fn create_rasa_table(client: &Client, name: &str) {
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("sender_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("definition"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("sender_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .provisioned_throughput(
+            ProvisionedThroughput::builder()
+                .read_capacity_units(5)
+                .write_capacity_units(5)
+                .build()
+                .expect("throughput"),
+        )
+        .send()
+        .await
+        .expect("create Rasa's table");
+}
+
+/// A store configured with a new (empty) Rasa table as `table_name`: its items go to the
+/// table beside it, and every read, listing and delete also looks at Rasa's table. `None`
+/// after a loud skip.
+pub async fn adopting_store() -> Option<DynamoStore> {
+    let client = client().await?;
+    let rasa = fresh_table("states");
+    create_rasa_table(&client, &rasa).await;
+    let store = store_on(client, &rasa);
+    let changes = store.ensure_schema().await.expect("create the table");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    Some(store)
 }

@@ -2,7 +2,7 @@
 //! writer holding a head it read earlier commits after others changed the conversation.
 
 use mongodb::Client;
-use tracker_core::{Event, EventData, SenderId};
+use tracker_core::{Event, EventData, ExpectedVersion, SenderId};
 
 use super::*;
 
@@ -37,19 +37,22 @@ impl Fixture {
     }
 
     async fn head(&self, sender: &str) -> Head {
-        self.collections
-            .load_head(sender)
-            .await
-            .expect("head")
-            .expect("exists")
+        match self.collections.load_slot(sender).await.expect("head") {
+            Slot::Live(head) => head,
+            Slot::Absent | Slot::Deleted => panic!("{sender} does not exist"),
+        }
     }
 
     async fn texts(&self, sender: &str) -> Vec<String> {
-        self.collections
+        let Slot::Live(conversation) = self
+            .collections
             .read(sender, ReadScope::All)
             .await
             .expect("read")
-            .expect("exists")
+        else {
+            panic!("{sender} does not exist");
+        };
+        conversation
             .events
             .into_iter()
             .map(|event| match event.data {
@@ -82,6 +85,72 @@ fn append(sender: &str, version: u64, tag: &str, n: usize) -> Append {
     Append::new(SenderId::new(sender).expect("id"), version, &events).expect("append")
 }
 
+/// A conversation deleted into a tombstone: a roll-over prepared before does not commit and
+/// removes its copy; pushes conflict at version 0; creating it again replaces the tombstone
+/// with a head still marked `adopted`; a delete at a stale version deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_stop_late_writers_and_make_way_for_creation() {
+    let Some(fixture) = Fixture::new().await else {
+        return;
+    };
+    fixture.append(&append("s", 0, "old", 4)).await;
+    let stale = fixture.head("s").await;
+    assert!(
+        fixture
+            .collections
+            .remove("s", &stale, ExpectedVersion::Exact(4), true)
+            .await
+            .expect("delete into a tombstone")
+    );
+    assert!(matches!(
+        fixture.collections.load_slot("s").await.expect("slot"),
+        Slot::Deleted
+    ));
+    assert!(!fixture.roll_over(&stale, &append("s", 4, "late", 2)).await);
+    let copies = fixture
+        .collections
+        .events
+        .count_documents(doc! { bucket::SENDER_ID: "s" })
+        .await
+        .expect("count");
+    assert_eq!(copies, 0, "the late copy was removed");
+    let pushed = fixture.collections.append(&append("s", 4, "late", 1)).await;
+    assert_eq!(
+        pushed.expect_err("deleted").current_version(),
+        Some(0),
+        "a tombstone is version 0"
+    );
+    assert!(
+        !fixture
+            .collections
+            .delete("s", ExpectedVersion::Any)
+            .await
+            .expect("delete a tombstone")
+    );
+    fixture.append(&append("s", 0, "new", 2)).await;
+    let revived = fixture.head("s").await;
+    assert!(revived.adopted);
+    let error = fixture
+        .collections
+        .delete("s", ExpectedVersion::Exact(1))
+        .await
+        .expect_err("stale delete");
+    assert_eq!(error.current_version(), Some(2));
+    assert_eq!(fixture.texts("s").await.len(), 2);
+    assert!(
+        fixture
+            .collections
+            .delete("s", ExpectedVersion::Exact(2))
+            .await
+            .expect("delete")
+    );
+    assert!(matches!(
+        fixture.collections.load_slot("s").await.expect("slot"),
+        Slot::Deleted
+    ));
+    fixture.drop_collections().await;
+}
+
 /// A roll-over prepared at version 3 must not commit after a push took the conversation
 /// to version 4 with the same tail start: the version guard stops it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +180,13 @@ async fn roll_over_after_a_delete_conflicts_and_cleans_up() {
     };
     fixture.append(&append("s", 0, "old", 4)).await;
     let stale = fixture.head("s").await;
-    assert!(fixture.collections.delete("s").await.expect("delete"));
+    assert!(
+        fixture
+            .collections
+            .delete("s", tracker_core::ExpectedVersion::Any)
+            .await
+            .expect("delete")
+    );
     fixture.append(&append("s", 0, "new", 4)).await;
     let before = fixture.texts("s").await;
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use tracker_core::{
-    Append, Capabilities, Event, ListPage, ListRequest, ReadScope, Result, SenderId, Store,
-    StoredConversation, TrackerStore, async_trait,
+    Append, Capabilities, Event, ExpectedVersion, ListPage, ListRequest, ReadScope, Result,
+    SenderId, Store, StoredConversation, TrackerStore, async_trait,
 };
 use tracker_mongo::mongodb::bson::oid::ObjectId;
 use tracker_mongo::mongodb::bson::{Bson, Document, doc};
@@ -113,8 +113,8 @@ impl Store for TestStore {
         self.store.list(request).await
     }
 
-    async fn delete(&self, sender_id: &SenderId) -> Result<bool> {
-        self.store.delete(sender_id).await
+    async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
+        self.store.delete(sender_id, expected).await
     }
 }
 

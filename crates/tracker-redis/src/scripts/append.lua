@@ -1,26 +1,69 @@
--- Appends events to a conversation if it is at the expected version; all or nothing.
--- KEYS[1] events list, KEYS[2] head hash, KEYS[3] index sorted set (standalone servers only)
+-- Appends events to a conversation if it is at the expected version; all or nothing. When
+-- the conversation is not in this store's layout yet, the events of Rasa's record of it
+-- (read and rendered by the caller) are written first: the conversation is adopted.
+-- KEYS[1] events list, KEYS[2] head hash, KEYS[3] index sorted set and KEYS[4] Rasa's key
+-- (single servers only; KEYS[4] only with adoption)
 -- ARGV[1] expected version, ARGV[2] new version, ARGV[3] seq of the append's last
 -- session_started or '', ARGV[4] record_exp in seconds or '', ARGV[5] sender id,
--- ARGV[6..] the events' JSON text
--- Returns {1, new version} or, writing nothing, {0, current version}.
-local current = redis.call('HGET', KEYS[2], 'version') or '0'
+-- ARGV[6] mode: 'own' (Rasa's layout is not consulted), 'probe' (Rasa's record not read
+-- yet), 'absent' (Rasa holds no events for the conversation) or 'adopt' (ARGV[8] events of
+-- Rasa's record follow), ARGV[7] SHA-1 of Rasa's record as read ('adopt'), ARGV[8] number
+-- of events in it, ARGV[9] seq of its last session_started or '', ARGV[10] Rasa's empty
+-- record, ARGV[11..] Rasa's events ('adopt') and then the append's events, as JSON text
+-- Returns {1, new version, 1 if the conversation was created in this layout else 0};
+-- {0, current version} writing nothing; {3} when Rasa's record must be read first; {2}
+-- when Rasa's record changed since it was read.
+local own = redis.call('HGET', KEYS[2], 'version')
+local mode = ARGV[6]
+local rasa_count = 0
+if mode == 'adopt' then
+  rasa_count = tonumber(ARGV[8])
+end
+local current = own or '0'
+local adopting = false
+if not own then
+  if mode == 'probe' then
+    if not KEYS[4] or rasa_holds(KEYS[4], ARGV[10]) then
+      return {3}
+    end
+  elseif mode == 'absent' then
+    if KEYS[4] and rasa_holds(KEYS[4], ARGV[10]) then
+      return {2}
+    end
+  elseif mode == 'adopt' then
+    if KEYS[4] then
+      if redis.call('TYPE', KEYS[4]).ok ~= 'string'
+        or redis.sha1hex(redis.call('GET', KEYS[4])) ~= ARGV[7] then
+        return {2}
+      end
+    end
+    current = ARGV[8]
+    adopting = true
+  end
+end
 if current ~= ARGV[1] then
   return {0, current}
 end
 local stored = redis.call('LLEN', KEYS[1])
-if tostring(stored) ~= current then
-  return redis.error_reply('CORRUPT the head says version ' .. current .. ' but the event list holds ' .. stored .. ' events')
+if tostring(stored) ~= (own or '0') then
+  return redis.error_reply('CORRUPT the head says version ' .. (own or '0') .. ' but the event list holds ' .. stored .. ' events')
 end
 local last = #ARGV
-local first = 6
+local first = 11
+if not adopting then
+  first = first + rasa_count
+end
 while first <= last do
   local upto = math.min(first + 999, last)
   redis.call('RPUSH', KEYS[1], unpack(ARGV, first, upto))
   first = upto + 1
 end
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[2], 'version', ARGV[2], 'session', ARGV[3])
+local session = ARGV[3]
+if session == '' and adopting then
+  session = ARGV[9]
+end
+if session ~= '' then
+  redis.call('HSET', KEYS[2], 'version', ARGV[2], 'session', session)
 else
   redis.call('HSET', KEYS[2], 'version', ARGV[2])
 end
@@ -34,4 +77,7 @@ end
 if KEYS[3] then
   redis.call('ZADD', KEYS[3], 0, ARGV[5])
 end
-return {1, ARGV[2]}
+if own then
+  return {1, ARGV[2], 0}
+end
+return {1, ARGV[2], 1}

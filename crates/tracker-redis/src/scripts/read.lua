@@ -1,11 +1,16 @@
--- Reads a conversation's version and its events from a sequence number on, atomically.
--- KEYS[1] events list, KEYS[2] head hash
+-- Reads a conversation's version and its events from a sequence number on, atomically; when
+-- it is not in this store's layout, Rasa's record of it instead.
+-- KEYS[1] events list, KEYS[2] head hash, KEYS[3] Rasa's key (single servers, with adoption)
 -- ARGV[1] 'all' or 'latest' (from the event before the last session_started)
--- Returns nil when the conversation does not exist, else {version, first seq, events}.
+-- Returns {version, first seq, events}; {'rasa', Rasa's record} when only Rasa holds the
+-- conversation; nil when neither does.
 local head = redis.call('HMGET', KEYS[2], 'version', 'session')
 if not head[1] then
   if redis.call('EXISTS', KEYS[2]) == 1 then
     return redis.error_reply('CORRUPT the head has no version')
+  end
+  if KEYS[3] and redis.call('TYPE', KEYS[3]).ok == 'string' then
+    return {'rasa', redis.call('GET', KEYS[3])}
   end
   return false
 end

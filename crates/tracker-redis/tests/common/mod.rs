@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use tracker_core::{
-    Append, Capabilities, ListPage, ListRequest, ReadScope, SenderId, Store, StoredConversation,
+    Append, Capabilities, ExpectedVersion, ListPage, ListRequest, ReadScope, SenderId, Store,
+    StoredConversation,
 };
 use tracker_redis::fred::prelude::*;
 use tracker_redis::{RedisConfig, RedisStore, tracker_core};
@@ -70,8 +71,12 @@ impl Store for TestStore {
         self.0.list(request).await
     }
 
-    async fn delete(&self, sender_id: &SenderId) -> tracker_core::Result<bool> {
-        self.0.delete(sender_id).await
+    async fn delete(
+        &self,
+        sender_id: &SenderId,
+        expected: ExpectedVersion,
+    ) -> tracker_core::Result<bool> {
+        self.0.delete(sender_id, expected).await
     }
 }
 
@@ -87,8 +92,17 @@ pub async fn config(service: Service, key_prefix: &str) -> Option<RedisConfig> {
 /// A store on `service` in a fresh namespace, with `record_exp`; `None` (after the testkit's
 /// SKIPPED line) when the service is not available.
 pub async fn store_with(service: Service, record_exp: Option<u64>) -> Option<TestStore> {
+    store_configured(service, |config| config.record_exp = record_exp).await
+}
+
+/// A store on `service` in a fresh namespace, with the test configuration changed by `edit`;
+/// `None` (after the testkit's SKIPPED line) when the service is not available.
+pub async fn store_configured(
+    service: Service,
+    edit: impl FnOnce(&mut RedisConfig),
+) -> Option<TestStore> {
     let mut config = config(service, &fresh_prefix()).await?;
-    config.record_exp = record_exp;
+    edit(&mut config);
     let store = RedisStore::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("connect to {service:?}: {e:?}"));

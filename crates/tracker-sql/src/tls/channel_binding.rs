@@ -5,7 +5,7 @@
 /// algorithms it does not define a hash for (Ed25519, RSASSA-PSS), which makes tokio-postgres
 /// authenticate without channel binding.
 pub(super) fn server_end_point(certificate: &[u8]) -> Option<Vec<u8>> {
-    use ring::digest;
+    use aws_lc_rs::digest;
     // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, .. }
     let (body, _) = der_element(certificate, 0x30)?;
     let (_, after_tbs) = der_element(body, 0x30)?;

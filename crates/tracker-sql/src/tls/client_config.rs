@@ -17,11 +17,11 @@ use tracker_core::{Error, Result};
 
 use super::params::{TlsParams, Verify};
 
-/// The rustls configuration for `verify`, with the ring provider chosen explicitly: rustls
-/// cannot pick a process-wide default when a program also links aws-lc-rs (the AWS SDK
-/// does).
+/// The rustls configuration for `verify`, with the aws-lc-rs provider (rustls' default)
+/// chosen explicitly: rustls cannot pick a process-wide default when a program also links
+/// its `ring` provider.
 pub(super) fn client_config(verify: Verify, params: &TlsParams) -> Result<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
         Verify::Nothing => Arc::new(NoVerification(provider.clone())),
         Verify::Chain | Verify::Full => {

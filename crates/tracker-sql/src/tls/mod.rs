@@ -1,7 +1,7 @@
 //! TLS of the server dialects.
 //!
 //! PostgreSQL: connections with libpq's TLS parameters (`sslmode`, `sslrootcert`, `sslcert`,
-//! `sslkey`), through rustls with the ring provider. tokio-postgres knows only `disable`,
+//! `sslkey`), through rustls with the aws-lc-rs provider. tokio-postgres knows only `disable`,
 //! `prefer` and `require` and no certificate files, so the TLS parameters are taken out of the
 //! connection URL here and the rest is left to tokio-postgres. Every connection of a store is
 //! made by one [`PgConnector`], built once when the store is built, so a missing certificate
@@ -18,8 +18,7 @@
 //! parts (`params`, `client_config`, `connector`, `failure`) would stay here with any of them.
 //! What a crate would replace is `stream` and `channel_binding` (about 180 lines); against that,
 //! the original `tokio-postgres-rustls`'s channel binding is non-functional by the account of
-//! its fork `tokio-postgres-rustls-improved`, and the fork defaults to the aws-lc-rs provider
-//! (ring is a feature), where this crate names ring explicitly.
+//! its fork `tokio-postgres-rustls-improved`.
 //!
 //! MySQL / MariaDB: the MySQL client's `ssl_*` parameters on mysql_async's own rustls support
 //! ([`mysql`]).

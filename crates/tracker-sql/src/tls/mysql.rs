@@ -1,6 +1,6 @@
 //! MySQL / MariaDB connections with TLS, set by the MySQL client's parameters in the
 //! connection URL (`ssl_mode`, `ssl_ca`, `ssl_cert`, `ssl_key`), through mysql_async's
-//! rustls support with the ring provider.
+//! rustls support with the aws-lc-rs provider.
 //!
 //! mysql_async takes no certificate files in its URL, so these parameters are taken out of
 //! the URL here and the rest is left to mysql_async. Every connection of a store is made by
@@ -149,11 +149,11 @@ impl MysqlConnector {
     pub(crate) async fn connect(&self) -> diesel::ConnectionResult<AsyncMysqlConnection> {
         if self.mode != SslMode::Disabled {
             // mysql_async builds its TLS configuration with the process's default provider;
-            // the workspace's other drivers may link a second one, so name ring unless the
+            // a program may link a second one (rustls' `ring`), so name aws-lc-rs unless the
             // application chose already.
             static PROVIDER: std::sync::Once = std::sync::Once::new();
             PROVIDER.call_once(|| {
-                let _ = rustls::crypto::ring::default_provider().install_default();
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             });
         }
         let connection = mysql_async::Conn::new(self.opts.clone())

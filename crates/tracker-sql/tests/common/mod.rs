@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod rasa;
 pub mod servers;
 
 use tracker_sql::{SqlConfig, SqlStore};
@@ -70,4 +71,19 @@ pub async fn connect(url: &str) -> SqlStore {
     SqlStore::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e:?}"))
+}
+
+/// `url` with its database replaced.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{database}", &base[..path_start]);
+    if !query.is_empty() {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
 }

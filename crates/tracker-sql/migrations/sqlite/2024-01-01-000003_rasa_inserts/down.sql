@@ -1,0 +1,1 @@
+DROP TRIGGER tracker_events_seq;
