@@ -19,18 +19,21 @@ from test_store_api import dicts, make_store, start_session, turn
 #: `event_sequence` migration, and the migration's record so that it runs again).
 DOWN_SQL = {
     "sqlite": [
+        "DROP TRIGGER tracker_events_seq",
         "DROP INDEX ix_events_first",
         "DROP INDEX ix_events_session_starts",
         "DROP INDEX ux_events_sender_seq",
         "ALTER TABLE events DROP COLUMN seq",
-        "DELETE FROM __diesel_schema_migrations WHERE version = '20240101000002'",
+        "DELETE FROM __diesel_schema_migrations WHERE version IN ('20240101000002', '20240101000003')",
     ],
     "postgres": [
+        "DROP TRIGGER tracker_events_seq ON events",
+        "DROP FUNCTION tracker_events_next_seq()",
         "DROP INDEX ix_events_first",
         "DROP INDEX ix_events_session_starts",
         "ALTER TABLE events DROP CONSTRAINT ux_events_sender_seq",
         "ALTER TABLE events DROP COLUMN seq",
-        "DELETE FROM __diesel_schema_migrations WHERE version = '20240101000002'",
+        "DELETE FROM __diesel_schema_migrations WHERE version IN ('20240101000002', '20240101000003')",
     ],
 }
 
@@ -118,7 +121,16 @@ def test_rasas_sql_store_takes_the_table_over_in_place(backend: str, tmp_path: P
         rasa = rasa_store()
         for sender_id, events in written.items():
             assert dicts(await rasa.retrieve_full_tracker(sender_id)) == events
-        # Moving back: remove tracker-store's column; Rasa's store then writes as before.
+        # Coexistence: Rasa's store writes to the migrated table as it is, and this store
+        # sees its rows.
+        tracker = await rasa.retrieve("mover-1")
+        turn(tracker, "written by Rasa on the migrated table")
+        await rasa.save(tracker)
+        shared = written["mover-1"] + dicts(tracker)[-4:]
+        assert dicts(await rasa.retrieve_full_tracker("mover-1")) == shared
+        ours = make_store({"backend": "sql", **keys})
+        assert dicts(await ours.retrieve_full_tracker("mover-1")) == shared
+        # Removing what tracker-store added; Rasa's store then writes as before.
         execute(DOWN_SQL[backend])
         rasa = rasa_store()
         tracker = await rasa.retrieve("mover-0")
