@@ -141,16 +141,6 @@ enum SqlDatabase {
     Server(Dialect, String),
 }
 
-/// The dialect an SQL type name implies, as the SQL backend reads it.
-fn implied_dialect(alias: &str) -> Option<&'static str> {
-    match alias.to_ascii_lowercase().as_str() {
-        "sqlite" => Some("sqlite"),
-        "postgres" | "postgresql" => Some("postgresql"),
-        "mysql" | "mariadb" => Some("mysql"),
-        _ => None,
-    }
-}
-
 /// The database an SQL section names; `None` for other stores, in-memory SQLite and
 /// sections that do not parse (building the store reports those).
 fn sql_database(registry: &Registry, config: &StoreConfig) -> Option<SqlDatabase> {
@@ -162,11 +152,7 @@ fn sql_database(registry: &Registry, config: &StoreConfig) -> Option<SqlDatabase
     let known = (registration.keys)();
     let mut keys = config.keys.clone();
     keys.retain(|key, _| known.contains(&key.as_str()));
-    if let Some(dialect) = implied_dialect(name) {
-        keys.entry("dialect")
-            .or_insert_with(|| serde_json::Value::String(dialect.to_owned()));
-    }
-    let sql: SqlConfig = tracker_store::config::from_keys("the SQL tracker store", keys).ok()?;
+    let sql: SqlConfig = tracker_store::sql::config_from_section(name, keys).ok()?;
     let (dialect, name) = match sql.url.as_deref().and_then(|url| url.split_once("://")) {
         Some((scheme, rest)) => {
             let dialect = Dialect::parse(scheme).ok()?;

@@ -22,7 +22,7 @@ pub use error::{BoxError, Error, ErrorContext, ErrorKind, Result};
 pub use event::{Event, EventKind, InvalidEvent, JsonMap, UnknownEvent, UserUttered};
 pub use import::{batches, first_difference};
 pub use rasa::{Imported, RasaConversation, RasaSource};
-pub use registration::{RasaSourceFuture, Registration, StoreFuture};
+pub use registration::{RasaSourceFuture, Registration, SchemaFuture, StoreFuture};
 pub use store::{
     Append, Capabilities, EventData, EventRecord, ExpectedVersion, ListPage, ListRequest,
     MAX_SENDER_ID_BYTES, ReadScope, SenderId, Store, StoredConversation, StoredEvent,

@@ -20,6 +20,9 @@ pub type StoreFuture = BoxFuture<'static, Result<Arc<dyn Store>>>;
 /// What a Rasa-source factory returns: a future of the opened source.
 pub type RasaSourceFuture = BoxFuture<'static, Result<Arc<dyn RasaSource>>>;
 
+/// What a schema setup returns: a future of the description of each change made.
+pub type SchemaFuture = BoxFuture<'static, Result<Vec<String>>>;
+
 /// A backend as a registry sees it.
 #[derive(Clone, Copy)]
 pub struct Registration {
@@ -37,6 +40,9 @@ pub struct Registration {
     /// Opens the same section's data in Rasa's own layout, read-only; `None` for a backend
     /// Rasa keeps nothing in (memory).
     pub rasa_source: Option<fn(&str, JsonMap) -> RasaSourceFuture>,
+    /// Sets up the schema the same section describes (the backend's `ensure_schema()`) and
+    /// returns what it changed; `None` for a backend whose setup a registry cannot run.
+    pub ensure_schema: Option<fn(&str, JsonMap) -> SchemaFuture>,
 }
 
 impl Registration {
@@ -55,6 +61,7 @@ impl fmt::Debug for Registration {
             .field("aliases", &self.aliases)
             .field("keys", &(self.keys)())
             .field("rasa_source", &self.rasa_source.is_some())
+            .field("ensure_schema", &self.ensure_schema.is_some())
             .finish_non_exhaustive()
     }
 }

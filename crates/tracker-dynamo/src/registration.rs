@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use tracker_core::config::{field_names, from_keys};
-use tracker_core::{JsonMap, RasaSource, RasaSourceFuture, Registration, Store, StoreFuture};
+use tracker_core::{
+    JsonMap, RasaSource, RasaSourceFuture, Registration, SchemaFuture, Store, StoreFuture,
+};
 
 use crate::config::DynamoConfig;
 use crate::rasa::DynamoRasaSource;
@@ -23,6 +25,7 @@ pub const REGISTRATION: Registration = Registration {
     keys: || field_names::<DynamoConfig>(),
     connect,
     rasa_source: Some(rasa_source),
+    ensure_schema: Some(ensure_schema),
 };
 
 fn connect(_alias: &str, keys: JsonMap) -> StoreFuture {
@@ -30,6 +33,20 @@ fn connect(_alias: &str, keys: JsonMap) -> StoreFuture {
         let config: DynamoConfig = from_keys(WHAT, keys)?;
         let store: Arc<dyn Store> = Arc::new(DynamoStore::connect(&config).await?);
         Ok(store)
+    })
+}
+
+/// Creates this store's table when missing. The client is built as
+/// [`DynamoStore::connect`] builds it, without its check that the table exists.
+fn ensure_schema(_alias: &str, keys: JsonMap) -> SchemaFuture {
+    Box::pin(async move {
+        let config: DynamoConfig = from_keys(WHAT, keys)?;
+        config.validate()?;
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let client = config.client(loader).await;
+        DynamoStore::from_client(client, &config)?
+            .ensure_schema()
+            .await
     })
 }
 

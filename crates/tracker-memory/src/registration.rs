@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use futures::FutureExt;
-use tracker_core::{JsonMap, Registration, Store, StoreFuture};
+use tracker_core::{JsonMap, Registration, SchemaFuture, Store, StoreFuture};
 
 use crate::{MemoryConfig, MemoryStore};
 
@@ -16,7 +16,19 @@ pub const REGISTRATION: Registration = Registration {
     keys: tracker_core::config::field_names::<MemoryConfig>,
     connect,
     rasa_source: None,
+    ensure_schema: Some(ensure_schema),
 };
+
+/// The in-memory store has no schema: checks the section and changes nothing.
+fn ensure_schema(_alias: &str, keys: JsonMap) -> SchemaFuture {
+    let config =
+        tracker_core::config::from_keys::<MemoryConfig>("the in-memory tracker store", keys);
+    async move {
+        config?;
+        Ok(Vec::new())
+    }
+    .boxed()
+}
 
 fn connect(_alias: &str, keys: JsonMap) -> StoreFuture {
     let config =

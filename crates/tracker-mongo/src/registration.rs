@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use tracker_core::config::{field_names, from_keys};
-use tracker_core::{JsonMap, RasaSource, RasaSourceFuture, Registration, Store, StoreFuture};
+use tracker_core::{
+    JsonMap, RasaSource, RasaSourceFuture, Registration, SchemaFuture, Store, StoreFuture,
+};
 
 use crate::config::MongoConfig;
 use crate::rasa::MongoRasaSource;
@@ -22,6 +24,7 @@ pub const REGISTRATION: Registration = Registration {
     keys: || field_names::<MongoConfig>(),
     connect,
     rasa_source: Some(rasa_source),
+    ensure_schema: Some(ensure_schema),
 };
 
 /// Parses the section and connects the store; every alias means the same.
@@ -34,6 +37,15 @@ fn connect(_alias: &str, keys: JsonMap) -> StoreFuture {
 }
 
 /// Parses the section and opens Rasa's collection of it, read-only.
+/// Creates the missing indexes, whatever the section's `ensure_indexes` says.
+fn ensure_schema(_alias: &str, mut keys: JsonMap) -> SchemaFuture {
+    keys.insert("ensure_indexes".to_owned(), serde_json::Value::Bool(false));
+    Box::pin(async move {
+        let config: MongoConfig = from_keys(WHAT, keys)?;
+        MongoStore::connect(&config).await?.ensure_schema().await
+    })
+}
+
 fn rasa_source(_alias: &str, keys: JsonMap) -> RasaSourceFuture {
     Box::pin(async move {
         let config: MongoConfig = from_keys(WHAT, keys)?;

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use tracker_core::config::{field_names, from_keys};
-use tracker_core::{JsonMap, RasaSource, RasaSourceFuture, Registration, Store, StoreFuture};
+use tracker_core::{
+    JsonMap, RasaSource, RasaSourceFuture, Registration, SchemaFuture, Store, StoreFuture,
+};
 
 use crate::config::RedisConfig;
 use crate::rasa::RedisRasaSource;
@@ -22,6 +24,7 @@ pub const REGISTRATION: Registration = Registration {
     keys: field_names::<RedisConfig>,
     connect,
     rasa_source: Some(rasa_source),
+    ensure_schema: Some(ensure_schema),
 };
 
 fn connect(_alias: &str, keys: JsonMap) -> StoreFuture {
@@ -29,6 +32,14 @@ fn connect(_alias: &str, keys: JsonMap) -> StoreFuture {
         let config: RedisConfig = from_keys(WHAT, keys)?;
         let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&config).await?);
         Ok(store)
+    })
+}
+
+/// Redis needs no schema: checks that the server answers and changes nothing.
+fn ensure_schema(_alias: &str, keys: JsonMap) -> SchemaFuture {
+    Box::pin(async move {
+        let config: RedisConfig = from_keys(WHAT, keys)?;
+        RedisStore::connect(&config).await?.ensure_schema().await
     })
 }
 

@@ -31,7 +31,7 @@ pub use pool::SqlClient;
 #[cfg(feature = "sqlite")]
 pub use pool::{SqliteConnection, SqlitePool};
 pub use rasa::SqlRasaSource;
-pub use registration::REGISTRATION;
+pub use registration::{REGISTRATION, config_from_section};
 pub use store::SqlStore;
 
 pub use diesel;

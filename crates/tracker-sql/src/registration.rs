@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tracker_core::{
-    JsonMap, RasaSource, RasaSourceFuture, Registration, Result, Store, StoreFuture,
+    JsonMap, RasaSource, RasaSourceFuture, Registration, Result, SchemaFuture, Store, StoreFuture,
 };
 
 use crate::config::SqlConfig;
@@ -29,6 +29,7 @@ pub const REGISTRATION: Registration = Registration {
     keys: tracker_core::config::field_names::<SqlConfig>,
     connect,
     rasa_source: Some(rasa_source),
+    ensure_schema: Some(ensure_schema),
 };
 
 /// The dialect a type name implies (`postgresql`, `mariadb`, ...); `None` for `sql`.
@@ -43,6 +44,15 @@ fn implied_dialect(alias: &str) -> Option<&'static str> {
 
 /// The configuration of a section selected by `alias`: the alias's dialect unless the
 /// section sets `dialect`.
+/// The configuration a section of type `alias` describes: `sqlite`, `postgres`,
+/// `postgresql`, `mysql` and `mariadb` imply that dialect unless the section sets `dialect`.
+///
+/// # Errors
+/// [`tracker_core::Error::Config`] for a section that is not a valid SQL configuration.
+pub fn config_from_section(alias: &str, keys: JsonMap) -> Result<SqlConfig> {
+    config(alias, keys)
+}
+
 fn config(alias: &str, mut keys: JsonMap) -> Result<SqlConfig> {
     if let Some(dialect) = implied_dialect(alias) {
         keys.entry("dialect")
@@ -61,6 +71,14 @@ fn connect(alias: &str, keys: JsonMap) -> StoreFuture {
 }
 
 /// Opens the section's database as Rasa wrote it, changing nothing.
+/// Runs the migrations on the section's database (creating it from `login_db` first where
+/// the section says so), whatever its `migrate` key says.
+fn ensure_schema(alias: &str, mut keys: JsonMap) -> SchemaFuture {
+    keys.insert("migrate".to_owned(), serde_json::Value::Bool(false));
+    let config = config(alias, keys);
+    Box::pin(async move { SqlStore::connect(&config?).await?.ensure_schema().await })
+}
+
 fn rasa_source(alias: &str, keys: JsonMap) -> RasaSourceFuture {
     let config = config(alias, keys);
     Box::pin(async move {

@@ -93,9 +93,6 @@ impl Registry {
         let mut registry = Self::new();
         for registration in builtins::REGISTRATIONS {
             registry.register_backend(*registration);
-            if let Some(entry) = registry.entries.last_mut() {
-                entry.schema = migrate::builtin_setup(registration.name);
-            }
         }
         registry
     }
@@ -110,7 +107,7 @@ impl Registry {
             name: registration.name.to_owned(),
             aliases: registration.aliases,
             kind: Kind::Backend(registration),
-            schema: None,
+            schema: registration.ensure_schema,
         });
     }
 

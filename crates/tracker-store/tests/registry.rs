@@ -455,6 +455,7 @@ const FIXED: Registration = Registration {
     keys: || &["retention_days"],
     connect: fixed_connect,
     rasa_source: Some(fixed_source),
+    ensure_schema: None,
 };
 
 #[tokio::test]
