@@ -270,16 +270,29 @@ async fn stores_on_existing_pools() {
 macro_rules! deletes_race_appends {
     ($store:expr) => {{
         const WRITERS: usize = 4;
+        // At least this many rounds each, and more until the deleter has seen both outcomes
+        // (on SQLite the deleter waits for the single writer and may get few turns), for at
+        // most `DEADLINE`.
         const ROUNDS: usize = 25;
+        const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
         let store = TrackerStore::new($store);
         let id = fresh("delete-race");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let raced = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = std::time::Instant::now();
         let mut writers = Vec::new();
         for writer in 0..WRITERS {
-            let (store, id) = (store.clone(), id.clone());
+            let (store, id, raced) = (store.clone(), id.clone(), raced.clone());
             writers.push(tokio::spawn(async move {
                 let mut stored = Vec::new();
-                for round in 0..ROUNDS {
+                let more = |round: usize| {
+                    round < ROUNDS
+                        || (!raced.load(std::sync::atomic::Ordering::Relaxed)
+                            && started.elapsed() < DEADLINE)
+                };
+                let mut round = 0;
+                while more(round) {
+                    round += 1;
                     let texts = [format!("{writer}.{round} a"), format!("{writer}.{round} b")];
                     let events: Vec<Event> = texts
                         .iter()
@@ -298,7 +311,7 @@ macro_rules! deletes_race_appends {
             }));
         }
         let deleter = {
-            let (store, id, stop) = (store.clone(), id.clone(), stop.clone());
+            let (store, id, stop, raced) = (store.clone(), id.clone(), stop.clone(), raced.clone());
             tokio::spawn(async move {
                 let (mut exact, mut any, mut conflicts) = (0, 0, 0);
                 let mut turn = 0;
@@ -317,6 +330,9 @@ macro_rules! deletes_race_appends {
                             assert_ne!(error.current_version(), Some(version), "{error}");
                             conflicts += 1;
                         }
+                    }
+                    if exact > 0 && conflicts > 0 {
+                        raced.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(3)).await;
                 }
