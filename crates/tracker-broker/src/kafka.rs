@@ -23,7 +23,8 @@ pub(crate) const ENVIRONMENT_NOT_SET: &str = "RASA_ENVIRONMENT_NOT_SET";
 /// Publishes to a Kafka topic as Rasa's `KafkaEventBroker` does: the value is Rasa's JSON,
 /// the key is the `sender_id` only with `partition_by_sender: true`, and every record carries
 /// the header `RASA_ENVIRONMENT` (the variable's value, or `RASA_ENVIRONMENT_NOT_SET`), plus
-/// `sender_id` and `seq` (decimal text) for deduplication.
+/// `sender_id` and `seq` (decimal text) for deduplication, and the message's own
+/// [`headers`](BrokerMessage::headers) (UTF-8), which do not replace those three.
 ///
 /// A conversation's events always go to one partition, chosen as librdkafka's default
 /// partitioner chooses it for a key (CRC-32 of the `sender_id` modulo the partition count),
@@ -195,7 +196,11 @@ impl EventBroker for KafkaBroker {
         // Records per partition, each partition's in the order given.
         let mut batches: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
         for message in messages {
-            let mut headers = BTreeMap::new();
+            let mut headers: BTreeMap<String, Vec<u8>> = message
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone().into_bytes()))
+                .collect();
             headers.insert(
                 RASA_ENVIRONMENT.to_owned(),
                 environment.clone().into_bytes(),

@@ -8,6 +8,7 @@ mod file;
 mod kafka;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
+pub mod registration;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
 
@@ -20,8 +21,15 @@ pub use config::{BROKER_TYPES, BrokerConfig, FileConfig, KafkaConfig, RabbitConf
 pub use file::FileBroker;
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaBroker;
+/// The AMQP client the RabbitMQ broker uses, for consumers built against the same version.
+#[cfg(feature = "rabbitmq")]
+pub use lapin;
 #[cfg(feature = "rabbitmq")]
 pub use rabbitmq::RabbitBroker;
+pub use registration::REGISTRATIONS;
+/// The Kafka client the Kafka broker uses, for consumers built against the same version.
+#[cfg(feature = "kafka")]
+pub use rskafka;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use sql::SqlBroker;
 

@@ -35,8 +35,8 @@ const IN_FLIGHT: usize = 500;
 /// `rasa-exchange` (non-durable, as Rasa declares it), durable queues bound with routing key
 /// `""`, persistent messages whose body is Rasa's JSON, `app_id` = `RASA_ENVIRONMENT` when
 /// set. Each message also carries the headers `sender_id` (string) and `seq` (64-bit
-/// integer). A publish returns once RabbitMQ confirmed every message of it (publisher
-/// confirms).
+/// integer), and its own [`headers`](BrokerMessage::headers) as strings. A publish returns
+/// once RabbitMQ confirmed every message of it (publisher confirms).
 pub struct RabbitBroker {
     requests: mpsc::UnboundedSender<Request>,
     display: String,
@@ -188,9 +188,16 @@ impl EventBroker for RabbitBroker {
     }
 }
 
-/// The message properties Rasa sets, plus the deduplication headers.
+/// The message properties Rasa sets, the message's own headers (AMQP long strings), and the
+/// deduplication headers, which a message's own header of the same name does not replace.
 fn properties(message: &BrokerMessage, app_id: Option<&str>) -> BasicProperties {
     let mut headers = FieldTable::default();
+    for (name, value) in &message.headers {
+        headers.insert(
+            name.as_str().into(),
+            AMQPValue::LongString(value.as_str().into()),
+        );
+    }
     headers.insert(
         SENDER_ID_HEADER.into(),
         AMQPValue::LongString(message.sender_id.as_str().into()),
@@ -560,6 +567,26 @@ mod tests {
         let mut config = RabbitConfig::new(url, "us er", "p@ss");
         config.port = port;
         endpoint(&config).expect("endpoint").uri
+    }
+
+    #[test]
+    fn a_messages_own_headers_are_sent_without_replacing_the_brokers() {
+        let event = tracker_core::Event::action("action_listen").at(1.0);
+        let message = BrokerMessage::new("alice", 7, &event)
+            .with_header("rasa-export-process-id", "0123abcd")
+            .with_header(SEQ_HEADER, "not a number");
+        let properties = properties(&message, None);
+        let headers = properties.headers().as_ref().expect("headers");
+        let header = |name: &str| headers.inner().get(&lapin::types::ShortString::from(name));
+        assert_eq!(
+            header("rasa-export-process-id"),
+            Some(&AMQPValue::LongString("0123abcd".into()))
+        );
+        assert_eq!(header(SEQ_HEADER), Some(&AMQPValue::LongLongInt(7)));
+        assert_eq!(
+            header(SENDER_ID_HEADER),
+            Some(&AMQPValue::LongString("alice".into()))
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tracker_store::{
 use crate::output::{
     Summary, conversation_error, error_line, iso_time, last_activity, progress, transcript,
 };
-use crate::{Cli, Command, delete, migrate};
+use crate::{Cli, Command, broker_export, delete, migrate};
 
 /// What a command may do to the store of `--endpoints`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,30 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
-        Command::Export { output } => {
+        Command::Export {
+            output,
+            to_broker: Some(broker_endpoints),
+            minimum_timestamp,
+            maximum_timestamp,
+            conversation_ids,
+            offset_timestamps_by_seconds,
+        } => {
+            debug_assert!(
+                output.is_none(),
+                "clap: --output conflicts with --to-broker"
+            );
+            let options = broker_export::Options {
+                endpoints: cli.endpoints.as_deref(),
+                broker_endpoints: &broker_endpoints,
+                minimum_timestamp,
+                maximum_timestamp,
+                conversation_ids: conversation_ids.as_deref(),
+                offset_timestamps_by_seconds,
+                quiet,
+            };
+            broker_export::export(&registry, &open(Access::Read).await?, &options).await
+        }
+        Command::Export { output, .. } => {
             export(&open(Access::Read).await?, output.as_deref(), quiet).await
         }
         Command::Import { file } => import(&open(Access::Write).await?, &file, quiet).await,

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod broker_export;
 mod commands;
 mod delete;
 mod migrate;
@@ -59,11 +60,46 @@ pub enum Command {
         #[arg(long)]
         transcript: bool,
     },
-    /// Write every conversation as JSON Lines in Rasa's Dialogue shape {"events", "name"}.
+    /// Write every conversation as JSON Lines in Rasa's Dialogue shape {"events", "name"}; or,
+    /// with --to-broker, publish every event to an event broker as Rasa's `rasa export` does.
     Export {
         /// The file to write; standard output when absent.
-        #[arg(long, short)]
+        #[arg(long, short, conflicts_with = "to_broker")]
         output: Option<PathBuf>,
+        /// Publish every event, sorted by timestamp, to the event broker of this
+        /// endpoints.yml's `event_broker:` section (RabbitMQ, Kafka, SQL, file) as Rasa's
+        /// `rasa export` does; the store is only read. On a failure it prints the command that
+        /// continues where it stopped.
+        #[arg(long, value_name = "ENDPOINTS.yml")]
+        to_broker: Option<PathBuf>,
+        /// Only events at or after this Unix timestamp (with --to-broker).
+        #[arg(
+            long,
+            requires = "to_broker",
+            allow_negative_numbers = true,
+            value_name = "TIMESTAMP"
+        )]
+        minimum_timestamp: Option<f64>,
+        /// Only events before this Unix timestamp (with --to-broker).
+        #[arg(
+            long,
+            requires = "to_broker",
+            allow_negative_numbers = true,
+            value_name = "TIMESTAMP"
+        )]
+        maximum_timestamp: Option<f64>,
+        /// Only these conversations, comma-separated (with --to-broker).
+        #[arg(long, requires = "to_broker", value_name = "ID,ID,...")]
+        conversation_ids: Option<String>,
+        /// Add this many seconds to the timestamp of every published event; the store is not
+        /// changed (with --to-broker).
+        #[arg(
+            long,
+            requires = "to_broker",
+            allow_negative_numbers = true,
+            value_name = "SECONDS"
+        )]
+        offset_timestamps_by_seconds: Option<i64>,
     },
     /// Read conversations in the export format; safe to re-run.
     Import {

@@ -86,13 +86,19 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
 
 /// A progress bar over `total` conversations, hidden when quiet or not on a terminal.
 pub fn progress(total: u64, quiet: bool, what: &str) -> ProgressBar {
+    progress_of(total, quiet, what, "conversations")
+}
+
+/// A progress bar over `total` `units` (conversations, events), hidden when quiet or not on
+/// a terminal.
+pub fn progress_of(total: u64, quiet: bool, what: &str, units: &str) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} conversations ({per_sec})",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{msg}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {units} ({{per_sec}})"
+    )) {
         bar.set_style(style);
     }
     bar.set_message(what.to_owned());

@@ -16,11 +16,16 @@ use crate::golden;
 mod delete;
 mod hostile;
 mod import;
+mod outbox;
 mod races;
 
 pub use delete::{delete_at_a_stale_version_conflicts, delete_at_version_of_absent_conversations};
 pub use hostile::hostile_input_round_trips;
 pub use import::{import_refuses_a_different_prefix, import_resumes_after_an_interruption};
+pub use outbox::{
+    outbox_failed_appends_and_deletes, outbox_lease_and_checkpoint, outbox_lease_expires,
+    relays_deliver_every_event_in_order,
+};
 pub use races::{race_on_many_conversations, race_on_one_conversation};
 
 /// A sender id prefix no other case (or run) uses.

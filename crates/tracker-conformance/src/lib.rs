@@ -59,6 +59,32 @@ macro_rules! conformance_suite {
     };
 }
 
+/// Expands one `#[tokio::test]` per outbox case (see `tracker_core::outbox`) for a store with
+/// its outbox on.
+///
+/// `$make` is as for [`conformance_suite!`], with one more requirement: every evaluation must
+/// give a store of its own — no conversations of any other store or case (e.g. a fresh
+/// database, key prefix or table), because a relay publishes every pending conversation of
+/// the store it is given.
+///
+/// ```no_run
+/// tracker_conformance::outbox_suite!(async {
+///     Some(tracker_memory::MemoryStore::with_outbox())
+/// });
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! outbox_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            outbox_lease_and_checkpoint,
+            outbox_lease_expires,
+            outbox_failed_appends_and_deletes,
+            relays_deliver_every_event_in_order,
+        );
+    };
+}
+
 #[cfg(test)]
 mod tests {
     /// Names of the public case functions: `pub async fn NAME<S: Store` in the case files,
@@ -69,6 +95,7 @@ mod tests {
             include_str!("cases/delete.rs"),
             include_str!("cases/hostile.rs"),
             include_str!("cases/import.rs"),
+            include_str!("cases/outbox.rs"),
             include_str!("cases/races.rs"),
         ];
         let mut names: Vec<String> = sources
@@ -85,11 +112,15 @@ mod tests {
     }
 
     fn macro_cases() -> Vec<String> {
+        // Every `@cases $make;` list: the conformance suite's and the outbox suite's.
         let source = include_str!("lib.rs");
-        let start = source.find("@cases $make;").expect("case list") + "@cases $make;".len();
-        let list = &source[start..start + source[start..].find(");").expect("end of list")];
-        let mut names: Vec<String> = list
-            .split(',')
+        let macros = &source[..source.find("#[cfg(test)]").expect("the tests")];
+        let mut names: Vec<String> = macros
+            .split("@cases $make;")
+            .skip(1)
+            .filter_map(|rest| rest.find(");").map(|end| &rest[..end]))
+            .filter(|list| !list.contains('$'))
+            .flat_map(|list| list.split(','))
             .map(str::trim)
             .filter(|name| !name.is_empty())
             .map(str::to_owned)

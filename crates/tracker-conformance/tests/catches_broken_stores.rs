@@ -66,6 +66,10 @@ impl Store for Broken {
         "broken"
     }
 
+    fn outbox(&self) -> Option<&dyn tracker_core::outbox::Outbox> {
+        None
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }

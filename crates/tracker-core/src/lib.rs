@@ -9,9 +9,11 @@ pub mod event;
 mod import;
 pub mod json;
 pub mod observe;
+pub mod outbox;
 pub mod rasa;
 pub mod redact;
 pub mod registration;
+pub mod relay;
 pub mod store;
 pub mod tracker;
 pub mod tracker_store;
@@ -21,8 +23,10 @@ pub use domain::{Domain, SlotDefinition};
 pub use error::{BoxError, Error, ErrorContext, ErrorKind, Result};
 pub use event::{Event, EventKind, InvalidEvent, JsonMap, UnknownEvent, UserUttered};
 pub use import::{batches, first_difference};
+pub use outbox::{Outbox, OutboxEntry};
 pub use rasa::{Imported, RasaConversation, RasaSource};
 pub use registration::{RasaSourceFuture, Registration, SchemaFuture, StoreFuture};
+pub use relay::{Relay, RelayOptions, RelayRound, RelayStats};
 pub use store::{
     Append, Capabilities, EventData, EventRecord, ExpectedVersion, ListPage, ListRequest,
     MAX_SENDER_ID_BYTES, ReadScope, SenderId, Store, StoredConversation, StoredEvent,

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::outbox::Outbox;
 
 /// The longest sender id, in bytes (the width of Rasa's SQL `sender_id` column).
 pub const MAX_SENDER_ID_BYTES: usize = 255;
@@ -314,6 +315,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// What the store can do and its limits.
     fn capabilities(&self) -> Capabilities;
 
+    /// The store's outbox, when it keeps one (its `outbox` setting): what a
+    /// [`Relay`](crate::relay::Relay) publishes gap-free to an event broker. See
+    /// [`crate::outbox`].
+    fn outbox(&self) -> Option<&dyn Outbox>;
+
     /// The conversation's version: its number of events, 0 if it does not exist.
     async fn version(&self, sender_id: &SenderId) -> Result<u64>;
 
@@ -354,6 +360,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        (**self).outbox()
     }
 
     async fn version(&self, sender_id: &SenderId) -> Result<u64> {

@@ -35,6 +35,10 @@ pub(crate) struct Db<'a> {
     pub(crate) rasa_table: Option<&'a str>,
     /// The `Limit` of queries and scans.
     pub(crate) page_size: Option<i32>,
+    /// This store's table did not exist when the store connected without setting it up
+    /// (beside Rasa's table, to read Rasa's conversations): while it is missing, it holds
+    /// nothing. Otherwise a missing table is an error.
+    pub(crate) store_table_pending: bool,
 }
 
 /// What a conversation's head item holds.
@@ -90,9 +94,18 @@ pub(crate) fn is_missing_table<E: ProvideErrorMetadata>(error: &SdkError<E, Http
 }
 
 impl Db<'_> {
+    /// Whether `error`, of a request to this store's table, says the table does not exist
+    /// while that is expected (see [`Db::store_table_pending`]).
+    pub(crate) fn pending_table<E: ProvideErrorMetadata>(
+        &self,
+        error: &SdkError<E, HttpResponse>,
+    ) -> bool {
+        self.store_table_pending && is_missing_table(error)
+    }
+
     /// The head item of a conversation, read consistently; `None` if it has none.
     pub(crate) async fn head(&self, sender_id: &str) -> Result<Option<Head>> {
-        let output = self
+        let output = match self
             .client
             .get_item()
             .table_name(self.table)
@@ -103,7 +116,16 @@ impl Db<'_> {
             .expression_attribute_names("#s", SESSION_START)
             .send()
             .await
-            .map_err(|e| driver_error(format!("reading conversation {sender_id:?}"), e))?;
+        {
+            Ok(output) => output,
+            Err(error) if self.pending_table(&error) => return Ok(None),
+            Err(error) => {
+                return Err(driver_error(
+                    format!("reading conversation {sender_id:?}"),
+                    error,
+                ));
+            }
+        };
         let Some(item) = output.item else {
             return Ok(None);
         };
@@ -277,7 +299,7 @@ impl Db<'_> {
         let mut events = Vec::with_capacity(usize::try_from(to - from + 1).unwrap_or(0).min(4096));
         let mut start = None;
         loop {
-            let output = self
+            let output = match self
                 .client
                 .query()
                 .table_name(self.table)
@@ -294,7 +316,16 @@ impl Db<'_> {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| driver_error(format!("reading the events of {sender_id:?}"), e))?;
+            {
+                Ok(output) => output,
+                Err(error) if self.pending_table(&error) => return Ok(events),
+                Err(error) => {
+                    return Err(driver_error(
+                        format!("reading the events of {sender_id:?}"),
+                        error,
+                    ));
+                }
+            };
             for item in output.items.unwrap_or_default() {
                 let seq = read_number(sender_id, &item, RANGE_KEY, None)?.ok_or_else(|| {
                     Error::corrupt(sender_id, None, "an event item without `seq`")

@@ -156,7 +156,7 @@ async fn store_page(
     sender_ids: &mut Vec<String>,
     limit: usize,
 ) -> Result<Step> {
-    let output = db
+    let output = match db
         .client
         .scan()
         .table_name(db.table)
@@ -170,7 +170,12 @@ async fn store_page(
         .set_exclusive_start_key(start)
         .send()
         .await
-        .map_err(|e| driver_error("listing conversations", e))?;
+    {
+        Ok(output) => output,
+        // Not created yet: it holds no conversation.
+        Err(error) if db.pending_table(&error) => return Ok(Step::End),
+        Err(error) => return Err(driver_error("listing conversations", error)),
+    };
     let last_key = continuation(output.last_evaluated_key);
     let mut heads = Vec::new();
     for item in output.items.unwrap_or_default() {

@@ -207,17 +207,30 @@ pub(crate) async fn ensure_schema(client: &Client, table: &str) -> Result<Vec<St
 /// Checks that `table` exists with this store's key schema, waiting while it is being
 /// created. Changes nothing.
 pub(crate) async fn check_schema(client: &Client, table: &str) -> Result<()> {
+    if table_ready(client, table).await? {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "DynamoDB table {table:?} does not exist: create it with \
+         `DynamoStore::ensure_schema()` or connect with `migrate: true`"
+    )))
+}
+
+/// Whether `table` exists: `true` once it has this store's key schema and is usable
+/// (waiting while it is being created), `false` when there is no such table. Changes
+/// nothing.
+///
+/// # Errors
+/// [`Error::Config`] for a table of another key schema or one being deleted.
+pub(crate) async fn table_ready(client: &Client, table: &str) -> Result<bool> {
     let Some(description) = describe(client, table).await? else {
-        return Err(Error::config(format!(
-            "DynamoDB table {table:?} does not exist: create it with \
-             `DynamoStore::ensure_schema()` or connect with `migrate: true`"
-        )));
+        return Ok(false);
     };
     check_layout(table, &description)?;
     if description.table_status() == Some(&TableStatus::Creating) {
         wait_until_active(client, table).await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The table's description, or `None` when it does not exist.

@@ -1,6 +1,7 @@
 //! The store: [`DynamoStore`], its constructors, and its [`Store`] implementation.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use aws_config::{BehaviorVersion, ConfigLoader};
@@ -34,6 +35,9 @@ pub struct DynamoStore {
     adopt_rasa: bool,
     page_size: Option<i32>,
     tables: Arc<OnceLock<Tables>>,
+    /// Connected without setup while this store's table beside Rasa's did not exist: reads
+    /// take the missing table for an empty one, writes are refused until it exists.
+    store_table_pending: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for DynamoStore {
@@ -42,6 +46,10 @@ impl fmt::Debug for DynamoStore {
             .field("table_name", &self.table_name)
             .field("adopt_rasa", &self.adopt_rasa)
             .field("tables", &self.tables.get())
+            .field(
+                "store_table_pending",
+                &self.store_table_pending.load(Ordering::Relaxed),
+            )
             .field("page_size", &self.page_size)
             .finish_non_exhaustive()
     }
@@ -54,10 +62,18 @@ impl DynamoStore {
     /// `table_name` is Rasa's table, this store's table is the one beside it (see
     /// [`DynamoStore::tables`]).
     ///
+    /// With `migrate: false`, `table_name` naming Rasa's existing table and `adopt_rasa` on,
+    /// a missing table beside it is no error: the store connects **for reading** and changes
+    /// nothing. Reads, versions and listings find the conversations of Rasa's table (and
+    /// none of this store's: it has none yet); an append or a delete is refused with
+    /// [`Error::Config`] naming `tracker migrate-schema` and writes nothing, until the table
+    /// exists (created by [`DynamoStore::ensure_schema`], `tracker migrate-schema` or a
+    /// store connected with `migrate: true`, in this process or another).
+    ///
     /// # Errors
-    /// [`Error::Config`] for an invalid configuration, a missing table (with `migrate: false`)
-    /// or a table of another layout (Rasa 1.x/2.x's, say); [`Error::Unavailable`] when
-    /// DynamoDB cannot be reached.
+    /// [`Error::Config`] for an invalid configuration, a missing table (with `migrate: false`,
+    /// but for the case above) or a table of another layout (Rasa 1.x/2.x's, say);
+    /// [`Error::Unavailable`] when DynamoDB cannot be reached.
     pub async fn connect(config: &DynamoConfig) -> Result<Self> {
         Self::connect_with(config, aws_config::defaults(BehaviorVersion::latest())).await
     }
@@ -92,7 +108,7 @@ impl DynamoStore {
                 tracing::info!(table_name = %store.table_name, change, "set up the DynamoDB table");
             }
         } else {
-            store.check_schema().await?;
+            store.check_schema_for_reading().await?;
         }
         let tables = store.resolved().await?;
         tracing::info!(
@@ -135,6 +151,7 @@ impl DynamoStore {
             adopt_rasa: config.adopt_rasa,
             page_size: None,
             tables: Arc::new(OnceLock::new()),
+            store_table_pending: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -207,6 +224,62 @@ impl DynamoStore {
         migrate::check_schema(&self.client, &tables.store_table).await
     }
 
+    /// [`DynamoStore::check_schema`], except that a missing table beside Rasa's existing
+    /// table, when adopting, lets the store connect for reading (see
+    /// [`DynamoStore::connect`]). Changes nothing.
+    async fn check_schema_for_reading(&self) -> Result<()> {
+        let tables = self.resolved().await?;
+        if migrate::table_ready(&self.client, &tables.store_table).await? {
+            return Ok(());
+        }
+        let rasa_table = match &tables.rasa_table {
+            Some(rasa_table) if migrate::describe(&self.client, rasa_table).await?.is_some() => {
+                rasa_table
+            }
+            // Nothing to read: the table is needed, as it always is.
+            _ => return migrate::check_schema(&self.client, &tables.store_table).await,
+        };
+        self.store_table_pending.store(true, Ordering::Release);
+        tracing::warn!(
+            table = %tables.store_table,
+            rasa_table = %rasa_table,
+            "this store's DynamoDB table does not exist yet: reading the conversations of \
+             Rasa's table only, and refusing writes until it is created (`tracker \
+             migrate-schema`, or connect with `migrate: true`)"
+        );
+        Ok(())
+    }
+
+    /// Succeeds if the store may write: always, unless it connected before its table
+    /// existed; then once the table exists (looked at again on every write until then,
+    /// since another process may have created it meanwhile).
+    async fn check_writable(&self, operation: &str) -> Result<()> {
+        if !self.store_table_pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let tables = self.resolved().await?;
+        if migrate::table_ready(&self.client, &tables.store_table).await? {
+            self.store_table_pending.store(false, Ordering::Release);
+            tracing::info!(
+                table = %tables.store_table,
+                "this store's DynamoDB table exists now: writing to it"
+            );
+            return Ok(());
+        }
+        let beside = tables
+            .rasa_table
+            .as_deref()
+            .map(|rasa_table| format!(" beside Rasa's table {rasa_table:?}"))
+            .unwrap_or_default();
+        Err(Error::config(format!(
+            "{operation}: this store's DynamoDB table {:?}{beside} does not exist yet, so \
+             the store only reads (nothing was written); create it with `tracker \
+             migrate-schema` (or `DynamoStore::ensure_schema()`), or connect once with \
+             `migrate: true`",
+            tables.store_table
+        )))
+    }
+
     /// The tables, found once.
     async fn resolved(&self) -> Result<&Tables> {
         if let Some(tables) = self.tables.get() {
@@ -224,6 +297,7 @@ impl DynamoStore {
             table: &tables.store_table,
             rasa_table: tables.rasa_table.as_deref(),
             page_size: self.page_size,
+            store_table_pending: self.store_table_pending.load(Ordering::Acquire),
         })
     }
 }
@@ -232,6 +306,10 @@ impl DynamoStore {
 impl Store for DynamoStore {
     fn name(&self) -> &str {
         "dynamo"
+    }
+
+    fn outbox(&self) -> Option<&dyn tracker_core::outbox::Outbox> {
+        None
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -255,6 +333,8 @@ impl Store for DynamoStore {
             .map(|record| schema::event_item(sender_id, record))
             .collect();
         schema::check_append(append, &items)?;
+        self.check_writable(&format!("appending to {sender_id:?}"))
+            .await?;
         append::append(&self.db().await?, append, &items).await
     }
 
@@ -333,6 +413,8 @@ impl Store for DynamoStore {
     }
 
     async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
+        self.check_writable(&format!("deleting conversation {:?}", sender_id.as_str()))
+            .await?;
         delete::delete(&self.db().await?, sender_id.as_str(), expected).await
     }
 }

@@ -1088,3 +1088,220 @@ async fn a_missing_rasa_table_holds_no_conversations() {
     assert!(store.delete("new").await.expect("delete"));
     assert!(!store.delete("gone").await.expect("delete"));
 }
+
+/// A store connected as `tracker list` connects (`migrate: false`) to `table_name`, through
+/// the test server's URL.
+async fn connect_unchanged(
+    table_name: &str,
+    adopt_rasa: bool,
+) -> tracker_core::Result<DynamoStore> {
+    let url = common::url().await.expect("the test server");
+    let config = DynamoConfig {
+        endpoint_url: Some(url),
+        region: common::REGION.to_owned(),
+        migrate: false,
+        adopt_rasa,
+        ..DynamoConfig::with_table(table_name)
+    };
+    let loader =
+        tracker_dynamo::aws_config::defaults(tracker_dynamo::aws_config::BehaviorVersion::latest())
+            .credentials_provider(common::credentials());
+    DynamoStore::connect_with(&config, loader).await
+}
+
+/// Whether the server has a table of that name.
+async fn table_exists(client: &Client, table: &str) -> bool {
+    match client.describe_table().table_name(table).send().await {
+        Ok(_) => true,
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(error) => panic!("describe {table}: {error:?}"),
+    }
+}
+
+/// A Rasa deployment whose table is all there is (this store's table beside it not created
+/// yet) is read as it is by a store connected without setup: Rasa's conversations are
+/// versioned, read and listed, every write is refused naming `tracker migrate-schema`, and
+/// nothing is created or written — until the table is set up, from when on the same store
+/// adopts as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rasas_table_alone_is_read_without_setup_and_never_written() {
+    let Some(client) = common::client().await else {
+        return;
+    };
+    let rasa = rasa_table(&client, false).await;
+    let alice = rasa_events(2, "alice");
+    let bob = rasa_events(1, "bob");
+    put(&client, &rasa, rasa_item("alice", &alice)).await;
+    put(&client, &rasa, rasa_item("bob", &bob)).await;
+    put(
+        &client,
+        &rasa,
+        HashMap::from([
+            ("sender_id".to_owned(), AttributeValue::S("empty".into())),
+            ("name".to_owned(), AttributeValue::S("empty".into())),
+        ]),
+    )
+    .await;
+    let own_table = format!("{rasa}_events");
+    let items_before = all_items(&client, &rasa).await;
+    let rasa_description = || async {
+        let table = client
+            .describe_table()
+            .table_name(&rasa)
+            .send()
+            .await
+            .expect("describe Rasa's table")
+            .table
+            .expect("a table");
+        (
+            table.key_schema().to_vec(),
+            table.attribute_definitions().to_vec(),
+            table.global_secondary_indexes().to_vec(),
+            table.local_secondary_indexes().to_vec(),
+            table.item_count(),
+        )
+    };
+    let description_before = rasa_description().await;
+
+    let dynamo = connect_unchanged(&rasa, true)
+        .await
+        .expect("Rasa's table alone is enough to read");
+    assert!(!table_exists(&client, &own_table).await, "nothing created");
+    let tables = dynamo.tables().await.expect("tables");
+    assert_eq!(tables.store_table, own_table);
+    assert_eq!(tables.rasa_table.as_deref(), Some(rasa.as_str()));
+    let store = TrackerStore::new(dynamo.clone().with_page_size(1));
+
+    // Reads: Rasa's conversations, at Rasa's versions; this store's table holds nothing.
+    assert_eq!(store.version("alice").await.expect("version"), 12);
+    assert_eq!(store.version("bob").await.expect("version"), 6);
+    assert_eq!(store.version("nobody").await.expect("version"), 0);
+    assert!(!store.exists("empty").await.expect("exists"));
+    let read = store
+        .read("alice", ReadScope::All)
+        .await
+        .expect("read")
+        .expect("Rasa's conversation");
+    assert_eq!(read.version, 12);
+    assert_eq!(texts(&read.events), texts(&as_rasa_reads(&alice)));
+    let latest = store
+        .retrieve("alice")
+        .await
+        .expect("retrieve")
+        .expect("exists");
+    assert_eq!(texts(latest.events()), texts(&as_rasa_reads(&alice)[6..]));
+    assert!(
+        store
+            .read("nobody", ReadScope::All)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let mut keys = store.keys().await.expect("keys");
+    keys.sort();
+    assert_eq!(keys, ["alice", "bob"]);
+    let first = store.list(None, 1).await.expect("a page");
+    assert_eq!(first.sender_ids.len(), 1);
+    let second = store
+        .list(first.next_cursor, 10)
+        .await
+        .expect("the next page");
+    let mut paged = [first.sender_ids, second.sender_ids].concat();
+    paged.sort();
+    assert_eq!(paged, ["alice", "bob"]);
+    assert_eq!(second.next_cursor, None);
+
+    // Writes: refused, naming the step that creates the table, and nothing written.
+    let refusals = [
+        store
+            .append("alice", 12, &bot_events(1, "adopt"))
+            .await
+            .err(),
+        store.append("new", 0, &bot_events(1, "new")).await.err(),
+        store.delete("bob").await.err(),
+        store.delete_at("bob", 6).await.err(),
+        store.delete("nobody").await.err(),
+    ];
+    for error in refusals {
+        let error = error.expect("a write is refused");
+        assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+        let message = error.to_string();
+        for named in [
+            "tracker migrate-schema",
+            "migrate: true",
+            own_table.as_str(),
+        ] {
+            assert!(message.contains(named), "{named:?} not in: {message}");
+        }
+    }
+    assert!(!table_exists(&client, &own_table).await, "nothing created");
+    assert_eq!(
+        all_items(&client, &rasa).await,
+        items_before,
+        "Rasa's items are unchanged"
+    );
+    assert_eq!(rasa_description().await, description_before);
+    assert_eq!(store.version("bob").await.expect("version"), 6);
+
+    // Without adoption there is nothing to read, and the missing table is an error, as
+    // it is when neither table exists.
+    let error = connect_unchanged(&rasa, false)
+        .await
+        .expect_err("no adoption");
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.to_string().contains(&own_table), "{error}");
+    let never = common::fresh_table("states");
+    let error = connect_unchanged(&never, true)
+        .await
+        .expect_err("no table at all");
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.to_string().contains("does not exist"), "{error}");
+    assert!(!table_exists(&client, &never).await);
+    // Rasa's default name, before Rasa created its table: both missing (unless something
+    // else on the shared server created `states`).
+    if !table_exists(&client, RASA_DEFAULT_TABLE_NAME).await
+        && !table_exists(&client, "states_events").await
+    {
+        let error = connect_unchanged(RASA_DEFAULT_TABLE_NAME, true)
+            .await
+            .expect_err("neither Rasa's table nor this store's");
+        assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+        assert!(error.to_string().contains("states_events"), "{error}");
+        assert!(!table_exists(&client, "states_events").await);
+    }
+    assert!(!table_exists(&client, &own_table).await, "nothing created");
+
+    // Once the table is set up (here by another process), the same store writes: the first
+    // append adopts Rasa's conversation as usual.
+    let setup = common::store_on(client.clone(), &rasa);
+    assert_eq!(setup.ensure_schema().await.expect("set up").len(), 1);
+    assert_eq!(
+        store
+            .append("alice", 12, &bot_events(2, "adopted"))
+            .await
+            .expect("adopts now"),
+        14
+    );
+    assert_eq!(own_items(&dynamo, "alice").await, 15);
+    assert_eq!(
+        rasa_raw(&client, &rasa, "alice").await.as_ref(),
+        items_before
+            .iter()
+            .find(|item| item.get("sender_id") == Some(&AttributeValue::S("alice".into()))),
+        "Rasa's item is left as it was"
+    );
+    for table in [&rasa, &own_table] {
+        client
+            .delete_table()
+            .table_name(table)
+            .send()
+            .await
+            .expect("drop the test's tables");
+    }
+}

@@ -2,14 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use tracker_core::{
-    Append, Capabilities, Error, EventData, ExpectedVersion, ListPage, ListRequest, ReadScope,
-    Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
+    Append, Capabilities, Error, EventData, ExpectedVersion, ListPage, ListRequest, Outbox,
+    OutboxEntry, ReadScope, Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
 };
 
 use crate::MemoryConfig;
+use crate::outbox::OutboxState;
 
 /// One conversation: its events' JSON text, in sequence order (event `seq` is at index
 /// `seq - 1`), and the sequence number of its last `session_started` event.
@@ -34,6 +36,8 @@ impl Conversation {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     conversations: Arc<RwLock<BTreeMap<String, Conversation>>>,
+    /// The outbox, when on; locked only while holding `conversations`' lock.
+    outbox: Option<Arc<Mutex<OutboxState>>>,
 }
 
 impl MemoryStore {
@@ -42,9 +46,27 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// An empty store with its outbox on (see `tracker_core::outbox`).
+    pub fn with_outbox() -> Self {
+        Self {
+            outbox: Some(Arc::default()),
+            ..Self::default()
+        }
+    }
+
     /// An empty store from its configuration.
-    pub fn from_config(_config: &MemoryConfig) -> Self {
-        Self::new()
+    pub fn from_config(config: &MemoryConfig) -> Self {
+        if config.outbox {
+            Self::with_outbox()
+        } else {
+            Self::new()
+        }
+    }
+
+    fn outbox_state(&self) -> Option<std::sync::MutexGuard<'_, OutboxState>> {
+        self.outbox
+            .as_ref()
+            .map(|outbox| outbox.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// An empty store from its configuration; `async` and fallible like every backend's
@@ -74,6 +96,10 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn name(&self) -> &str {
         "memory"
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        self.outbox.as_ref().map(|_| self as &dyn Outbox)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -120,7 +146,11 @@ impl Store for MemoryStore {
         if let Some(seq) = append.last_session_started() {
             conversation.last_session_started = Some(seq);
         }
-        Ok(conversation.version())
+        let version = conversation.version();
+        if let Some(mut outbox) = self.outbox_state() {
+            outbox.appended(append.sender_id().as_str());
+        }
+        Ok(version)
     }
 
     async fn read(
@@ -144,7 +174,7 @@ impl Store for MemoryStore {
             .zip(first_seq..)
             .map(|(text, seq)| StoredEvent {
                 seq,
-                data: EventData::Text(text.to_string()),
+                data: EventData::Text(String::from(&**text)),
             })
             .collect();
         Ok(Some(StoredConversation {
@@ -183,6 +213,62 @@ impl Store for MemoryStore {
                 return Err(Error::conflict(sender_id.as_str(), expected, actual));
             }
         }
+        if let Some(mut outbox) = self.outbox_state() {
+            outbox.deleted(sender_id.as_str());
+        }
         Ok(conversations.remove(sender_id.as_str()).is_some())
     }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn pending(&self, limit: usize) -> Result<Vec<SenderId>> {
+        let _conversations = self
+            .conversations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(self
+            .outbox_state()
+            .map(|outbox| outbox.pending(limit, Instant::now()))
+            .unwrap_or_default())
+    }
+
+    async fn lease(
+        &self,
+        sender_id: &SenderId,
+        relay: &str,
+        ttl: Duration,
+    ) -> Result<Option<OutboxEntry>> {
+        let conversations = self
+            .conversations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let version = conversations
+            .get(sender_id.as_str())
+            .map_or(0, Conversation::version);
+        let mut outbox = self.outbox_state().ok_or_else(no_outbox)?;
+        Ok(outbox.lease(sender_id, version, relay, ttl, Instant::now()))
+    }
+
+    async fn checkpoint(
+        &self,
+        sender_id: &SenderId,
+        relay: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<()> {
+        let conversations = self
+            .conversations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let version = conversations
+            .get(sender_id.as_str())
+            .map_or(0, Conversation::version);
+        let mut outbox = self.outbox_state().ok_or_else(no_outbox)?;
+        outbox.checkpoint(sender_id, version, relay, from, to, Instant::now())
+    }
+}
+
+fn no_outbox() -> Error {
+    Error::config("this memory store keeps no outbox (`outbox: true` turns it on)")
 }

@@ -10,3 +10,7 @@ fn the_readme_states_the_capabilities() {
         &tracker_memory::MemoryStore::new().capabilities(),
     );
 }
+
+mod outbox {
+    tracker_conformance::outbox_suite!(async { Some(tracker_memory::MemoryStore::with_outbox()) });
+}

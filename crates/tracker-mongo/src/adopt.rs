@@ -165,6 +165,7 @@ impl Adoption {
             tail: entries(tail_records)?,
             tail_bytes: tail_records.iter().map(|r| schema::encoded_len(r)).sum(),
             adopted: true,
+            pending: self.collections.outbox,
         }
         .document()?;
         if self.collections.insert_head(head).await? {

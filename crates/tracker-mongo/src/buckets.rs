@@ -44,6 +44,9 @@ pub(crate) struct Collections {
     pub(crate) bucket_events: usize,
     /// Most bytes of events (estimated BSON) a head keeps before they move to a bucket.
     pub(crate) bucket_bytes: usize,
+    /// Whether the store keeps an outbox: every write that appends events then also marks
+    /// the head pending (`schema::head::OUTBOX_PENDING`), in the same single-document write.
+    pub(crate) outbox: bool,
 }
 
 /// What reading the sealed buckets found.
@@ -242,8 +245,10 @@ impl Collections {
         Head::parse(document, sender_id).map(Slot::Live)
     }
 
-    /// The head of a new conversation holding the append's events.
+    /// The head of a new conversation holding the append's events (pending in the outbox,
+    /// when the store keeps one).
     fn new_head(
+        &self,
         append: &Append,
         entries: &[Bson],
         bytes: usize,
@@ -258,6 +263,7 @@ impl Collections {
             tail: entries.to_vec(),
             tail_bytes: bytes,
             adopted,
+            pending: self.outbox,
         }
         .document()
     }
@@ -271,7 +277,7 @@ impl Collections {
         bytes: usize,
         adopted: bool,
     ) -> Result<bool> {
-        let document = Self::new_head(append, entries, bytes, adopted)?;
+        let document = self.new_head(append, entries, bytes, adopted)?;
         self.insert_head(document).await
     }
 
@@ -289,7 +295,7 @@ impl Collections {
     /// leaves a tombstone again. Returns whether it was created.
     async fn revive(&self, append: &Append, entries: &[Bson], bytes: usize) -> Result<bool> {
         let sender_id = append.sender_id().as_str();
-        let document = Self::new_head(append, entries, bytes, true)?;
+        let document = self.new_head(append, entries, bytes, true)?;
         let result = self
             .heads
             .replace_one(
@@ -327,7 +333,7 @@ impl Collections {
         if let Some(session) = append.last_session_started() {
             set.insert(head::SESSION, schema::to_i64(session)?);
         }
-        let update = doc! {
+        let mut update = doc! {
             "$push": { head::TAIL: { "$each": entries.to_vec() } },
             "$inc": {
                 head::TAIL_COUNT: schema::usize_to_i64(count),
@@ -335,6 +341,9 @@ impl Collections {
             },
             "$set": set,
         };
+        if self.outbox {
+            schema::mark_pending(&mut update);
+        }
         let result = self
             .heads
             .update_one(filter, update)
@@ -411,6 +420,10 @@ impl Collections {
         if let Some(session) = append.last_session_started() {
             set.insert(head::SESSION, schema::to_i64(session)?);
         }
+        let mut update = doc! { "$set": set };
+        if self.outbox {
+            schema::mark_pending(&mut update);
+        }
         let committed = self
             .heads
             .update_one(
@@ -421,7 +434,7 @@ impl Collections {
                     head::VERSION: last_seq,
                     head::TAIL_SEQ: first_seq,
                 },
-                doc! { "$set": set },
+                update,
             )
             .await
             .map_err(|e| driver_error("appending to a conversation", e))?;

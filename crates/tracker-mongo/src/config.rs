@@ -31,7 +31,7 @@ pub const MAX_BUCKET_EVENTS: usize = 100_000;
 /// [`MongoRasaSource`](crate::MongoRasaSource): the keys of Rasa's `MongoTrackerStore` in
 /// `endpoints.yml` (`url`, `db`, `username`, `password`, `auth_source`, `collection`), with
 /// Rasa's defaults, plus this store's own (`ensure_indexes`, `bucket_events`,
-/// `bucket_bytes`, `adopt_rasa`). Unknown keys are an error.
+/// `bucket_bytes`, `adopt_rasa`, `outbox`). Unknown keys are an error.
 ///
 /// ```
 /// use tracker_mongo::tracker_core::config::from_keys;
@@ -94,6 +94,11 @@ pub struct MongoConfig {
     /// copies it into this store's collections, leaving Rasa's document as it is. With
     /// `false` the store ignores Rasa's collection.
     pub adopt_rasa: bool,
+    /// Keep an outbox for a relay to an event broker (default `false`; see
+    /// `tracker_core::outbox`): every append marks its conversation's head pending in the
+    /// same single-document write that appends the events, and the head keeps the
+    /// conversation's publishing checkpoint and a relay's lease.
+    pub outbox: bool,
 }
 
 impl Default for MongoConfig {
@@ -110,6 +115,7 @@ impl Default for MongoConfig {
             bucket_events: DEFAULT_BUCKET_EVENTS,
             bucket_bytes: DEFAULT_BUCKET_BYTES,
             adopt_rasa: true,
+            outbox: false,
         }
     }
 }
@@ -128,6 +134,7 @@ impl fmt::Debug for MongoConfig {
             .field("bucket_events", &self.bucket_events)
             .field("bucket_bytes", &self.bucket_bytes)
             .field("adopt_rasa", &self.adopt_rasa)
+            .field("outbox", &self.outbox)
             .finish()
     }
 }
@@ -171,6 +178,13 @@ impl MongoConfig {
     #[must_use]
     pub fn with_adopt_rasa(mut self, adopt: bool) -> Self {
         self.adopt_rasa = adopt;
+        self
+    }
+
+    /// Sets whether the store keeps an outbox for a relay to an event broker.
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: bool) -> Self {
+        self.outbox = outbox;
         self
     }
 
@@ -373,6 +387,7 @@ mod tests {
         assert_eq!(config.collection, "conversations");
         assert_eq!((config.username, config.password), (None, None));
         assert!(config.ensure_indexes);
+        assert!(!config.outbox);
         assert_eq!(MongoConfig::default().validate().ok(), Some(()));
     }
 

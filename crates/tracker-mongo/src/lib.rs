@@ -6,6 +6,7 @@ mod buckets;
 mod config;
 mod error;
 mod migrate;
+mod outbox;
 pub mod rasa;
 mod registration;
 pub mod schema;

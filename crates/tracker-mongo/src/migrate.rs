@@ -1,7 +1,8 @@
 //! Setup: the indexes of the two collections ([`schema::head_indexes`],
-//! [`schema::event_indexes`]). Correctness never depends on them; listing and reads of long
-//! conversations do. There is nothing else to set up: MongoDB creates a collection on its first
-//! write, and documents carry their own layout.
+//! [`schema::event_indexes`], and [`schema::outbox_indexes`] with the outbox on). Correctness
+//! never depends on them; listing, reads of long conversations and relays do. There is nothing
+//! else to set up: MongoDB creates a collection on its first write, and documents carry their
+//! own layout.
 //!
 //! Collecting orphaned buckets is maintenance of the bucket algorithm, not setup, and lives
 //! in `buckets.rs`.
@@ -13,13 +14,19 @@ use tracker_core::Result;
 use crate::error::{driver_error, is_namespace_not_found};
 use crate::schema;
 
-/// Creates the indexes of `heads` and `events` (the buckets) that are missing, and describes
-/// each one created; empty when all were there. Existing indexes are kept.
+/// Creates the indexes of `heads` and `events` (the buckets) that are missing — with
+/// `outbox`, also the index of pending heads — and describes each one created; empty when
+/// all were there. Existing indexes are kept.
 pub(crate) async fn ensure_schema(
     heads: &Collection<Document>,
     events: &Collection<Document>,
+    outbox: bool,
 ) -> Result<Vec<String>> {
-    let mut created = ensure_indexes(heads, schema::head_indexes()).await?;
+    let mut models = schema::head_indexes();
+    if outbox {
+        models.extend(schema::outbox_indexes());
+    }
+    let mut created = ensure_indexes(heads, models).await?;
     created.extend(ensure_indexes(events, schema::event_indexes()).await?);
     if created.is_empty() {
         tracing::debug!(collection = %heads.name(), "the indexes are in place");

@@ -71,7 +71,7 @@ impl MongoRasaSource {
     /// `ensure_indexes` says.
     ///
     /// # Errors
-    /// As [`MongoStore::connect`].
+    /// As [`MongoStore::connect`](crate::MongoStore::connect).
     pub async fn connect(config: &MongoConfig) -> Result<Self> {
         let client = config.client().await?;
         let mut source = Self::from_client(client, config)?;

@@ -82,6 +82,7 @@ mod tests {
             "bucket_events",
             "bucket_bytes",
             "adopt_rasa",
+            "outbox",
         ] {
             assert!(keys.contains(&own), "{own} is not among {keys:?}");
         }
@@ -100,6 +101,7 @@ mod tests {
             "bucket_events": 100,
             "bucket_bytes": 65536,
             "adopt_rasa": false,
+            "outbox": true,
         }) else {
             unreachable!("an object")
         };
@@ -116,6 +118,7 @@ mod tests {
         assert!(!config.ensure_indexes);
         assert_eq!((config.bucket_events, config.bucket_bytes), (100, 65536));
         assert!(!config.adopt_rasa);
+        assert!(config.outbox);
     }
 
     #[test]

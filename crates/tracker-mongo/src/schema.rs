@@ -4,7 +4,7 @@
 
 use mongodb::IndexModel;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::IndexOptions;
 use sha2::{Digest, Sha256};
 use tracker_core::{Error, EventData, EventRecord, Result, StoredEvent};
@@ -55,6 +55,19 @@ pub mod head {
     /// must not be read again. A tombstone has only `_id`, `sender_id`, `sender_hex` and this
     /// field; the conversation does not exist.
     pub const DELETED: &str = "deleted";
+    /// With the outbox on: when the oldest append not yet published was made (a date, the
+    /// appending client's clock; only an order for relays). Present exactly while the
+    /// conversation may have events to publish; set by the same write as the events.
+    pub const OUTBOX_PENDING: &str = "outbox_pending";
+    /// With the outbox on: the checkpoint, the sequence number up to which every event has
+    /// been published. Absent means 0.
+    pub const OUTBOX_PUBLISHED: &str = "outbox_published";
+    /// With the outbox on: the name of the relay holding the lease, while one does.
+    pub const OUTBOX_LEASE: &str = "outbox_lease";
+    /// With the outbox on: when the lease was taken (the server's clock).
+    pub const OUTBOX_LEASE_AT: &str = "outbox_lease_at";
+    /// With the outbox on: how long the lease lasts from `outbox_lease_at`, in milliseconds.
+    pub const OUTBOX_LEASE_MS: &str = "outbox_lease_ms";
 }
 
 /// Fields of a bucket document (collection `<collection>.events`).
@@ -89,6 +102,8 @@ pub mod event {
 pub const HEADS_INDEX: &str = "sender_hex_1";
 /// Name of the index of buckets by conversation and position.
 pub const EVENTS_INDEX: &str = "sender_id_1_generation_1_last_seq_1";
+/// Name of the index of pending heads, with the outbox on.
+pub const OUTBOX_INDEX: &str = "outbox_pending_1";
 
 /// The indexes of the heads collection.
 pub fn head_indexes() -> Vec<IndexModel> {
@@ -96,6 +111,22 @@ pub fn head_indexes() -> Vec<IndexModel> {
         IndexModel::builder()
             .keys(doc! { head::SENDER_HEX: 1 })
             .options(IndexOptions::builder().name(HEADS_INDEX.to_owned()).build())
+            .build(),
+    ]
+}
+
+/// The index of the heads collection a store with its outbox on adds: pending heads by age,
+/// sparse, so that it holds only the conversations with events to publish.
+pub fn outbox_indexes() -> Vec<IndexModel> {
+    vec![
+        IndexModel::builder()
+            .keys(doc! { head::OUTBOX_PENDING: 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(OUTBOX_INDEX.to_owned())
+                    .sparse(true)
+                    .build(),
+            )
             .build(),
     ]
 }
@@ -194,6 +225,8 @@ pub(crate) struct NewHead<'a> {
     pub(crate) tail_bytes: usize,
     /// Whether the conversation has (or had) a copy in Rasa's layout.
     pub(crate) adopted: bool,
+    /// Whether to mark it pending in the outbox (the store keeps one).
+    pub(crate) pending: bool,
 }
 
 impl NewHead<'_> {
@@ -216,8 +249,17 @@ impl NewHead<'_> {
         if self.adopted {
             document.insert(head::ADOPTED, true);
         }
+        if self.pending {
+            document.insert(head::OUTBOX_PENDING, DateTime::now());
+        }
         Ok(document)
     }
+}
+
+/// Adds the outbox's pending mark to the update operators of an append: `$min` keeps the
+/// time of the oldest append still to publish.
+pub(crate) fn mark_pending(update: &mut Document) {
+    update.insert("$min", doc! { head::OUTBOX_PENDING: DateTime::now() });
 }
 
 /// A sealed bucket document: `entries` are the events from `first_seq` on.

@@ -7,7 +7,7 @@ use std::fmt;
 use mongodb::bson::{Document, doc};
 use mongodb::{Client, Collection, Database};
 use tracker_core::{
-    Append, Capabilities, Error, ExpectedVersion, ListPage, ListRequest, ReadScope, Result,
+    Append, Capabilities, Error, ExpectedVersion, ListPage, ListRequest, Outbox, ReadScope, Result,
     SenderId, Store, StoredConversation, async_trait,
 };
 
@@ -16,6 +16,7 @@ use crate::buckets::Collections;
 use crate::config::{MongoConfig, validate_bucket, validate_collection_name, validate_db_name};
 use crate::error::driver_error;
 use crate::migrate;
+use crate::outbox::MongoOutbox;
 use crate::rasa::MongoRasaSource;
 use crate::schema::{EVENTS_SUFFIX, HEADS_SUFFIX, MAX_APPEND_BYTES, MAX_EVENTS_PER_APPEND, Slot};
 
@@ -24,7 +25,8 @@ use crate::schema::{EVENTS_SUFFIX, HEADS_SUFFIX, MAX_APPEND_BYTES, MAX_EVENTS_PE
 ///
 /// Cloning is cheap and shares the client (its connection pool). All operations are safe to
 /// call from many tasks and processes at once; every append is one atomic single-document
-/// write, so it needs neither transactions nor a replica set.
+/// write, so it needs neither transactions nor a replica set. With `outbox` on, the same
+/// write marks the conversation pending for a relay ([`Store::outbox`]).
 #[derive(Clone)]
 pub struct MongoStore {
     client: Client,
@@ -32,6 +34,8 @@ pub struct MongoStore {
     collections: Collections,
     /// Rasa's collection and this store's, when it adopts Rasa's conversations.
     adoption: Option<Adoption>,
+    /// The outbox, when the store keeps one.
+    outbox: Option<MongoOutbox>,
     collection: String,
     /// Where it is connected, without credentials.
     display: String,
@@ -46,6 +50,7 @@ impl fmt::Debug for MongoStore {
             .field("bucket_events", &self.collections.bucket_events)
             .field("bucket_bytes", &self.collections.bucket_bytes)
             .field("adopt_rasa", &self.adoption.is_some())
+            .field("outbox", &self.outbox.is_some())
             .finish()
     }
 }
@@ -72,8 +77,9 @@ impl MongoStore {
     }
 
     /// A store on a client you built (with the re-exported [`mongodb`] crate), in the
-    /// database `config.db`. Uses `db`, `collection`, `bucket_events`, `bucket_bytes` and
-    /// `adopt_rasa` of `config`; the connection keys and `ensure_indexes` are ignored.
+    /// database `config.db`. Uses `db`, `collection`, `bucket_events`, `bucket_bytes`,
+    /// `adopt_rasa` and `outbox` of `config`; the connection keys and `ensure_indexes` are
+    /// ignored.
     /// Touches no server: call [`ensure_schema`](Self::ensure_schema) yourself.
     ///
     /// # Errors
@@ -84,8 +90,8 @@ impl MongoStore {
     }
 
     /// A store in a database handle you built. Uses `collection`, `bucket_events`,
-    /// `bucket_bytes` and `adopt_rasa` of `config`; the other keys are ignored. Touches no
-    /// server: call [`ensure_schema`](Self::ensure_schema) yourself.
+    /// `bucket_bytes`, `adopt_rasa` and `outbox` of `config`; the other keys are ignored.
+    /// Touches no server: call [`ensure_schema`](Self::ensure_schema) yourself.
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid collection name or bucket size.
@@ -97,7 +103,11 @@ impl MongoStore {
             events: database.collection(&format!("{}{EVENTS_SUFFIX}", config.collection)),
             bucket_events: config.bucket_events,
             bucket_bytes: config.bucket_bytes,
+            outbox: config.outbox,
         };
+        let outbox = config
+            .outbox
+            .then(|| MongoOutbox::new(collections.heads.clone()));
         let adoption = config
             .adopt_rasa
             .then(|| Adoption::new(collections.clone(), database.collection(&config.collection)));
@@ -106,19 +116,26 @@ impl MongoStore {
             database,
             collections,
             adoption,
+            outbox,
             collection: config.collection.clone(),
             display: "<client given>".to_owned(),
         })
     }
 
     /// Creates the indexes this store uses that are missing — heads by listing key, buckets
-    /// by conversation and position — and returns a description of each one created (empty
-    /// when all were there). Existing indexes are kept; correctness never depends on them.
+    /// by conversation and position, and with the outbox on pending heads by age — and
+    /// returns a description of each one created (empty when all were there). Existing
+    /// indexes are kept; correctness never depends on them.
     ///
     /// # Errors
     /// [`Error::Unavailable`] / [`Error::Config`] (no permission) / [`Error::Backend`].
     pub async fn ensure_schema(&self) -> Result<Vec<String>> {
-        migrate::ensure_schema(&self.collections.heads, &self.collections.events).await
+        migrate::ensure_schema(
+            &self.collections.heads,
+            &self.collections.events,
+            self.outbox.is_some(),
+        )
+        .await
     }
 
     /// Removes the buckets that no conversation refers to any more, and returns how many
@@ -195,6 +212,10 @@ impl MongoStore {
 impl Store for MongoStore {
     fn name(&self) -> &str {
         "mongo"
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        self.outbox.as_ref().map(|outbox| outbox as &dyn Outbox)
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -99,11 +99,13 @@ fn numbers_and_booleans_given_as_strings_parse() {
         "bucket_events": "100",
         "bucket_bytes": "65536",
         "adopt_rasa": "false",
+        "outbox": "true",
     }));
     let config: MongoConfig = from_keys("the MongoDB tracker store", keys).expect("parses");
     config.validate().expect("valid");
     assert!(!config.ensure_indexes);
     assert!(!config.adopt_rasa);
+    assert!(config.outbox);
     assert_eq!((config.bucket_events, config.bucket_bytes), (100, 65536));
     let keys = section(json!({ "ensure_indexes": "True", "adopt_rasa": "true" }));
     let config: MongoConfig = from_keys("the MongoDB tracker store", keys).expect("parses");
@@ -126,12 +128,17 @@ async fn a_section_of_strings_starts_the_store() {
         "bucket_events": "100",
         "bucket_bytes": "65536",
         "adopt_rasa": "true",
+        "outbox": "true",
     }));
     let store = (REGISTRATION.connect)("mongod", keys)
         .await
         .expect("starts");
     let id = tracker_core::SenderId::new("nobody").expect("id");
     assert_eq!(store.version(&id).await.expect("version"), 0);
+    assert!(
+        store.outbox().is_some(),
+        "`outbox: \"true\"` turns the outbox on"
+    );
 }
 
 /// An invalid value names the key and what was found, never the value itself.
@@ -143,6 +150,7 @@ fn an_invalid_value_names_the_key_not_the_value() {
         ("ensure_indexes", json!("s3cret-maybe"), "string"),
         ("adopt_rasa", json!("s3cret-sometimes"), "string"),
         ("adopt_rasa", json!(3), "number"),
+        ("outbox", json!("s3cret-yes"), "string"),
     ] {
         let mut keys = tracker_core::JsonMap::new();
         keys.insert(key.to_owned(), value.clone());

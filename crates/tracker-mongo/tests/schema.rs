@@ -156,3 +156,56 @@ async fn real_server_keeps_64_bit_counters() {
         );
     }
 }
+
+/// With the outbox on, `ensure_schema` also creates the sparse index of pending heads (and
+/// `connect` does, with `ensure_indexes`); without it, that index is never created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_outbox_index_comes_with_the_outbox() {
+    let Some(store) = common::store_with(|c| MongoConfig {
+        ensure_indexes: false,
+        ..c.with_outbox(true)
+    })
+    .await
+    else {
+        return;
+    };
+    let created = store.ensure_schema().await.expect("indexes");
+    assert_eq!(created.len(), 3, "{created:?}");
+    assert!(
+        created
+            .iter()
+            .any(|index| index.contains(schema::OUTBOX_INDEX) && index.contains(".heads")),
+        "{created:?}"
+    );
+    append(&store, "x", 0, &bots("x", 1)).await;
+    let heads = store
+        .heads()
+        .list_index_names()
+        .await
+        .expect("head indexes");
+    assert!(
+        heads.contains(&schema::OUTBOX_INDEX.to_owned()),
+        "{heads:?}"
+    );
+
+    let Some(connected) = common::store_with(|c| c.with_outbox(true)).await else {
+        return;
+    };
+    assert_eq!(
+        connected.ensure_schema().await.expect("after connect"),
+        Vec::<String>::new()
+    );
+    let Some(without) = common::store().await else {
+        return;
+    };
+    append(&without, "x", 0, &bots("x", 1)).await;
+    let heads = without
+        .heads()
+        .list_index_names()
+        .await
+        .expect("head indexes");
+    assert!(
+        !heads.contains(&schema::OUTBOX_INDEX.to_owned()),
+        "{heads:?}"
+    );
+}

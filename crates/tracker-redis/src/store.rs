@@ -296,6 +296,10 @@ impl Store for RedisStore {
         "redis"
     }
 
+    fn outbox(&self) -> Option<&dyn tracker_core::outbox::Outbox> {
+        None
+    }
+
     fn capabilities(&self) -> Capabilities {
         let mut capabilities = Capabilities::new();
         capabilities.max_event_bytes = Some(MAX_EVENT_BYTES);

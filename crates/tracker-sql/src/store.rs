@@ -368,6 +368,10 @@ impl Store for SqlStore {
         self.dialect.name()
     }
 
+    fn outbox(&self) -> Option<&dyn tracker_core::outbox::Outbox> {
+        None
+    }
+
     fn capabilities(&self) -> Capabilities {
         let mut capabilities = Capabilities::new();
         capabilities.native_latest_session = true;

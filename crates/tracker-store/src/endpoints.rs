@@ -69,7 +69,7 @@ impl fmt::Debug for StoreConfig {
 }
 
 /// `value` of `key` as `Debug` may show it.
-fn redact_value(key: &str, value: &Value) -> Value {
+pub(crate) fn redact_value(key: &str, value: &Value) -> Value {
     match value {
         Value::Null => Value::Null,
         _ if is_secret_key(key) => Value::String("<redacted>".to_owned()),
@@ -85,7 +85,7 @@ fn redact_value(key: &str, value: &Value) -> Value {
 }
 
 /// The JSON type of a value, for errors that must not show the value itself.
-fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -99,7 +99,7 @@ fn type_name(value: &Value) -> &'static str {
 /// Checks that every password in `map` (a key ending in `password`, at any depth) is a
 /// string: a number would otherwise be rejected by the store's deserialiser with an error
 /// quoting it.
-fn check_passwords(map: &JsonMap, path: &str) -> Result<()> {
+pub(crate) fn check_passwords(map: &JsonMap, path: &str) -> Result<()> {
     map.iter().try_for_each(|(key, value)| {
         let path = format!("{path}.{key}");
         let lower = key.to_ascii_lowercase();
@@ -143,23 +143,12 @@ impl StoreConfig {
     /// [`Error::Config`] for invalid YAML, a section that is not a mapping, or a missing
     /// environment variable.
     pub fn from_endpoints_yaml(text: &str) -> Result<Self> {
-        let document: Value = serde_norway::from_str(text)
-            .map_err(|e| Error::config_with("endpoints.yml is not valid YAML", e))?;
-        match document {
-            Value::Null => Ok(Self::default()),
-            Value::Object(mut sections) => {
-                Self::from_value(sections.remove("tracker_store").unwrap_or(Value::Null))
-            }
-            _ => Err(Error::config("endpoints.yml must be a mapping of sections")),
-        }
+        Self::from_value(endpoints_section(text, "tracker_store")?)
     }
 
     /// Reads an `endpoints.yml` file (see [`StoreConfig::from_endpoints_yaml`]).
     pub fn from_endpoints_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::config_with(format!("reading {}", path.display()), e))?;
-        Self::from_endpoints_yaml(&text)
+        Self::from_endpoints_yaml(&read_endpoints(path.as_ref())?)
     }
 
     /// Reads the section itself, as a YAML mapping.
@@ -217,6 +206,24 @@ impl StoreConfig {
     }
 }
 
+/// The section `name` of an `endpoints.yml` text; null when the file or the section is
+/// absent or empty.
+pub(crate) fn endpoints_section(text: &str, name: &str) -> Result<Value> {
+    let document: Value = serde_norway::from_str(text)
+        .map_err(|e| Error::config_with("endpoints.yml is not valid YAML", e))?;
+    match document {
+        Value::Null => Ok(Value::Null),
+        Value::Object(mut sections) => Ok(sections.remove(name).unwrap_or(Value::Null)),
+        _ => Err(Error::config("endpoints.yml must be a mapping of sections")),
+    }
+}
+
+/// Reads an `endpoints.yml` file.
+pub(crate) fn read_endpoints(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::config_with(format!("reading {}", path.display()), e))
+}
+
 /// Whether `name` is the Python package's class (as Python spells it: case matters).
 fn is_python_store_class(name: &str) -> bool {
     name == PYTHON_STORE_CLASS || PYTHON_STORE_CLASS_ALIASES.contains(&name)
@@ -241,7 +248,7 @@ fn python_backend(keys: &mut JsonMap) -> Result<String> {
 }
 
 /// Replaces `${NAME}` in every string of `value` with the environment variable `NAME`.
-fn expand_env(value: &mut Value, path: &str) -> Result<()> {
+pub(crate) fn expand_env(value: &mut Value, path: &str) -> Result<()> {
     match value {
         Value::String(text) => {
             if text.contains("${") {

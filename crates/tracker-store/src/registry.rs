@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tracker_core::{Error, JsonMap, RasaSource, Registration, Result, Store, StoreFuture};
 
+use crate::broker_registry::BrokerEntry;
 use crate::builtins::{self, BUILTINS};
 use crate::endpoints::{ENDPOINT_KEYS, StoreConfig};
 use crate::migrate::{self, SchemaSetup};
@@ -71,12 +72,15 @@ impl Entry {
 pub struct Registry {
     /// In registration order; later entries win.
     entries: Vec<Entry>,
+    /// The event broker types, in registration order; later entries win.
+    pub(crate) brokers: Vec<BrokerEntry>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("names", &self.names())
+            .field("broker_names", &self.broker_names())
             .finish()
     }
 }
@@ -88,11 +92,16 @@ impl Registry {
     }
 
     /// A registry with the registration of every built-in backend this build's features
-    /// enable (`tracker_memory::REGISTRATION`, `tracker_sql::REGISTRATION`, ...).
+    /// enable (`tracker_memory::REGISTRATION`, `tracker_sql::REGISTRATION`, ...), and of
+    /// every built-in event broker they enable (`tracker_broker::REGISTRATIONS`, features
+    /// `broker-rabbitmq`, `broker-kafka`, `broker-sql`, `broker-file`).
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
         for registration in builtins::REGISTRATIONS {
             registry.register_backend(*registration);
+        }
+        for registration in builtins::broker_registrations() {
+            registry.register_broker_backend(registration);
         }
         registry
     }
@@ -406,6 +415,15 @@ impl Registry {
 /// one of them), whether or not this build has them, for documentation and errors.
 pub fn builtin_features() -> Vec<(&'static str, &'static [&'static str])> {
     BUILTINS
+        .iter()
+        .map(|builtin| (builtin.name, builtin.features))
+        .collect()
+}
+
+/// Every built-in event broker type name with the cargo feature of tracker-store that enables
+/// it, whether or not this build has it, for documentation and errors.
+pub fn builtin_broker_features() -> Vec<(&'static str, &'static [&'static str])> {
+    builtins::BROKER_BUILTINS
         .iter()
         .map(|builtin| (builtin.name, builtin.features))
         .collect()

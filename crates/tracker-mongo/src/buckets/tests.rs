@@ -23,6 +23,7 @@ impl Fixture {
             events: database.collection(&format!("{base}{}", schema::EVENTS_SUFFIX)),
             bucket_events: 4,
             bucket_bytes: 1 << 20,
+            outbox: false,
         };
         Some(Self { collections })
     }

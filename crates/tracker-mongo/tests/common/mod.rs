@@ -89,6 +89,10 @@ impl Store for TestStore {
         self.store.name()
     }
 
+    fn outbox(&self) -> Option<&dyn tracker_core::outbox::Outbox> {
+        self.store.outbox()
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.store.capabilities()
     }

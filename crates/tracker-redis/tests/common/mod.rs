@@ -47,6 +47,10 @@ impl Store for TestStore {
         self.0.name()
     }
 
+    fn outbox(&self) -> Option<&dyn tracker_core::outbox::Outbox> {
+        self.0.outbox()
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.0.capabilities()
     }
