@@ -196,8 +196,14 @@ pub(crate) enum RasaArgs {
 }
 
 impl RasaArgs {
-    /// The arguments of the append script (see `scripts/append.lua`).
-    pub(crate) fn append_args(&self, append: &Append, record_exp: Option<u64>) -> Vec<Value> {
+    /// The arguments of the append script (see `scripts/append.lua`); `positions` are those
+    /// of its optional keys (index, Rasa's key, outbox hash, pending set; 0 when not given).
+    pub(crate) fn append_args(
+        &self,
+        append: &Append,
+        record_exp: Option<u64>,
+        positions: [usize; 4],
+    ) -> Vec<Value> {
         let id = append.sender_id().as_str();
         let (mode, sha1, texts, session) = match self {
             RasaArgs::Own => ("own", "", &[][..], None),
@@ -210,7 +216,7 @@ impl RasaArgs {
                 ..
             } => ("adopt", sha1.as_str(), texts.as_slice(), *session),
         };
-        let mut args = Vec::with_capacity(append.records().len() + texts.len() + 10);
+        let mut args = Vec::with_capacity(append.records().len() + texts.len() + 14);
         args.push(Value::from(append.expected_version().to_string()));
         args.push(Value::from(append.new_version().to_string()));
         args.push(Value::from(
@@ -232,6 +238,11 @@ impl RasaArgs {
             session.map(|seq| seq.to_string()).unwrap_or_default(),
         ));
         args.push(Value::from(KeyLayout::rasa_empty_record(id)));
+        args.extend(
+            positions
+                .iter()
+                .map(|position| Value::from(position.to_string())),
+        );
         args.extend(texts.iter().map(|text| Value::from(text.as_str())));
         args.extend(
             append

@@ -89,6 +89,10 @@ pub struct RedisConfig {
     /// one into this store's layout on its first append, list and delete them; see the
     /// crate documentation). Default true.
     pub adopt_rasa: bool,
+    /// Keep an outbox for a relay (see `tracker_core::outbox`): each append also marks its
+    /// conversation as having events to publish, and each conversation keeps its publishing
+    /// checkpoint and relay lease (see the crate documentation). Default false.
+    pub outbox: bool,
 }
 
 impl Default for RedisConfig {
@@ -113,6 +117,7 @@ impl Default for RedisConfig {
             pool_size: 1,
             timeout: 10,
             adopt_rasa: true,
+            outbox: false,
         }
     }
 }
@@ -140,6 +145,7 @@ impl fmt::Debug for RedisConfig {
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
             .field("adopt_rasa", &self.adopt_rasa)
+            .field("outbox", &self.outbox)
             .finish()
     }
 }
@@ -245,6 +251,13 @@ impl RedisConfig {
     #[must_use]
     pub fn with_record_exp(mut self, seconds: u64) -> Self {
         self.record_exp = Some(seconds);
+        self
+    }
+
+    /// Sets whether the store keeps an outbox (`outbox`).
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: bool) -> Self {
+        self.outbox = outbox;
         self
     }
 

@@ -1,12 +1,14 @@
-//! Deleting a conversation at an expected version: this store's keys, Rasa's record of it
-//! (with adoption) and its index entries.
+//! Deleting a conversation at an expected version: this store's keys (its outbox checkpoint
+//! and lease with them), Rasa's record of it (with adoption), its index entries and (single
+//! servers, with the outbox on) its pending-set entry.
 //!
-//! On a single server one script does it all. In a cluster Rasa's key and the index live in
-//! other slots than the conversation's keys, so the delete takes steps, ordered so that a
-//! reader never sees an older state come back: Rasa's record is deleted first (while this
-//! store's layout holds the conversation, Rasa's record is not read, so removing it changes
-//! nothing a reader sees), then this store's keys at the expected version, then the index
-//! entry.
+//! On a single server one script does it all. In a cluster Rasa's key, the index and the
+//! pending set live in other slots than the conversation's keys, so the delete takes steps,
+//! ordered so that a reader never sees an older state come back: Rasa's record is deleted
+//! first (while this store's layout holds the conversation, Rasa's record is not read, so
+//! removing it changes nothing a reader sees), then this store's keys at the expected
+//! version, then the index entry. A pending-set entry is left: the outbox's next `pending`
+//! finds the conversation published whole (version 0) and takes it off.
 
 use fred::interfaces::HashesInterface;
 use fred::types::Value;
@@ -17,7 +19,7 @@ use crate::connection::Connection;
 use crate::error::conversation_error;
 use crate::index::Index;
 use crate::schema::{KeyLayout, parse_version};
-use crate::scripts::{DELETE, RASA_DELETE};
+use crate::scripts::{DELETE, RASA_DELETE, ScriptKeys};
 
 /// Attempts before giving up on a Rasa record that keeps changing while it is deleted.
 const ATTEMPTS: usize = 5;
@@ -28,6 +30,7 @@ pub(crate) struct Deletion<'a> {
     pub(crate) layout: &'a KeyLayout,
     pub(crate) index: Index<'a>,
     pub(crate) adopt: bool,
+    pub(crate) outbox: bool,
 }
 
 /// What the delete script answered.
@@ -54,20 +57,23 @@ impl Deletion<'_> {
     /// conversation) and every key.
     async fn single(&self, id: &str, expected: ExpectedVersion) -> Result<bool> {
         let layout = self.layout;
-        let mut keys = vec![
+        let mut keys = ScriptKeys::new(vec![
             layout.events(id),
             layout.head(id),
+            layout.outbox(id),
             layout.index(),
             layout.index_expiry(),
+        ]);
+        let positions = [
+            keys.optional(self.adopt.then(|| layout.rasa(id))),
+            keys.optional(self.outbox.then(|| layout.outbox_pending())),
         ];
-        if self.adopt {
-            keys.push(layout.rasa(id));
-        }
+        let keys = keys.into_keys();
         let mut mode = if self.adopt { "probe" } else { "own" };
         let mut record: Option<RasaRecord> = None;
         for _ in 0..ATTEMPTS {
             let outcome = self
-                .script(keys.clone(), id, expected, mode, record.as_ref())
+                .script(keys.clone(), positions, id, expected, mode, record.as_ref())
                 .await?;
             match outcome {
                 Outcome::Deleted(existed) => return Ok(existed),
@@ -84,7 +90,7 @@ impl Deletion<'_> {
     /// Steps: Rasa's record, then this store's keys at the expected version, then the index.
     async fn clustered(&self, id: &str, expected: ExpectedVersion) -> Result<bool> {
         let layout = self.layout;
-        let keys = vec![layout.events(id), layout.head(id)];
+        let keys = vec![layout.events(id), layout.head(id), layout.outbox(id)];
         let mut record: Option<RasaRecord> = None;
         let mut attempt = 0;
         let existed = loop {
@@ -103,7 +109,10 @@ impl Deletion<'_> {
                 if self.adopt {
                     self.delete_rasa(id, "").await?;
                 }
-                match self.script(keys.clone(), id, expected, "own", None).await? {
+                match self
+                    .script(keys.clone(), [0, 0], id, expected, "own", None)
+                    .await?
+                {
                     Outcome::Deleted(existed) => break existed,
                     Outcome::Conflict(actual) => return Err(conflict(id, expected, actual)),
                     Outcome::ReadRasa => continue,
@@ -132,7 +141,7 @@ impl Deletion<'_> {
             // The conversation may have been adopted since its version was read; then this
             // store's keys must be at the expected version too.
             match self
-                .script(keys.clone(), id, expected, "rest", None)
+                .script(keys.clone(), [0, 0], id, expected, "rest", None)
                 .await?
             {
                 Outcome::Deleted(existed) => break existed || rasa_held,
@@ -183,9 +192,12 @@ impl Deletion<'_> {
         reply.as_i64().ok_or_else(|| unexpected_reply(id, &reply))
     }
 
+    /// Runs the delete script; `positions` are those of Rasa's key and the pending set among
+    /// `keys` (0 when not given).
     async fn script(
         &self,
         keys: Vec<String>,
+        positions: [usize; 2],
         id: &str,
         expected: ExpectedVersion,
         mode: &str,
@@ -202,6 +214,8 @@ impl Deletion<'_> {
             Value::from(record.map(|r| r.sha1.clone()).unwrap_or_default()),
             Value::from(record.map_or(0, RasaRecord::version).to_string()),
             Value::from(KeyLayout::rasa_empty_record(id)),
+            Value::from(positions[0].to_string()),
+            Value::from(positions[1].to_string()),
         ];
         let reply = self
             .connection

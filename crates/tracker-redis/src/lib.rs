@@ -8,6 +8,7 @@ mod delete;
 mod error;
 mod index;
 mod nodes;
+mod outbox;
 mod rasa;
 mod registration;
 mod schema;

@@ -94,6 +94,7 @@ mod tests {
             "pool_size": 4,
             "timeout": 5,
             "adopt_rasa": true,
+            "outbox": true,
         });
         match section {
             Value::Object(keys) => keys,
@@ -125,6 +126,7 @@ mod tests {
         assert_eq!(config.port, 6380);
         assert_eq!(config.key_prefix.as_deref(), Some("bot1"));
         assert_eq!(config.pool_size, 4);
+        assert!(config.outbox);
     }
 
     /// Values expanded from `${VAR}` are strings: every number and boolean may be one.
@@ -140,6 +142,7 @@ mod tests {
             "pool_size": "4",
             "timeout": " 5 ",
             "adopt_rasa": "false",
+            "outbox": "true",
         });
         let Value::Object(keys) = section else {
             unreachable!("an object literal")
@@ -148,6 +151,7 @@ mod tests {
         assert_eq!((config.port, config.db), (6380, 2));
         assert_eq!(config.record_exp, Some(3600));
         assert!(!config.use_ssl && !config.cluster && !config.adopt_rasa);
+        assert!(config.outbox);
         assert_eq!((config.pool_size, config.timeout), (4, 5));
 
         for (key, value, found) in [

@@ -13,10 +13,12 @@ use tracker_core::{Error, Result};
 /// | `N{<tag>}:head` | hash | `version` (number of events) and `session` (seq of the last `session_started`) |
 /// | `N{index}:ids` | sorted set | every sender id (score 0, ordered by bytes), for listing |
 /// | `N{index}:expiry` | sorted set | with `record_exp`: when each conversation may have expired (ms), to find index entries to drop |
+/// | `N{<tag>}:outbox` | hash | with the outbox on: `published` (the checkpoint) and a relay's lease (`relay`, `until`) |
+/// | `N{outbox}:pending` | sorted set | with the outbox on: the conversations that may have events to publish, scored by when they were marked (ms) |
 ///
 /// `N` is `ts:`, or `<key_prefix>:ts:` with a prefix; `<tag>` is the sender id with `%`,
 /// `{` and `}` percent-encoded, so the braces always delimit exactly the whole encoded id and
-/// both keys of a conversation hash to the same cluster slot. Rasa's own keys are
+/// every key of a conversation hashes to the same cluster slot. Rasa's own keys are
 /// `tracker:<id>` or `<key_prefix>:tracker:<id>` ([`KeyLayout::rasa`]), and no key of this
 /// store can ever equal one of them (see the crate's README).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +83,19 @@ impl KeyLayout {
     /// The hash holding a conversation's version and session start.
     pub fn head(&self, sender_id: &str) -> String {
         format!("{}{{{}}}:head", self.namespace, hash_tag(sender_id))
+    }
+
+    /// The hash of a conversation's outbox state, in the conversation's slot: `published`
+    /// (the outbox checkpoint), and while a relay holds the lease, `relay` and `until` (epoch
+    /// milliseconds by the server's clock).
+    pub fn outbox(&self, sender_id: &str) -> String {
+        format!("{}{{{}}}:outbox", self.namespace, hash_tag(sender_id))
+    }
+
+    /// The sorted set of the conversations that may have events to publish (the outbox's
+    /// pending list): sender id to the time (epoch milliseconds) it was marked.
+    pub fn outbox_pending(&self) -> String {
+        format!("{}{{outbox}}:pending", self.namespace)
     }
 
     /// The sorted set of every sender id (all scores 0, so ordered by the ids' bytes).
@@ -198,6 +213,8 @@ mod tests {
         assert_eq!(plain.head("alice"), "ts:{alice}:head");
         assert_eq!(plain.index(), "ts:{index}:ids");
         assert_eq!(plain.index_expiry(), "ts:{index}:expiry");
+        assert_eq!(plain.outbox("alice"), "ts:{alice}:outbox");
+        assert_eq!(plain.outbox_pending(), "ts:{outbox}:pending");
         assert_eq!(plain.rasa("alice"), "tracker:alice");
         assert_eq!(KeyLayout::new(Some("")).expect("valid"), plain);
 

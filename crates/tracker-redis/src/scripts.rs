@@ -56,8 +56,16 @@ macro_rules! with_rasa_helpers {
     };
 }
 
+/// A script that uses the helpers of the outbox scripts (`scripts/outbox.lua`, prepended).
+macro_rules! with_outbox_helpers {
+    ($file:literal) => {
+        concat!(include_str!("scripts/outbox.lua"), include_str!($file))
+    };
+}
+
 /// Checks the version, adopts Rasa's record when the conversation is only there, appends,
-/// updates the head and the expiry (and, on a single server, the index).
+/// updates the head and the expiry (and, on a single server, the index and the outbox's
+/// pending set).
 pub(crate) static APPEND: LazyLock<Script> =
     LazyLock::new(|| Script::new("append", with_rasa_helpers!("scripts/append.lua")));
 
@@ -78,7 +86,7 @@ pub(crate) static FORGET: LazyLock<Script> =
     LazyLock::new(|| Script::new("forget", include_str!("scripts/forget.lua")));
 
 /// Deletes a conversation at an expected version: its keys, Rasa's record and (single
-/// servers) its index entries.
+/// servers) its index and pending-set entries.
 pub(crate) static DELETE: LazyLock<Script> =
     LazyLock::new(|| Script::new("delete", with_rasa_helpers!("scripts/delete.lua")));
 
@@ -97,3 +105,74 @@ pub(crate) static EXIST: LazyLock<Script> =
 /// Removes index entries of conversations that no longer exist (single servers).
 pub(crate) static PRUNE: LazyLock<Script> =
     LazyLock::new(|| Script::new("prune", with_rasa_helpers!("scripts/prune.lua")));
+
+/// Adds conversations to the outbox's pending set (cluster).
+pub(crate) static OUTBOX_MARK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "outbox_mark",
+        with_outbox_helpers!("scripts/outbox_mark.lua"),
+    )
+});
+
+/// Gives a relay the lease of a conversation; returns its version and checkpoint.
+pub(crate) static OUTBOX_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "outbox_lease",
+        with_outbox_helpers!("scripts/outbox_lease.lua"),
+    )
+});
+
+/// Moves a conversation's checkpoint under the relay's lease and gives the lease back (and,
+/// on a single server, takes it off the pending set at its version).
+pub(crate) static OUTBOX_CHECKPOINT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "outbox_checkpoint",
+        with_outbox_helpers!("scripts/outbox_checkpoint.lua"),
+    )
+});
+
+/// What a relay should do with each pending conversation (and, on a single server, takes
+/// those published whole off the pending set).
+pub(crate) static OUTBOX_STATUS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "outbox_status",
+        with_outbox_helpers!("scripts/outbox_status.lua"),
+    )
+});
+
+/// Whether a conversation has events past its checkpoint (cluster).
+pub(crate) static OUTBOX_UNSETTLED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "outbox_unsettled",
+        include_str!("scripts/outbox_unsettled.lua"),
+    )
+});
+
+/// The keys of a script call: the fixed ones first, then optional ones, whose positions the
+/// script is given as arguments (1-based, 0 for a key not given).
+pub(crate) struct ScriptKeys {
+    keys: Vec<String>,
+}
+
+impl ScriptKeys {
+    /// The fixed keys.
+    pub(crate) fn new(fixed: Vec<String>) -> Self {
+        Self { keys: fixed }
+    }
+
+    /// Adds `key` when there is one; returns its position for the script (0 without).
+    pub(crate) fn optional(&mut self, key: Option<String>) -> usize {
+        match key {
+            Some(key) => {
+                self.keys.push(key);
+                self.keys.len()
+            }
+            None => 0,
+        }
+    }
+
+    /// The keys, in order.
+    pub(crate) fn into_keys(self) -> Vec<String> {
+        self.keys
+    }
+}

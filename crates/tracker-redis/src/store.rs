@@ -7,8 +7,8 @@ use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, HashesInterface, SortedSetsInterface};
 use fred::types::Value;
 use tracker_core::{
-    Append, Capabilities, Error, EventData, ExpectedVersion, ListPage, ListRequest, ReadScope,
-    Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
+    Append, Capabilities, Error, EventData, ExpectedVersion, ListPage, ListRequest, Outbox,
+    ReadScope, Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
 };
 
 use crate::adopt::{Fetched, RasaArgs, RasaRecord, fetch, record_text};
@@ -18,7 +18,7 @@ use crate::delete::Deletion;
 use crate::error::{conversation_error, driver_error};
 use crate::index::Index;
 use crate::schema::{KeyLayout, parse_version};
-use crate::scripts::{APPEND, READ, VERSION};
+use crate::scripts::{APPEND, OUTBOX_MARK, READ, ScriptKeys, VERSION};
 
 /// Largest event and largest append this store accepts, in bytes of JSON text: 512 MiB, the
 /// largest string Redis takes (`proto-max-bulk-len`). A whole append is held to the same
@@ -37,8 +37,10 @@ const ADOPT_ATTEMPTS: usize = 5;
 /// last session start) in one cluster slot; appends and reads are single Lua scripts, so they
 /// are atomic and take one round trip. Conversations that only Rasa's own store holds under
 /// the same prefix are read from Rasa's record and adopted into this layout on their first
-/// append (unless `adopt_rasa` is off). Cloning is cheap and shares the connections. See the
-/// crate documentation for the key layout and the adoption.
+/// append (unless `adopt_rasa` is off). With `outbox` on, it keeps what a relay needs to
+/// publish every event to a broker (its [`Outbox`] implementation). Cloning is cheap and
+/// shares the connections. See the crate documentation for the key layout, the adoption and
+/// the outbox.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -49,6 +51,7 @@ struct Inner {
     layout: KeyLayout,
     record_exp: Option<u64>,
     adopt: bool,
+    outbox: bool,
 }
 
 impl fmt::Debug for RedisStore {
@@ -57,6 +60,7 @@ impl fmt::Debug for RedisStore {
             .field("namespace", &self.inner.layout.namespace())
             .field("record_exp", &self.inner.record_exp)
             .field("adopt_rasa", &self.inner.adopt)
+            .field("outbox", &self.inner.outbox)
             .field("clustered", &self.inner.connection.is_clustered())
             .field("connections", &self.inner.connection.pool().size())
             .finish()
@@ -107,6 +111,7 @@ impl RedisStore {
                 layout,
                 record_exp: config.record_exp,
                 adopt: config.adopt_rasa,
+                outbox: config.outbox,
             }),
         }
     }
@@ -164,6 +169,11 @@ impl RedisStore {
         self.inner.adopt
     }
 
+    /// Whether the store keeps an outbox (`outbox`): then [`Store::outbox`] gives it.
+    pub fn keeps_outbox(&self) -> bool {
+        self.inner.outbox
+    }
+
     /// The connections, to share them (with a Rasa source, say).
     pub(crate) fn connection(&self) -> &Connection {
         &self.inner.connection
@@ -183,18 +193,33 @@ impl RedisStore {
         RasaRecord::read(self.connection(), &self.inner.layout, sender_id).await
     }
 
-    /// The keys of the append script: in a cluster only the conversation's own; on a single
-    /// server the index too and, with adoption, Rasa's key.
-    fn append_keys(&self, id: &str) -> Vec<String> {
+    /// The keys of the append script and the positions of its optional ones: in a cluster
+    /// only the conversation's own (with the outbox on, its outbox hash too); on a single
+    /// server the index too, with adoption Rasa's key, and with the outbox on the pending set.
+    fn append_keys(&self, id: &str) -> (Vec<String>, [usize; 4]) {
         let layout = &self.inner.layout;
-        let mut keys = vec![layout.events(id), layout.head(id)];
-        if !self.is_clustered() {
-            keys.push(layout.index());
-            if self.inner.adopt {
-                keys.push(layout.rasa(id));
-            }
-        }
-        keys
+        let single = !self.is_clustered();
+        let outbox = self.inner.outbox;
+        let mut keys = ScriptKeys::new(vec![layout.events(id), layout.head(id)]);
+        let positions = [
+            keys.optional(single.then(|| layout.index())),
+            keys.optional((single && self.inner.adopt).then(|| layout.rasa(id))),
+            keys.optional(outbox.then(|| layout.outbox(id))),
+            keys.optional((single && outbox).then(|| layout.outbox_pending())),
+        ];
+        (keys.into_keys(), positions)
+    }
+
+    /// Adds conversations to the outbox's pending set, keeping the place of those already in
+    /// it (in a cluster, where the append script cannot reach the set).
+    pub(crate) async fn mark_pending(&self, sender_ids: &[&str]) -> Result<()> {
+        let pending = self.inner.layout.outbox_pending();
+        let args = sender_ids.iter().map(|id| Value::from(*id)).collect();
+        self.connection()
+            .run(&OUTBOX_MARK, vec![pending], args)
+            .await
+            .map_err(|e| driver_error("marking conversations pending in the outbox", e))?;
+        Ok(())
     }
 
     /// Reads Rasa's record for an append that may adopt it.
@@ -296,8 +321,8 @@ impl Store for RedisStore {
         "redis"
     }
 
-    fn outbox(&self) -> Option<&dyn tracker_core::outbox::Outbox> {
-        None
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        self.inner.outbox.then_some(self as &dyn Outbox)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -358,7 +383,7 @@ impl Store for RedisStore {
         let id = sender_id.as_str();
         let clustered = self.is_clustered();
         let expected = append.expected_version();
-        let keys = self.append_keys(id);
+        let (keys, positions) = self.append_keys(id);
         // In a cluster the script cannot see Rasa's key (another slot): a conversation is
         // created only after Rasa's record was read. On a single server the script looks.
         let mut rasa = if !self.inner.adopt {
@@ -368,6 +393,15 @@ impl Store for RedisStore {
         } else {
             RasaArgs::Probe
         };
+        // With the outbox on in a cluster, the pending set lives in another slot than the
+        // conversation, so the append script cannot mark the conversation pending: mark it
+        // before the append, so that the set holds every conversation with events to publish
+        // (a failed append leaves an entry with nothing to publish, which the outbox's
+        // `pending` takes off). The README's outbox section explains the second mark below.
+        let mark = clustered && self.inner.outbox;
+        if mark {
+            self.mark_pending(&[id]).await?;
+        }
         let mut indexed = false;
         for _ in 0..ADOPT_ATTEMPTS {
             // The index lives in another slot in a cluster: add the id before the
@@ -386,7 +420,7 @@ impl Store for RedisStore {
                 .run(
                     &APPEND,
                     keys.clone(),
-                    rasa.append_args(append, self.inner.record_exp),
+                    rasa.append_args(append, self.inner.record_exp, positions),
                 )
                 .await
                 .map_err(|e| conversation_error(id, "append", e))?;
@@ -421,6 +455,21 @@ impl Store for RedisStore {
                 .ok_or_else(|| unexpected_reply(id, "append", &reply))
                 .and_then(|version| parse_version(id, version))?;
             let created = items.get(2).and_then(Value::as_i64) == Some(1);
+            if mark && items.get(3).and_then(Value::as_i64) == Some(1) {
+                // The conversation was published up to its version before this append: a
+                // relay that checkpointed it there may be taking it off the pending set right
+                // now, after our first mark. Mark it again, now that the events are stored.
+                if let Err(error) = self.mark_pending(&[id]).await {
+                    tracing::warn!(
+                        store = "redis",
+                        sender_id = id,
+                        %error,
+                        "could not mark the conversation pending again after an append; if a \
+                         relay took it off the pending set meanwhile, the events wait for the \
+                         conversation's next append"
+                    );
+                }
+            }
             if created
                 && clustered
                 && let RasaArgs::Adopt {
@@ -559,6 +608,7 @@ impl Store for RedisStore {
             layout: &self.inner.layout,
             index: self.index(),
             adopt: self.inner.adopt,
+            outbox: self.inner.outbox,
         }
         .run(sender_id.as_str(), expected)
         .await

@@ -1,5 +1,6 @@
 //! The Redis store passes the whole conformance suite, on a single server and on a Redis
-//! Cluster. Each case gets a store in a fresh key namespace, deleted when the case ends.
+//! Cluster, and the outbox suite on both with its outbox on. Each case gets a store in a
+//! fresh key namespace, deleted when the case ends.
 
 mod common;
 
@@ -8,6 +9,13 @@ mod single {
     tracker_conformance::conformance_suite!(async {
         crate::common::store(tracker_testkit::Service::Redis).await
     });
+
+    /// With the outbox on: the pending set is exact, updated inside the scripts.
+    mod outbox {
+        tracker_conformance::outbox_suite!(async {
+            crate::common::outbox_store(tracker_testkit::Service::Redis).await
+        });
+    }
 }
 
 /// A Redis Cluster (`TRACKER_TEST_REDIS_CLUSTER_URL`).
@@ -15,4 +23,11 @@ mod cluster {
     tracker_conformance::conformance_suite!(async {
         crate::common::store(tracker_testkit::Service::RedisCluster).await
     });
+
+    /// With the outbox on: the pending set lives in another slot than the conversations.
+    mod outbox {
+        tracker_conformance::outbox_suite!(async {
+            crate::common::outbox_store(tracker_testkit::Service::RedisCluster).await
+        });
+    }
 }

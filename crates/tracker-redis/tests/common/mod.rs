@@ -119,6 +119,11 @@ pub async fn store(service: Service) -> Option<TestStore> {
     store_with(service, None).await
 }
 
+/// A store on `service` in a fresh namespace with its outbox on.
+pub async fn outbox_store(service: Service) -> Option<TestStore> {
+    store_configured(service, |config| config.outbox = true).await
+}
+
 /// Every key of the store's namespace and of Rasa's keys under its prefix (SCAN on every
 /// primary).
 pub async fn keys_of(store: &RedisStore) -> Vec<String> {
