@@ -46,11 +46,18 @@ mod tests {
 
     #[tokio::test]
     async fn builds_from_an_empty_section_and_rejects_keys() {
-        assert!((REGISTRATION.keys)().is_empty());
+        assert_eq!((REGISTRATION.keys)(), ["outbox"]);
         let store = (REGISTRATION.connect)("in_memory", JsonMap::new())
             .await
             .expect("no keys");
         assert_eq!(store.name(), "memory");
+        assert!(store.outbox().is_none(), "no outbox unless asked for");
+        let mut keys = JsonMap::new();
+        keys.insert("outbox".into(), serde_json::Value::from("true"));
+        let store = (REGISTRATION.connect)("memory", keys)
+            .await
+            .expect("outbox as Rasa-style text");
+        assert!(store.outbox().is_some());
         let mut keys = JsonMap::new();
         keys.insert("url".into(), serde_json::Value::from("localhost"));
         let error = (REGISTRATION.connect)("memory", keys)
