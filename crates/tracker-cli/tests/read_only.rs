@@ -868,10 +868,7 @@ fn reading_the_stores_own_redis_keys_changes_none() {
     redis_case(Origin::Own);
 }
 
-/// Fails today: listing Rasa's records adds their ids to this store's listing index
-/// (`<prefix>:ts:{index}:ids`), a write. Run with `--ignored` to see it.
 #[test]
-#[ignore = "known defect: listing Rasa's Redis records writes the listing index"]
 fn reading_rasas_redis_keys_changes_none() {
     redis_case(Origin::Rasa);
 }

@@ -8,7 +8,8 @@
 //! meanwhile (see the crate's README).
 //!
 //! With adoption, a conversation exists when this store's layout holds it or Rasa's record of
-//! it holds events, and the index also holds the ids of Rasa's records (added by listings).
+//! it holds events. Listings find Rasa's records with `SCAN` and merge their ids with the
+//! index; they never write them to it.
 
 use fred::interfaces::KeysInterface;
 use fred::types::Value;
@@ -19,9 +20,6 @@ use crate::connection::Connection;
 use crate::error::driver_error;
 use crate::schema::KeyLayout;
 use crate::scripts::{EXIST, FORGET, PRUNE, RASA_HOLDS, TOUCH};
-
-/// Ids added to the index per script call.
-const TOUCH_BATCH: usize = 1_000;
 
 /// The index of one store: its connections, key names, expiry and whether it adopts Rasa's
 /// records.
@@ -47,12 +45,14 @@ impl<'a> Index<'a> {
         }
     }
 
-    /// Adds the id of every record Rasa holds under the prefix to the index (with adoption),
-    /// so that listings page through them with this store's own conversations; checks the
-    /// conversations whose expiry hint has passed meanwhile.
-    pub(crate) async fn add_rasa_ids(&self) -> Result<()> {
+    /// The ids of the records Rasa holds under the prefix (with adoption; empty without),
+    /// sorted byte-wise as the index is, found with `SCAN`: listings merge them with the
+    /// index without writing them anywhere, so that listing a database Rasa serves changes
+    /// nothing in it. Ids this store cannot hold (see [`SenderId`]) are left out, with a
+    /// warning.
+    pub(crate) async fn rasa_ids(&self) -> Result<Vec<String>> {
         if !self.adopt {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut ids = scan_ids(self.connection, self.layout).await?;
         // Rasa takes any sender id; one this store cannot hold (see `SenderId`) is not listed.
@@ -66,15 +66,7 @@ impl<'a> Index<'a> {
                  longer than 255 bytes or with a NUL); they are not listed"
             );
         }
-        let mut candidates = Vec::new();
-        for batch in ids.chunks(TOUCH_BATCH) {
-            let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
-            candidates.extend(self.touch(&batch).await?);
-        }
-        candidates.sort_unstable();
-        candidates.dedup();
-        self.prune(candidates).await;
-        Ok(())
+        Ok(ids)
     }
 
     /// `record_exp` in milliseconds, as a script argument (`''` without expiry).

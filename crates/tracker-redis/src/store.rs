@@ -1,7 +1,7 @@
 //! The store: [`RedisStore`] and its [`Store`] implementation.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, HashesInterface, SortedSetsInterface};
@@ -52,6 +52,8 @@ struct Inner {
     record_exp: Option<u64>,
     adopt: bool,
     outbox: bool,
+    /// The ids of Rasa's records found by the last listing's first page (with adoption).
+    rasa_ids: Mutex<Option<Arc<[String]>>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -112,6 +114,7 @@ impl RedisStore {
                 record_exp: config.record_exp,
                 adopt: config.adopt_rasa,
                 outbox: config.outbox,
+                rasa_ids: Mutex::new(None),
             }),
         }
     }
@@ -177,6 +180,32 @@ impl RedisStore {
     /// The connections, to share them (with a Rasa source, say).
     pub(crate) fn connection(&self) -> &Connection {
         &self.inner.connection
+    }
+
+    /// The sorted ids of Rasa's records for a listing: scanned when `fresh` (a listing's
+    /// first page) or when this instance has none yet, else the ones of the last scan.
+    async fn rasa_ids(&self, fresh: bool) -> Result<Arc<[String]>> {
+        if !self.inner.adopt {
+            return Ok(Arc::from(Vec::new()));
+        }
+        if !fresh {
+            let cached = self
+                .inner
+                .rasa_ids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(ids) = cached {
+                return Ok(ids);
+            }
+        }
+        let ids: Arc<[String]> = Arc::from(self.index().rasa_ids().await?);
+        *self
+            .inner
+            .rasa_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&ids));
+        Ok(ids)
     }
 
     fn index(&self) -> Index<'_> {
@@ -548,36 +577,45 @@ impl Store for RedisStore {
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
         let limit = request.limit.max(1);
-        if request.cursor.is_none() {
-            // A listing pages through the index: first put the ids of Rasa's records there.
-            self.index().add_rasa_ids().await?;
-        }
+        // With adoption a listing pages through the index merged with the ids of Rasa's
+        // records. Those are scanned at a listing's first page and kept for its later pages
+        // (scanned again when another store instance continues the listing): never written.
+        let rasa_ids = self.rasa_ids(request.cursor.is_none()).await?;
         let index = self.inner.layout.index();
-        let mut lower = match &request.cursor {
-            Some(cursor) => format!("({cursor}"),
-            None => "-".to_owned(),
-        };
+        let mut lower = request.cursor.clone();
         let mut sender_ids: Vec<String> = Vec::new();
         loop {
             // One more than still needed, to tell whether another page follows.
             let want = (limit - sender_ids.len()).min(LIST_BATCH) + 1;
-            let batch: Vec<String> = self
+            let from = match &lower {
+                Some(cursor) => format!("({cursor}"),
+                None => "-".to_owned(),
+            };
+            let indexed: Vec<String> = self
                 .connection()
                 .on_key(&index, |client| {
-                    let (index, lower) = (index.clone(), lower.clone());
+                    let (index, from) = (index.clone(), from.clone());
                     async move {
                         client
-                            .zrangebylex(&index, lower.as_str(), "+", Some((0, want as i64)))
+                            .zrangebylex(&index, from.as_str(), "+", Some((0, want as i64)))
                             .await
                     }
                 })
                 .await
                 .map_err(|e| driver_error("listing conversations", e))?;
-            let exists = self.index().exist(&batch).await?;
+            let start = match &lower {
+                Some(cursor) => rasa_ids.partition_point(|id| id <= cursor),
+                None => 0,
+            };
+            let rasa = &rasa_ids[start..(start + want).min(rasa_ids.len())];
+            let merged = merge_batches(&indexed, rasa, want);
+            let exists = self.index().exist(&merged.ids).await?;
             let mut stale = Vec::new();
-            for (id, exists) in batch.iter().zip(exists) {
+            for (id, exists) in merged.ids.iter().zip(exists) {
                 if !exists {
-                    stale.push(id.clone());
+                    if indexed.binary_search(id).is_ok() {
+                        stale.push(id.clone());
+                    }
                 } else if sender_ids.len() == limit {
                     self.index().prune(stale).await;
                     let next_cursor = sender_ids.last().cloned();
@@ -590,9 +628,9 @@ impl Store for RedisStore {
                 }
             }
             self.index().prune(stale).await;
-            match batch.last() {
-                Some(last) if batch.len() == want => lower = format!("({last}"),
-                _ => {
+            match merged.bound {
+                Some(bound) => lower = Some(bound),
+                None => {
                     return Ok(ListPage {
                         sender_ids,
                         next_cursor: None,
@@ -619,4 +657,68 @@ fn unexpected_reply(sender_id: &str, operation: &str, reply: &Value) -> Error {
     Error::backend(format!(
         "{operation} of conversation {sender_id:?}: unexpected reply {reply:?}"
     ))
+}
+
+/// The ids of one listing round: the index batch and the batch of Rasa's ids merged, up to
+/// the point where both are known complete.
+#[derive(Debug, PartialEq, Eq)]
+struct Merged {
+    /// Sorted, without duplicates: every id of either batch up to `bound`.
+    ids: Vec<String>,
+    /// The last id of `ids` when a batch was full (more may follow it); `None` when both
+    /// batches are exhausted.
+    bound: Option<String>,
+}
+
+/// Merges two sorted batches of at most `want` ids each. A full batch may continue past
+/// its last id, so only ids up to the smaller last id of the full batches are known
+/// complete; an id present in both batches is listed once.
+fn merge_batches(indexed: &[String], rasa: &[String], want: usize) -> Merged {
+    let limit_of = |batch: &[String]| {
+        if batch.len() >= want {
+            batch.last().cloned()
+        } else {
+            None
+        }
+    };
+    let bound = match (limit_of(indexed), limit_of(rasa)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let mut ids: Vec<String> = indexed
+        .iter()
+        .chain(rasa)
+        .filter(|id| bound.as_ref().is_none_or(|bound| *id <= bound))
+        .cloned()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Merged { ids, bound }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(items: &[&str]) -> Vec<String> {
+        items.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn merging_stops_at_the_first_full_batchs_end() {
+        let merged = merge_batches(&ids(&["a", "c", "e"]), &ids(&["b", "c", "d"]), 3);
+        assert_eq!(merged.ids, ids(&["a", "b", "c", "d"]));
+        assert_eq!(merged.bound.as_deref(), Some("d"));
+        let merged = merge_batches(&ids(&["a", "b"]), &ids(&["c", "d", "e"]), 3);
+        assert_eq!(merged.ids, ids(&["a", "b", "c", "d", "e"]));
+        assert_eq!(merged.bound.as_deref(), Some("e"));
+    }
+
+    #[test]
+    fn merging_exhausted_batches_lists_everything_once() {
+        let merged = merge_batches(&ids(&["b", "x"]), &ids(&["a", "b"]), 3);
+        assert_eq!(merged.ids, ids(&["a", "b", "x"]));
+        assert_eq!(merged.bound, None);
+        assert_eq!(merge_batches(&[], &[], 1).ids, Vec::<String>::new());
+    }
 }
