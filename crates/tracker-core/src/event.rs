@@ -8,12 +8,18 @@
 //! version does not know is kept as [`EventKind::Unknown`] and written back unchanged,
 //! instead of failing the whole conversation as Rasa does.
 
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
-use crate::json::to_python_json;
+use crate::json;
+
+mod read;
+mod scan;
 
 /// A JSON object with keys in insertion order.
 pub type JsonMap = Map<String, Value>;
@@ -198,9 +204,10 @@ impl UnknownEvent {
     /// tracker): everything else stays verbatim.
     fn with_changes(&self, timestamp: f64, metadata: &JsonMap) -> JsonMap {
         let mut map = self.raw.clone();
-        let read = Event::known_timestamp(&self.raw)
+        let read = read::timestamp_of(self.raw.get("timestamp"))
             .ok()
             .flatten()
+            .filter(|read| *read != 0.0)
             .unwrap_or(0.0);
         if timestamp.to_bits() != read.to_bits() {
             let value = Number::from_f64(timestamp).map_or(Value::Null, Value::Number);
@@ -222,7 +229,11 @@ impl UnknownEvent {
 /// Its `parse_data` is built as Rasa builds it: `{intent, entities, text, message_id,
 /// metadata}` overlaid with the NLU result, so extra NLU keys (`intent_ranking`,
 /// `response_selector`, ...) are kept verbatim and in order.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// A message read from its stored JSON text keeps that text and builds `parse_data` only when
+/// it is first asked for: most messages of a read conversation are only passed on, and the NLU
+/// result is most of their size.
+#[derive(Clone)]
 pub struct UserUttered {
     /// The message text.
     pub text: Option<String>,
@@ -230,13 +241,116 @@ pub struct UserUttered {
     pub input_channel: Option<String>,
     /// The message's id.
     pub message_id: Option<String>,
-    parse_data: JsonMap,
-    /// NLU entities plus any added by `entities` events (Rasa's `UserUttered.entities`).
-    entities: Vec<Value>,
-    /// Whether `parse_data.entities` is the same list as `entities` in Rasa's object model:
-    /// true when the NLU result carried a non-empty entity list. Rasa then shows entities
-    /// added later in the written `parse_data` too; this reproduces it.
-    entities_shared: bool,
+    nlu: Nlu,
+}
+
+/// The NLU part of a user message: built, or to be built from the event's JSON text.
+#[derive(Clone)]
+enum Nlu {
+    Built(ParseData),
+    /// `source` is the whole event's JSON text, already checked to read as a `user` event.
+    Deferred {
+        source: Arc<str>,
+        built: OnceLock<ParseData>,
+    },
+}
+
+/// A user message's `parse_data` and entities.
+#[derive(Debug, Clone, PartialEq)]
+struct ParseData {
+    map: JsonMap,
+    /// Entities added by `entities` events while `map.entities` is not the message's entity
+    /// list (see `shared`).
+    added: Vec<Value>,
+    /// Whether `map.entities` is the message's entity list, as in Rasa's object model, where
+    /// `parse_data["entities"]` and `UserUttered.entities` are the same list when NLU found
+    /// entities: entities added later then show in the written `parse_data` too.
+    shared: bool,
+}
+
+impl ParseData {
+    /// Rasa's `UserUttered` constructor: `{intent, entities, text, message_id, metadata}`
+    /// overlaid with the NLU result.
+    fn build(
+        text: &Option<String>,
+        message_id: &Option<String>,
+        metadata: &JsonMap,
+        parse_data: Option<JsonMap>,
+    ) -> Self {
+        let given = |key: &str| parse_data.as_ref().and_then(|p| p.get(key));
+        // Where the NLU result has a value the overlay replaces it: only the key's position
+        // is taken from the defaults then.
+        let intent = match given("intent") {
+            Some(value) if truthy(value) => Value::Null,
+            _ => Value::Object(JsonMap::new()),
+        };
+        let shared = matches!(given("entities"), Some(Value::Array(list)) if !list.is_empty());
+        let mut map = JsonMap::new();
+        map.insert("intent".into(), intent);
+        map.insert("entities".into(), Value::Array(Vec::new()));
+        map.insert("text".into(), opt_string(text));
+        map.insert("message_id".into(), opt_string(message_id));
+        map.insert("metadata".into(), Value::Object(metadata.clone()));
+        if let Some(given) = parse_data {
+            for (key, value) in given {
+                map.insert(key, value);
+            }
+        }
+        Self {
+            map,
+            added: Vec::new(),
+            shared,
+        }
+    }
+
+    /// Builds the NLU part of the `user` event whose JSON text is `source`.
+    fn from_source(source: &str) -> Self {
+        let event = serde_json::from_str::<Value>(source)
+            .map_err(|e| InvalidEvent::new(format!("not JSON: {e}")))
+            .and_then(Event::from_value);
+        match event {
+            Ok(Event {
+                kind:
+                    EventKind::UserUttered(UserUttered {
+                        nlu: Nlu::Built(data),
+                        ..
+                    }),
+                ..
+            }) => data,
+            // Unreachable: the text was read as a `user` event before it was kept.
+            _ => {
+                tracing::error!("a user message's stored text no longer reads as one");
+                Self::empty()
+            }
+        }
+    }
+
+    fn empty() -> Self {
+        Self {
+            map: JsonMap::new(),
+            added: Vec::new(),
+            shared: false,
+        }
+    }
+
+    fn add_entity(&mut self, entity: &Value) {
+        if self.entities().contains(entity) {
+            return;
+        }
+        if !self.shared {
+            self.added.push(entity.clone());
+        } else if let Some(Value::Array(list)) = self.map.get_mut("entities") {
+            list.push(entity.clone());
+        }
+    }
+
+    fn entities(&self) -> &[Value] {
+        match self.map.get("entities") {
+            Some(Value::Array(list)) if self.shared => list,
+            _ if self.shared => &[],
+            _ => &self.added,
+        }
+    }
 }
 
 impl UserUttered {
@@ -250,50 +364,67 @@ impl UserUttered {
         message_id: Option<String>,
         metadata: &JsonMap,
     ) -> Self {
-        let given_intent = parse_data.as_ref().and_then(|p| p.get("intent"));
-        let intent = match given_intent {
-            Some(value) if truthy(value) => value.clone(),
-            _ => Value::Object(JsonMap::new()),
-        };
-        let (entities, entities_shared) = match parse_data.as_ref().and_then(|p| p.get("entities"))
-        {
-            Some(Value::Array(list)) if !list.is_empty() => (list.clone(), true),
-            _ => (Vec::new(), false),
-        };
-        let mut built = JsonMap::new();
-        built.insert("intent".into(), intent);
-        built.insert("entities".into(), Value::Array(entities.clone()));
-        built.insert("text".into(), opt_string(&text));
-        built.insert("message_id".into(), opt_string(&message_id));
-        built.insert("metadata".into(), Value::Object(metadata.clone()));
-        if let Some(given) = parse_data {
-            for (key, value) in given {
-                built.insert(key, value);
-            }
-        }
+        let data = ParseData::build(&text, &message_id, metadata, parse_data);
         Self {
             text,
             input_channel,
             message_id,
-            parse_data: built,
-            entities,
-            entities_shared,
+            nlu: Nlu::Built(data),
+        }
+    }
+
+    /// A user message whose NLU part is built from `source`, the event's JSON text, when first
+    /// asked for. `source` must read as a `user` event with these fields.
+    pub(crate) fn deferred(
+        text: Option<String>,
+        input_channel: Option<String>,
+        message_id: Option<String>,
+        source: Arc<str>,
+    ) -> Self {
+        Self {
+            text,
+            input_channel,
+            message_id,
+            nlu: Nlu::Deferred {
+                source,
+                built: OnceLock::new(),
+            },
+        }
+    }
+
+    fn data(&self) -> &ParseData {
+        match &self.nlu {
+            Nlu::Built(data) => data,
+            Nlu::Deferred { source, built } => built.get_or_init(|| ParseData::from_source(source)),
+        }
+    }
+
+    /// Builds a deferred NLU part now, so that it can be changed.
+    fn make_built(&mut self) {
+        if let Nlu::Deferred { .. } = self.nlu {
+            let nlu = std::mem::replace(&mut self.nlu, Nlu::Built(ParseData::empty()));
+            if let Nlu::Deferred { source, built } = nlu {
+                let data = built
+                    .into_inner()
+                    .unwrap_or_else(|| ParseData::from_source(&source));
+                self.nlu = Nlu::Built(data);
+            }
         }
     }
 
     /// The NLU result as Rasa writes it.
     pub fn parse_data(&self) -> &JsonMap {
-        &self.parse_data
+        &self.data().map
     }
 
     /// The entities of this message: NLU's plus any added by later `entities` events.
     pub fn entities(&self) -> &[Value] {
-        &self.entities
+        self.data().entities()
     }
 
     /// The intent's name, if any.
     pub fn intent_name(&self) -> Option<&str> {
-        self.parse_data
+        self.parse_data()
             .get("intent")
             .and_then(|intent| intent.get("name"))
             .and_then(Value::as_str)
@@ -301,14 +432,31 @@ impl UserUttered {
 
     /// Adds an entity unless an equal one is present (Rasa's `EntitiesAdded.apply_to`).
     pub(crate) fn add_entity(&mut self, entity: &Value) {
-        if self.entities.contains(entity) {
-            return;
+        self.make_built();
+        if let Nlu::Built(data) = &mut self.nlu {
+            data.add_entity(entity);
         }
-        self.entities.push(entity.clone());
-        if self.entities_shared {
-            self.parse_data
-                .insert("entities".into(), Value::Array(self.entities.clone()));
-        }
+    }
+}
+
+impl PartialEq for UserUttered {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+            && self.input_channel == other.input_channel
+            && self.message_id == other.message_id
+            && self.data() == other.data()
+    }
+}
+
+impl fmt::Debug for UserUttered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserUttered")
+            .field("text", &self.text)
+            .field("input_channel", &self.input_channel)
+            .field("message_id", &self.message_id)
+            .field("parse_data", self.parse_data())
+            .field("entities", &self.entities())
+            .finish()
     }
 }
 
@@ -487,123 +635,48 @@ impl Event {
 
     /// The object Rasa's `as_dict()` returns for this event.
     pub fn to_value(&self) -> Value {
-        Value::Object(self.to_map())
-    }
-
-    fn to_map(&self) -> JsonMap {
-        if let EventKind::Unknown(unknown) = &self.kind {
-            return unknown.with_changes(self.timestamp, &self.metadata);
-        }
-        let mut map = JsonMap::new();
-        map.insert("event".into(), Value::String(self.type_name().to_owned()));
-        map.insert(
-            "timestamp".into(),
-            Number::from_f64(self.timestamp).map_or(Value::Null, Value::Number),
-        );
-        if !self.metadata.is_empty() {
-            map.insert("metadata".into(), Value::Object(self.metadata.clone()));
-        }
-        let mut put = |key: &str, value: Value| {
-            map.insert(key.to_owned(), value);
-        };
-        match &self.kind {
-            EventKind::UserUttered(user) => {
-                put("text", opt_string(&user.text));
-                put("parse_data", Value::Object(user.parse_data.clone()));
-                put("input_channel", opt_string(&user.input_channel));
-                put("message_id", opt_string(&user.message_id));
-                put("metadata", Value::Object(self.metadata.clone()));
-            }
-            EventKind::DefinePrevUserUtteredFeaturization {
-                use_text_for_featurization,
-            } => put(
-                "use_text_for_featurization",
-                Value::Bool(*use_text_for_featurization),
-            ),
-            EventKind::EntitiesAdded { entities } => {
-                put("entities", Value::Array(entities.clone()))
-            }
-            EventKind::BotUttered { text, data } => {
-                put("text", opt_string(text));
-                put("data", data.clone());
-                put("metadata", Value::Object(self.metadata.clone()));
-            }
-            EventKind::SlotSet { name, value } => {
-                put("name", Value::String(name.clone()));
-                put("value", value.clone());
-            }
-            EventKind::ReminderScheduled {
-                intent,
-                date_time,
-                entities,
-                name,
-                kill_on_user_msg,
-            } => {
-                put("intent", opt_string(intent));
-                put("date_time", Value::String(date_time.clone()));
-                put("entities", entities.clone());
-                put("name", Value::String(name.clone()));
-                put("kill_on_user_msg", Value::Bool(*kill_on_user_msg));
-            }
-            EventKind::FollowupAction { name } => put("name", Value::String(name.clone())),
-            EventKind::ActionExecuted {
-                name,
-                policy,
-                confidence,
-                action_text,
-                hide_rule_turn,
-            } => {
-                put("name", opt_string(name));
-                put("policy", opt_string(policy));
-                put(
-                    "confidence",
-                    confidence.clone().map_or(Value::Null, Value::Number),
-                );
-                put("action_text", opt_string(action_text));
-                put("hide_rule_turn", Value::Bool(*hide_rule_turn));
-            }
-            EventKind::AgentUttered { text, data } => {
-                put("text", opt_string(text));
-                put("data", data.clone());
-            }
-            EventKind::ActiveLoop { name } => put("name", opt_string(name)),
-            EventKind::LoopInterrupted { is_interrupted } => {
-                put("is_interrupted", Value::Bool(*is_interrupted));
-            }
-            EventKind::ActionExecutionRejected {
-                name,
-                policy,
-                confidence,
-            } => {
-                put("name", Value::String(name.clone()));
-                put("policy", opt_string(policy));
-                put(
-                    "confidence",
-                    confidence.clone().map_or(Value::Null, Value::Number),
-                );
-            }
-            EventKind::Restarted
-            | EventKind::UserUtteranceReverted
-            | EventKind::AllSlotsReset
-            | EventKind::ReminderCancelled { .. }
-            | EventKind::ActionReverted
-            | EventKind::StoryExported { .. }
-            | EventKind::ConversationPaused
-            | EventKind::ConversationResumed
-            | EventKind::SessionStarted
-            | EventKind::Unknown(_) => {}
-        }
-        map
+        // Serialising into a `Value` fails only for maps with non-string keys; an event has none.
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     /// The exact text Rasa stores for this event: Python's `json.dumps(event.as_dict())`.
     pub fn to_rasa_json(&self) -> String {
-        // Serialising a `serde_json::Value` into memory cannot fail.
-        to_python_json(&self.to_value()).unwrap_or_default()
+        let mut out = Vec::with_capacity(256);
+        match &self.kind {
+            EventKind::Unknown(unknown) => {
+                json::write_map(
+                    &mut out,
+                    &unknown.with_changes(self.timestamp, &self.metadata),
+                );
+            }
+            _ => {
+                out.push(b'{');
+                let mut first = true;
+                let written: Result<(), std::convert::Infallible> =
+                    self.for_each_item(|key, item| {
+                        if !std::mem::take(&mut first) {
+                            out.extend_from_slice(b", ");
+                        }
+                        json::write_str(&mut out, key);
+                        out.extend_from_slice(b": ");
+                        json::write_item(&mut out, item);
+                        Ok(())
+                    });
+                let Ok(()) = written;
+                out.push(b'}');
+            }
+        }
+        json::into_string(out)
     }
 
     /// Parses Rasa's JSON text of one event.
+    ///
+    /// Equal to [`Event::from_value`] of the parsed text, but without building a `Value` for
+    /// the event: a user message keeps its text and builds its NLU result only when asked for.
     pub fn from_json(text: &str) -> Result<Self, InvalidEvent> {
+        if let Some(event) = read::from_text(text) {
+            return Ok(event);
+        }
         let value: Value =
             serde_json::from_str(text).map_err(|e| InvalidEvent::new(format!("not JSON: {e}")))?;
         Self::from_value(value)
@@ -615,188 +688,7 @@ impl Event {
     /// keys Rasa does not read are dropped. A tag this version does not know gives
     /// [`EventKind::Unknown`], kept verbatim.
     pub fn from_value(value: Value) -> Result<Self, InvalidEvent> {
-        let Value::Object(map) = value else {
-            return Err(InvalidEvent::new("an event must be a JSON object"));
-        };
-        let tag = match map.get("event") {
-            Some(Value::String(tag)) => tag.clone(),
-            Some(_) => return Err(InvalidEvent::new("`event` must be a string")),
-            None => return Err(InvalidEvent::new("missing `event` key")),
-        };
-        let fields = Fields { map: &map };
-        let metadata = fields.metadata()?;
-        let known = Self::known_timestamp(&map)?;
-        let kind = match tag.as_str() {
-            "user" => {
-                let parse_data = match map.get("parse_data") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::Object(p)) => Some(p.clone()),
-                    Some(_) => return Err(InvalidEvent::new("`parse_data` must be an object")),
-                };
-                EventKind::UserUttered(UserUttered::new(
-                    fields.opt_str("text")?,
-                    parse_data,
-                    fields.opt_str("input_channel")?,
-                    fields.opt_str("message_id")?,
-                    &metadata,
-                ))
-            }
-            "user_featurization" => EventKind::DefinePrevUserUtteredFeaturization {
-                use_text_for_featurization: fields.bool_or("use_text_for_featurization", false)?,
-            },
-            "entities" => EventKind::EntitiesAdded {
-                entities: match map.get("entities") {
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(Value::Array(list)) => list.clone(),
-                    Some(_) => return Err(InvalidEvent::new("`entities` must be a list")),
-                },
-            },
-            "bot" => EventKind::BotUttered {
-                text: fields.opt_str("text")?,
-                data: match map.get("data") {
-                    Some(data) if truthy(data) => data.clone(),
-                    _ => Value::Object(JsonMap::new()),
-                },
-            },
-            "slot" => EventKind::SlotSet {
-                name: fields.req_str("name")?,
-                value: map.get("value").cloned().unwrap_or(Value::Null),
-            },
-            "restart" => EventKind::Restarted,
-            "rewind" => EventKind::UserUtteranceReverted,
-            "reset_slots" => EventKind::AllSlotsReset,
-            "reminder" => EventKind::ReminderScheduled {
-                intent: fields.opt_str("intent")?,
-                date_time: fields.req_str("date_time")?,
-                entities: map.get("entities").cloned().unwrap_or(Value::Null),
-                name: match fields.opt_str("name")? {
-                    Some(name) => name,
-                    None => uuid::Uuid::new_v4().to_string(),
-                },
-                kill_on_user_msg: fields.bool_or("kill_on_user_msg", true)?,
-            },
-            "cancel_reminder" => EventKind::ReminderCancelled {
-                name: fields.opt_str("name")?,
-                intent: fields.opt_str("intent")?,
-                entities: map.get("entities").cloned(),
-            },
-            "undo" => EventKind::ActionReverted,
-            "export" => EventKind::StoryExported {
-                path: fields.opt_str("path")?,
-            },
-            "followup" => EventKind::FollowupAction {
-                name: fields.req_str("name")?,
-            },
-            "pause" => EventKind::ConversationPaused,
-            "resume" => EventKind::ConversationResumed,
-            "action" => {
-                let name = fields.opt_str("name")?;
-                let action_text = fields.opt_str("action_text")?;
-                if name.is_none() && action_text.is_none() {
-                    return Err(InvalidEvent::new(
-                        "an `action` event needs `name` or `action_text`",
-                    ));
-                }
-                EventKind::ActionExecuted {
-                    name,
-                    policy: fields.opt_str("policy")?,
-                    confidence: fields.opt_number("confidence")?,
-                    action_text,
-                    hide_rule_turn: fields.bool_or("hide_rule_turn", false)?,
-                }
-            }
-            "agent" => EventKind::AgentUttered {
-                text: fields.opt_str("text")?,
-                data: map.get("data").cloned().unwrap_or(Value::Null),
-            },
-            "active_loop" | "form" => EventKind::ActiveLoop {
-                name: fields.opt_str("name")?,
-            },
-            "loop_interrupted" => EventKind::LoopInterrupted {
-                is_interrupted: fields.bool_or("is_interrupted", false)?,
-            },
-            "form_validation" => EventKind::LoopInterrupted {
-                is_interrupted: !fields.bool_or("validate", true)?,
-            },
-            "action_execution_rejected" => EventKind::ActionExecutionRejected {
-                name: fields.req_str("name")?,
-                policy: fields.opt_str("policy")?,
-                confidence: fields.opt_number("confidence")?,
-            },
-            "session_started" => EventKind::SessionStarted,
-            _ => {
-                let timestamp = known.unwrap_or(0.0);
-                return Ok(Self {
-                    timestamp,
-                    metadata,
-                    kind: EventKind::Unknown(UnknownEvent { raw: map }),
-                });
-            }
-        };
-        Ok(Self {
-            timestamp: known.unwrap_or_else(now),
-            metadata,
-            kind,
-        })
-    }
-
-    /// The timestamp as given, or `None` where Rasa substitutes the current time (missing,
-    /// `null`, `0`).
-    fn known_timestamp(map: &JsonMap) -> Result<Option<f64>, InvalidEvent> {
-        match map.get("timestamp") {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => {
-                let value = n
-                    .as_f64()
-                    .ok_or_else(|| InvalidEvent::new("`timestamp` is not a number"))?;
-                Ok((value != 0.0).then_some(value))
-            }
-            Some(_) => Err(InvalidEvent::new("`timestamp` must be a number")),
-        }
-    }
-}
-
-/// Typed access to an event object's fields with Rasa's defaults.
-struct Fields<'a> {
-    map: &'a JsonMap,
-}
-
-impl Fields<'_> {
-    fn opt_str(&self, key: &str) -> Result<Option<String>, InvalidEvent> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(InvalidEvent::new(format!("`{key}` must be a string"))),
-        }
-    }
-
-    fn req_str(&self, key: &str) -> Result<String, InvalidEvent> {
-        self.opt_str(key)?
-            .ok_or_else(|| InvalidEvent::new(format!("missing `{key}`")))
-    }
-
-    fn bool_or(&self, key: &str, default: bool) -> Result<bool, InvalidEvent> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(InvalidEvent::new(format!("`{key}` must be a boolean"))),
-        }
-    }
-
-    fn opt_number(&self, key: &str) -> Result<Option<Number>, InvalidEvent> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => Ok(Some(n.clone())),
-            Some(_) => Err(InvalidEvent::new(format!("`{key}` must be a number"))),
-        }
-    }
-
-    fn metadata(&self) -> Result<JsonMap, InvalidEvent> {
-        match self.map.get("metadata") {
-            None | Some(Value::Null) => Ok(JsonMap::new()),
-            Some(Value::Object(m)) => Ok(m.clone()),
-            Some(_) => Err(InvalidEvent::new("`metadata` must be an object")),
-        }
+        read::from_value(value)
     }
 }
 
@@ -829,9 +721,153 @@ pub fn deserialise_events(values: &[Value]) -> Result<Vec<Event>, InvalidEvent> 
     Ok(events)
 }
 
+fn opt(text: &Option<String>) -> Item<'_> {
+    Item::OptStr(text.as_deref())
+}
+
+/// One value of an event's Rasa object, borrowed from the event.
+#[derive(Clone, Copy)]
+pub(crate) enum Item<'a> {
+    Str(&'a str),
+    OptStr(Option<&'a str>),
+    Float(f64),
+    Bool(bool),
+    Number(Option<&'a Number>),
+    Value(&'a Value),
+    Map(&'a JsonMap),
+    List(&'a [Value]),
+}
+
+impl Serialize for Item<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Item::Str(text) => serializer.serialize_str(text),
+            Item::OptStr(text) => text.serialize(serializer),
+            // Non-finite timestamps (rejected before any store) are written as `null`.
+            Item::Float(value) => serializer.serialize_f64(value),
+            Item::Bool(flag) => serializer.serialize_bool(flag),
+            Item::Number(number) => number.serialize(serializer),
+            Item::Value(value) => value.serialize(serializer),
+            Item::Map(map) => map.serialize(serializer),
+            Item::List(list) => list.serialize(serializer),
+        }
+    }
+}
+
+impl Event {
+    /// Calls `entry` with each key and value of the object Rasa's `as_dict()` returns for an
+    /// event of a known type: `event`, `timestamp`, `metadata` when non-empty, then the
+    /// type's keys in Rasa's order. `user` and `bot` events always carry `metadata`, last
+    /// when it is empty (Rasa's `dict.update` keeps a key where it was first inserted).
+    pub(crate) fn for_each_item<E>(
+        &self,
+        mut entry: impl FnMut(&'static str, Item<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        entry("event", Item::Str(self.type_name()))?;
+        entry("timestamp", Item::Float(self.timestamp))?;
+        let metadata_written = !self.metadata.is_empty();
+        if metadata_written {
+            entry("metadata", Item::Map(&self.metadata))?;
+        }
+        match &self.kind {
+            EventKind::UserUttered(user) => {
+                entry("text", opt(&user.text))?;
+                entry("parse_data", Item::Map(user.parse_data()))?;
+                entry("input_channel", opt(&user.input_channel))?;
+                entry("message_id", opt(&user.message_id))?;
+                if !metadata_written {
+                    entry("metadata", Item::Map(&self.metadata))?;
+                }
+            }
+            EventKind::DefinePrevUserUtteredFeaturization {
+                use_text_for_featurization,
+            } => entry(
+                "use_text_for_featurization",
+                Item::Bool(*use_text_for_featurization),
+            )?,
+            EventKind::EntitiesAdded { entities } => entry("entities", Item::List(entities))?,
+            EventKind::BotUttered { text, data } => {
+                entry("text", opt(text))?;
+                entry("data", Item::Value(data))?;
+                if !metadata_written {
+                    entry("metadata", Item::Map(&self.metadata))?;
+                }
+            }
+            EventKind::SlotSet { name, value } => {
+                entry("name", Item::Str(name))?;
+                entry("value", Item::Value(value))?;
+            }
+            EventKind::ReminderScheduled {
+                intent,
+                date_time,
+                entities,
+                name,
+                kill_on_user_msg,
+            } => {
+                entry("intent", opt(intent))?;
+                entry("date_time", Item::Str(date_time))?;
+                entry("entities", Item::Value(entities))?;
+                entry("name", Item::Str(name))?;
+                entry("kill_on_user_msg", Item::Bool(*kill_on_user_msg))?;
+            }
+            EventKind::FollowupAction { name } => entry("name", Item::Str(name))?,
+            EventKind::ActionExecuted {
+                name,
+                policy,
+                confidence,
+                action_text,
+                hide_rule_turn,
+            } => {
+                entry("name", opt(name))?;
+                entry("policy", opt(policy))?;
+                entry("confidence", Item::Number(confidence.as_ref()))?;
+                entry("action_text", opt(action_text))?;
+                entry("hide_rule_turn", Item::Bool(*hide_rule_turn))?;
+            }
+            EventKind::AgentUttered { text, data } => {
+                entry("text", opt(text))?;
+                entry("data", Item::Value(data))?;
+            }
+            EventKind::ActiveLoop { name } => entry("name", opt(name))?,
+            EventKind::LoopInterrupted { is_interrupted } => {
+                entry("is_interrupted", Item::Bool(*is_interrupted))?;
+            }
+            EventKind::ActionExecutionRejected {
+                name,
+                policy,
+                confidence,
+            } => {
+                entry("name", Item::Str(name))?;
+                entry("policy", opt(policy))?;
+                entry("confidence", Item::Number(confidence.as_ref()))?;
+            }
+            EventKind::Restarted
+            | EventKind::UserUtteranceReverted
+            | EventKind::AllSlotsReset
+            | EventKind::ReminderCancelled { .. }
+            | EventKind::ActionReverted
+            | EventKind::StoryExported { .. }
+            | EventKind::ConversationPaused
+            | EventKind::ConversationResumed
+            | EventKind::SessionStarted
+            | EventKind::Unknown(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Writes the object Rasa's `as_dict()` returns, straight from the event (no intermediate
+/// `Value`; see `Event::for_each_item`). An event of an unknown type is written as read.
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_map().serialize(serializer)
+        if let EventKind::Unknown(unknown) = &self.kind {
+            return unknown
+                .with_changes(self.timestamp, &self.metadata)
+                .serialize(serializer);
+        }
+        let mut map = serializer.serialize_map(None)?;
+        self.for_each_item(|key, item| map.serialize_entry(key, &item))?;
+        map.end()
     }
 }
 

@@ -4,12 +4,17 @@
 //! every non-ASCII character escaped as `\uXXXX` (astral characters as a surrogate pair),
 //! and floats in Python's `repr` form (`1700000000.0`, `1e-07`, `1e+16`). The SQL `data`
 //! column and Redis values hold this text, and tools compare it byte for byte, so the
-//! [`PythonFormatter`] here reproduces it for any [`serde::Serialize`] value.
+//! [`PythonFormatter`] here reproduces it for any [`serde::Serialize`] value. Events take a
+//! direct writer of the same text ([`crate::Event::to_rasa_json`]), which skips `serde`'s
+//! indirection on the path every append takes.
 
 use std::io;
 
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter};
+use serde_json::{Number, Value};
+
+use crate::event::{Item, JsonMap};
 
 /// A [`serde_json`] formatter that writes what Python's `json.dumps` writes by default.
 #[derive(Debug, Clone, Copy, Default)]
@@ -21,7 +26,7 @@ pub struct PythonFormatter;
 /// keys were read or inserted). Non-finite floats, which Rasa never stores, are written as
 /// `null` by serde_json.
 pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
-    let mut out = Vec::with_capacity(128);
+    let mut out = Vec::with_capacity(256);
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     value.serialize(&mut serializer)?;
     // The formatter writes ASCII only, so this cannot fail; map it anyway rather than unwrap.
@@ -38,62 +43,135 @@ pub fn python_float_repr(value: f64) -> String {
     if value.is_infinite() {
         return if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
     }
-    if value == 0.0 {
-        return if value.is_sign_negative() {
-            "-0.0"
-        } else {
-            "0.0"
+    let mut text = FloatText::default();
+    text.format(value);
+    text.as_str().to_owned()
+}
+
+/// Python's `repr` of a finite float, formatted on the stack.
+#[derive(Default)]
+struct FloatText {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl FloatText {
+    fn push(&mut self, byte: u8) {
+        // The longest text is 24 bytes (`-1.2345678901234567e-308`).
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
         }
-        .to_owned();
     }
-    let mut buffer = ryu::Buffer::new();
-    let shortest = buffer.format_finite(value);
-    let (negative, digits, decimal_point) = decompose(shortest);
-    let mut out = String::with_capacity(digits.len() + 8);
-    if negative {
-        out.push('-');
+
+    fn extend(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.push(byte);
+        }
     }
-    if decimal_point > -4 && decimal_point <= 16 {
-        if decimal_point <= 0 {
-            out.push_str("0.");
-            out.extend(std::iter::repeat_n(
-                '0',
-                decimal_point.unsigned_abs() as usize,
-            ));
-            out.push_str(&digits);
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, signs, `.` and `e` are pushed.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// Formats a finite `value`.
+    fn format(&mut self, value: f64) {
+        let mut buffer = ryu::Buffer::new();
+        let shortest = buffer.format_finite(value);
+        // ryu writes what Python writes for `1e-4 <= |value| < 1e16`: the same shortest
+        // digits in fixed notation, with `.0` after an integer. Only the exponent notation
+        // and numbers below 1e-4 (which ryu writes as `0.0000ddd`) differ.
+        let fixed = !shortest.contains('e')
+            && !shortest.trim_start_matches('-').starts_with("0.0000")
+            && value != 0.0;
+        if fixed {
+            self.extend(shortest.as_bytes());
         } else {
-            let point = decimal_point as usize;
-            if point >= digits.len() {
-                out.push_str(&digits);
-                out.extend(std::iter::repeat_n('0', point - digits.len()));
-                out.push_str(".0");
+            self.format_from_digits(value, shortest);
+        }
+    }
+
+    /// Formats a finite `value` from `shortest`, ryu's text of it.
+    fn format_from_digits(&mut self, value: f64, shortest: &str) {
+        if value == 0.0 {
+            self.extend(if value.is_sign_negative() {
+                b"-0.0"
             } else {
-                out.push_str(&digits[..point]);
-                out.push('.');
-                out.push_str(&digits[point..]);
+                b"0.0"
+            });
+            return;
+        }
+        let (negative, digits, decimal_point) = decompose(shortest);
+        let digits = digits.as_bytes();
+        if negative {
+            self.push(b'-');
+        }
+        if decimal_point > -4 && decimal_point <= 16 {
+            if decimal_point <= 0 {
+                self.extend(b"0.");
+                for _ in 0..decimal_point.unsigned_abs() {
+                    self.push(b'0');
+                }
+                self.extend(digits);
+            } else {
+                let point = decimal_point.unsigned_abs() as usize;
+                if point >= digits.len() {
+                    self.extend(digits);
+                    for _ in digits.len()..point {
+                        self.push(b'0');
+                    }
+                    self.extend(b".0");
+                } else {
+                    self.extend(&digits[..point]);
+                    self.push(b'.');
+                    self.extend(&digits[point..]);
+                }
             }
+        } else {
+            self.extend(&digits[..1]);
+            if digits.len() > 1 {
+                self.push(b'.');
+                self.extend(&digits[1..]);
+            }
+            let exponent = decimal_point - 1;
+            self.push(b'e');
+            self.push(if exponent < 0 { b'-' } else { b'+' });
+            let magnitude = exponent.unsigned_abs();
+            if magnitude < 10 {
+                self.push(b'0');
+            }
+            if magnitude >= 100 {
+                self.push(b'0' + (magnitude / 100) as u8);
+            }
+            if magnitude >= 10 {
+                self.push(b'0' + (magnitude / 10 % 10) as u8);
+            }
+            self.push(b'0' + (magnitude % 10) as u8);
         }
-    } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let exponent = decimal_point - 1;
-        out.push('e');
-        out.push(if exponent < 0 { '-' } else { '+' });
-        let magnitude = exponent.unsigned_abs();
-        if magnitude < 10 {
-            out.push('0');
-        }
-        out.push_str(&magnitude.to_string());
     }
-    out
+}
+
+/// Significant decimal digits, at most 17 (what ryu writes for an `f64`).
+#[derive(Default)]
+struct Digits {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl Digits {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Splits ryu's output into (negative, significant digits, decimal point position), where the
 /// value is `0.DIGITS × 10^position`.
-fn decompose(text: &str) -> (bool, String, i32) {
+fn decompose(text: &str) -> (bool, Digits, i32) {
     let (negative, text) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -103,15 +181,26 @@ fn decompose(text: &str) -> (bool, String, i32) {
         None => (text, 0),
     };
     let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let mut digits: String = integer.chars().chain(fraction.chars()).collect();
+    let mut digits = Digits::default();
     let mut position = integer.len() as i32 + exponent;
-    let leading = digits.len() - digits.trim_start_matches('0').len();
-    digits.drain(..leading);
-    position -= leading as i32;
-    let trimmed = digits.trim_end_matches('0').len();
-    digits.truncate(trimmed);
-    if digits.is_empty() {
-        digits.push('0');
+    let mut leading = true;
+    for &byte in integer.as_bytes().iter().chain(fraction.as_bytes()) {
+        if leading && byte == b'0' {
+            position -= 1;
+            continue;
+        }
+        leading = false;
+        if let Some(slot) = digits.bytes.get_mut(digits.len) {
+            *slot = byte;
+            digits.len += 1;
+        }
+    }
+    while digits.len > 0 && digits.bytes[digits.len - 1] == b'0' {
+        digits.len -= 1;
+    }
+    if digits.len == 0 {
+        digits.bytes[0] = b'0';
+        digits.len = 1;
         position = 1;
     }
     (negative, digits, position)
@@ -119,16 +208,183 @@ fn decompose(text: &str) -> (bool, String, i32) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn write_u_escape<W: ?Sized + io::Write>(writer: &mut W, unit: u16) -> io::Result<()> {
-    let bytes = [
+/// `\\uXXXX` for a UTF-16 code unit, in lowercase hex as Python writes it.
+fn u_escape(unit: u16) -> [u8; 6] {
+    [
         b'\\',
         b'u',
         HEX[(unit >> 12) as usize & 0xf],
         HEX[(unit >> 8) as usize & 0xf],
         HEX[(unit >> 4) as usize & 0xf],
         HEX[unit as usize & 0xf],
-    ];
-    writer.write_all(&bytes)
+    ]
+}
+
+fn write_u_escape<W: ?Sized + io::Write>(writer: &mut W, unit: u16) -> io::Result<()> {
+    writer.write_all(&u_escape(unit))
+}
+
+/// The bytes Python writes as they are inside a string: printable ASCII but `"` and `\\`.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = b' ';
+    while byte <= b'~' {
+        table[byte as usize] = byte != b'"' && byte != b'\\';
+        byte += 1;
+    }
+    table
+};
+
+/// Appends `text` as a JSON string as Python's `json.dumps` writes it: `\\"`, `\\\\`,
+/// `\\n`, `\\r`, `\\t`, `\\b`, `\\f`, and `\\uXXXX` for other control characters, DEL
+/// and everything beyond ASCII (astral characters as a surrogate pair).
+pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut index = 0;
+    while let Some(run) = bytes
+        .get(index..)
+        .and_then(|rest| rest.iter().position(|&b| !PLAIN[usize::from(b)]))
+    {
+        index += run;
+        let byte = bytes[index];
+        out.extend_from_slice(&bytes[start..index]);
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x7f => {
+                out.extend_from_slice(&u_escape(u16::from(byte)));
+                index += 1;
+                start = index;
+                continue;
+            }
+            _ => {
+                let ch = text[index..]
+                    .chars()
+                    .next()
+                    .unwrap_or(char::REPLACEMENT_CHARACTER);
+                let mut units = [0u16; 2];
+                for unit in ch.encode_utf16(&mut units) {
+                    out.extend_from_slice(&u_escape(*unit));
+                }
+                index += ch.len_utf8();
+                start = index;
+                continue;
+            }
+        };
+        out.extend_from_slice(escape);
+        index += 1;
+        start = index;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends a float as Python writes it; `null` for a non-finite one (as `serde_json` writes
+/// it; Rasa never stores one).
+pub(crate) fn write_f64(out: &mut Vec<u8>, value: f64) {
+    if value.is_finite() {
+        let mut text = FloatText::default();
+        text.format(value);
+        out.extend_from_slice(text.as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// Appends an integer in decimal.
+fn write_integer(out: &mut Vec<u8>, negative: bool, mut magnitude: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if negative {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// Appends a number: an integer as it is, a float as Python writes it.
+pub(crate) fn write_number(out: &mut Vec<u8>, number: &Number) {
+    if let Some(value) = number.as_u64() {
+        write_integer(out, false, value);
+    } else if let Some(value) = number.as_i64() {
+        write_integer(out, value < 0, value.unsigned_abs());
+    } else if let Some(value) = number.as_f64() {
+        write_f64(out, value);
+    }
+}
+
+/// Appends `value` as Python's `json.dumps(value)` writes it (what [`to_python_json`] gives,
+/// without `serde`).
+pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(number) => write_number(out, number),
+        Value::String(text) => write_str(out, text),
+        Value::Array(list) => write_list(out, list),
+        Value::Object(map) => write_map(out, map),
+    }
+}
+
+/// Appends a list.
+pub(crate) fn write_list(out: &mut Vec<u8>, list: &[Value]) {
+    out.push(b'[');
+    for (index, item) in list.iter().enumerate() {
+        if index > 0 {
+            out.extend_from_slice(b", ");
+        }
+        write_value(out, item);
+    }
+    out.push(b']');
+}
+
+/// Appends an object, keys in their order.
+pub(crate) fn write_map(out: &mut Vec<u8>, map: &JsonMap) {
+    out.push(b'{');
+    for (index, (key, value)) in map.iter().enumerate() {
+        if index > 0 {
+            out.extend_from_slice(b", ");
+        }
+        write_str(out, key);
+        out.extend_from_slice(b": ");
+        write_value(out, value);
+    }
+    out.push(b'}');
+}
+
+/// Appends one value of an event's Rasa object.
+pub(crate) fn write_item(out: &mut Vec<u8>, item: Item<'_>) {
+    match item {
+        Item::Str(text) | Item::OptStr(Some(text)) => write_str(out, text),
+        Item::OptStr(None) | Item::Number(None) => out.extend_from_slice(b"null"),
+        Item::Float(value) => write_f64(out, value),
+        Item::Bool(true) => out.extend_from_slice(b"true"),
+        Item::Bool(false) => out.extend_from_slice(b"false"),
+        Item::Number(Some(number)) => write_number(out, number),
+        Item::Value(value) => write_value(out, value),
+        Item::Map(map) => write_map(out, map),
+        Item::List(list) => write_list(out, list),
+    }
+}
+
+/// The text written by the functions above, which write ASCII only.
+pub(crate) fn into_string(out: Vec<u8>) -> String {
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Python's item separator, `", "`, before every item but the first.
@@ -142,11 +398,16 @@ fn write_separator<W: ?Sized + io::Write>(writer: &mut W, first: bool) -> io::Re
 
 impl Formatter for PythonFormatter {
     fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
-        writer.write_all(python_float_repr(value).as_bytes())
+        if !value.is_finite() {
+            return writer.write_all(python_float_repr(value).as_bytes());
+        }
+        let mut text = FloatText::default();
+        text.format(value);
+        writer.write_all(text.as_bytes())
     }
 
     fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
-        writer.write_all(python_float_repr(f64::from(value)).as_bytes())
+        self.write_f64(writer, f64::from(value))
     }
 
     fn write_string_fragment<W: ?Sized + io::Write>(
@@ -154,6 +415,11 @@ impl Formatter for PythonFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // serde_json escapes quotes, backslashes and control characters itself; what is left
+        // to escape here is DEL and everything beyond ASCII.
+        if fragment.is_ascii() && !fragment.as_bytes().contains(&0x7f) {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut start = 0;
         for (index, ch) in fragment.char_indices() {
             if (' '..='~').contains(&ch) {
@@ -215,6 +481,37 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn ryus_fixed_notation_is_taken_only_where_it_is_pythons() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut values = vec![
+            1e-4,
+            9.999e-5,
+            1e-5,
+            1e15,
+            9.999_999_999_999_998e15,
+            1e16,
+            0.5,
+        ];
+        for _ in 0..50_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            values.push(f64::from_bits(state));
+            values.push(
+                (state >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((state % 44) as i32 - 22),
+            );
+        }
+        for value in values.into_iter().filter(|v| v.is_finite()) {
+            let mut fast = FloatText::default();
+            fast.format(value);
+            let mut exact = FloatText::default();
+            exact.format_from_digits(value, ryu::Buffer::new().format_finite(value));
+            assert_eq!(fast.as_str(), exact.as_str(), "{value:e}");
+            assert_eq!(fast.as_str().parse::<f64>().ok(), Some(value), "{value:e}");
+        }
+    }
+
+    #[test]
     fn floats_follow_python_repr() {
         let cases: &[(f64, &str)] = &[
             (1700000123.456789, "1700000123.456789"),
@@ -241,6 +538,68 @@ mod tests {
         ];
         for (value, expected) in cases {
             assert_eq!(python_float_repr(*value), *expected, "{value:e}");
+        }
+    }
+
+    /// A pseudo-random JSON value with the strings and numbers that need care.
+    fn random_value(state: &mut u64, depth: usize) -> Value {
+        let mut next = || {
+            *state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            *state >> 16
+        };
+        let palette = [
+            "a", " ", "\"", "\\", "\n", "\r", "\t", "\u{8}", "\u{c}", "\u{1}", "\u{1f}", "\u{7f}",
+            "/", "é", "\u{2028}", "🍕", "\u{ffff}", "~", "Zz",
+        ];
+        match next() % if depth > 3 { 6 } else { 8 } {
+            0 => Value::Null,
+            1 => Value::Bool(next() % 2 == 0),
+            2 => Value::from(next()),
+            3 => Value::from(-(next() as i64) - 1),
+            4 => {
+                let value = f64::from_bits(next() << 16 | next() & 0xffff);
+                if value.is_finite() {
+                    json!(value)
+                } else {
+                    json!(0.5)
+                }
+            }
+            5 => {
+                let length = next() % 12;
+                Value::String(
+                    (0..length)
+                        .map(|_| palette[(next() % palette.len() as u64) as usize])
+                        .collect(),
+                )
+            }
+            6 => Value::Array(
+                (0..next() % 4)
+                    .map(|_| random_value(state, depth + 1))
+                    .collect(),
+            ),
+            _ => {
+                let mut map = JsonMap::new();
+                for _ in 0..next() % 4 {
+                    let Value::String(key) = random_value(state, 5) else {
+                        continue;
+                    };
+                    map.insert(key, random_value(state, depth + 1));
+                }
+                Value::Object(map)
+            }
+        }
+    }
+
+    #[test]
+    fn the_direct_writer_writes_what_the_formatter_writes() {
+        let mut state = 7;
+        for _ in 0..20_000 {
+            let value = random_value(&mut state, 0);
+            let mut out = Vec::new();
+            write_value(&mut out, &value);
+            assert_eq!(into_string(out), to_python_json(&value).unwrap(), "{value}");
         }
     }
 

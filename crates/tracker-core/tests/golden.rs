@@ -167,13 +167,27 @@ fn every_golden_tracker_derives_rasa_state() {
     assert!(!trackers.is_empty());
     for line in trackers {
         let sender_id = line["sender_id"].as_str().expect("sender_id");
-        let events: Vec<Event> = line["events"]
-            .as_array()
-            .expect("events")
+        let values = line["events"].as_array().expect("events");
+        let events: Vec<Event> = values
             .iter()
             .map(|value| Event::from_value(value.clone()).expect("event"))
             .collect();
+        // Read from text as a store's events are: user messages build their NLU result only
+        // when the state asks for it.
+        let from_text: Vec<Event> = values
+            .iter()
+            .map(|value| {
+                Event::from_json(&to_python_json(value).expect("render")).expect("event text")
+            })
+            .collect();
+        let read = Tracker::from_events(sender_id, from_text, &domain);
+        assert_eq!(
+            read.current_state(EventVerbosity::All),
+            line["state_all"],
+            "{sender_id}: current_state(ALL) of events read from text"
+        );
         let tracker = Tracker::from_events(sender_id, events, &domain);
+        assert_eq!(read, tracker, "{sender_id}: the same tracker either way");
 
         assert_eq!(
             tracker.current_state(EventVerbosity::All),
