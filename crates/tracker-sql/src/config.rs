@@ -8,9 +8,14 @@ use serde::{Deserialize, Deserializer};
 use tracker_core::redact::{REDACTED, deserialize_password, is_secret_key, redact_url};
 use tracker_core::{Error, Result};
 
-/// Default pool size on PostgreSQL and MySQL: Rasa's `SQL_POOL_SIZE` default.
+/// Pool size on PostgreSQL and MySQL when neither `SQL_POOL_SIZE` nor `SQL_MAX_OVERFLOW` is
+/// set: more connections than a server has cores to run them make it slower, not faster
+/// (every save waits for its commit; a few busy connections commit as many saves as many
+/// idle ones, and callers beyond them wait in the process, in arrival order).
+pub const DEFAULT_SERVER_POOL_SIZE: usize = 10;
+/// Rasa's `SQL_POOL_SIZE` default: the pool size when only `SQL_MAX_OVERFLOW` is set.
 pub const DEFAULT_POOL_SIZE: usize = 50;
-/// Default extra connections under load: Rasa's `SQL_MAX_OVERFLOW` default.
+/// Rasa's `SQL_MAX_OVERFLOW` default: the extra connections when only `SQL_POOL_SIZE` is set.
 pub const DEFAULT_MAX_OVERFLOW: usize = 100;
 /// Pool size for an SQLite file: concurrent readers, one writer at a time.
 pub const SQLITE_FILE_POOL_SIZE: usize = 8;
@@ -78,7 +83,8 @@ impl fmt::Display for Dialect {
 }
 
 /// Configuration of [`SqlStore`](crate::SqlStore): the keys of Rasa's `SQLTrackerStore` in
-/// `endpoints.yml`, with Rasa's defaults, plus `pool_size` and `migrate`.
+/// `endpoints.yml`, with Rasa's defaults, plus this store's own (`schema`, `pool_size`,
+/// `pool_timeout`, `query_timeout`, `migrate`, `outbox`).
 ///
 /// ```
 /// let config: tracker_sql::SqlConfig = serde_json::from_value(serde_json::json!({
@@ -114,8 +120,10 @@ pub struct SqlConfig {
     /// `search_path`; it must exist. Default: the `POSTGRESQL_SCHEMA` environment variable,
     /// as in Rasa, else the server's default search path.
     pub schema: Option<String>,
-    /// Most pooled connections. Default: `SQL_POOL_SIZE` + `SQL_MAX_OVERFLOW` from the
-    /// environment (50 + 100) on PostgreSQL and MySQL, 8 for an SQLite file, 1 in memory.
+    /// Most pooled connections. Default on PostgreSQL and MySQL: `SQL_POOL_SIZE` +
+    /// `SQL_MAX_OVERFLOW` from the environment, as in Rasa (50 + 100 for the one not set),
+    /// and [`DEFAULT_SERVER_POOL_SIZE`] (10) when neither is set; 8 for an SQLite file, 1 in
+    /// memory.
     pub pool_size: Option<usize>,
     /// The longest wait for a pooled connection, for opening a new one and for checking an
     /// idle one before reuse (default 30 s, SQLAlchemy's `pool_timeout`). In YAML: seconds, a
@@ -134,6 +142,12 @@ pub struct SqlConfig {
     /// Run pending schema migrations when connecting (default `true`, as Rasa creates its
     /// table at start-up).
     pub migrate: bool,
+    /// Keep an outbox for a relay to an event broker (default `false`; see
+    /// `tracker_core::outbox`): the table `tracker_outbox` and triggers on `events` that
+    /// record, in the same statement as every insert (the store's appends and Rasa's own
+    /// inserts alike), that the conversation has events to publish. The migration creates
+    /// them when this is on; see the crate README's "Outbox" section.
+    pub outbox: bool,
 }
 
 impl Default for SqlConfig {
@@ -152,6 +166,7 @@ impl Default for SqlConfig {
             pool_timeout: DEFAULT_POOL_TIMEOUT,
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             migrate: true,
+            outbox: false,
         }
     }
 }
@@ -182,6 +197,7 @@ impl fmt::Debug for SqlConfig {
             .field("pool_timeout", &self.pool_timeout)
             .field("query_timeout", &self.query_timeout)
             .field("migrate", &self.migrate)
+            .field("outbox", &self.outbox)
             .finish()
     }
 }
@@ -257,6 +273,13 @@ impl SqlConfig {
             url: Some(url.into()),
             ..Self::default()
         }
+    }
+
+    /// Sets whether the store keeps an outbox for a relay to an event broker (`outbox`).
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: bool) -> Self {
+        self.outbox = outbox;
+        self
     }
 }
 

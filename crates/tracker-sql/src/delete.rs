@@ -16,7 +16,7 @@ use tracker_core::Result;
 
 use crate::append::TxError;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-use crate::append::{current_version, lock_row, version_query};
+use crate::append::{current_version, lock_row, lost, version_query};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use crate::pool::bounded;
 use crate::pool::{Connections, SqlClient, acquire};
@@ -92,28 +92,29 @@ pub(crate) async fn run(
     Ok(match &connections.client {
         #[cfg(feature = "postgres")]
         SqlClient::Postgres(pool) => {
-            let mut conn = acquire(pool, context).await?;
+            let conn = acquire(pool, context).await?;
             bounded!(
                 connections.query_timeout,
                 conn,
                 context,
                 connections.pg_cancel(&conn),
-                async { Ok(delete_in_transaction!(conn, sender_id, expect)) }
+                async { lost(context, delete_in_transaction!(conn, sender_id, expect)) }
             )?
         }
         #[cfg(feature = "mysql")]
         SqlClient::Mysql(pool) => {
-            let mut conn = acquire(pool, context).await?;
+            let conn = acquire(pool, context).await?;
             bounded!(
                 connections.query_timeout,
                 conn,
                 context,
                 Connections::mysql_cancel(&conn),
-                async { Ok(delete_in_transaction!(conn, sender_id, expect)) }
+                async { lost(context, delete_in_transaction!(conn, sender_id, expect)) }
             )?
         }
         #[cfg(feature = "sqlite")]
         SqlClient::Sqlite(pool) => {
+            let _writer = connections.sqlite_writer.lock().await;
             let mut conn = acquire(pool, context).await?;
             sqlite::delete(&mut conn, sender_id.to_owned(), expect).await
         }

@@ -8,6 +8,7 @@ mod error;
 #[cfg(feature = "postgres")]
 mod explain;
 mod migrate;
+mod outbox;
 mod pool;
 mod rasa;
 mod registration;
@@ -20,8 +21,8 @@ mod unmigrated;
 mod url;
 
 pub use config::{
-    DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_QUERY_TIMEOUT, Dialect,
-    SqlConfig,
+    DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_QUERY_TIMEOUT,
+    DEFAULT_SERVER_POOL_SIZE, Dialect, SqlConfig,
 };
 #[cfg(feature = "mysql")]
 pub use pool::MysqlPool;

@@ -1,6 +1,7 @@
 //! Embedded, versioned schema migrations (diesel_migrations), one set per dialect, the checks
 //! made before them (the MySQL server's version) and without them (what the database holds,
-//! read from its catalog), and the PostgreSQL database bootstrap (`login_db`).
+//! read from its catalog), the outbox's table and triggers (`outbox: true`, created after the
+//! migrations under the same lock), and the PostgreSQL database bootstrap (`login_db`).
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use diesel::connection::SimpleConnection;
@@ -11,7 +12,7 @@ use tracker_core::{BoxError, Error, Result};
 use crate::config::Dialect;
 use crate::error::driver_error;
 use crate::pool::{Connections, SqlClient, acquire, with_connection};
-use crate::schema::{Layout, SEQ_TRIGGER};
+use crate::schema::{Layout, OUTBOX_TABLE, SEQ_TRIGGER, outbox_triggers};
 
 #[cfg(feature = "postgres")]
 const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -19,6 +20,31 @@ const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
 #[cfg(feature = "sqlite")]
 const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// The outbox's DDL: creates whatever is missing (see `migrations/outbox/`).
+#[cfg(feature = "postgres")]
+const POSTGRES_OUTBOX: &str = include_str!("../migrations/outbox/postgres.sql");
+#[cfg(feature = "mysql")]
+const MYSQL_OUTBOX_TABLE: &str = include_str!("../migrations/outbox/mysql_table.sql");
+#[cfg(feature = "mysql")]
+const MYSQL_OUTBOX_TRIGGERS: [(&str, &str); 2] = [
+    (
+        crate::schema::OUTBOX_TRIGGER,
+        include_str!("../migrations/outbox/mysql_insert_trigger.sql"),
+    ),
+    (
+        crate::schema::OUTBOX_DELETE_TRIGGER,
+        include_str!("../migrations/outbox/mysql_delete_trigger.sql"),
+    ),
+];
+#[cfg(feature = "sqlite")]
+const SQLITE_OUTBOX: &str = include_str!("../migrations/outbox/sqlite.sql");
+
+/// What `ensure_schema` reports when it created the outbox (or its missing part).
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+fn outbox_created() -> String {
+    format!("created the outbox: the {OUTBOX_TABLE} table and its triggers on `events`")
+}
 
 /// A fixed key for PostgreSQL's advisory lock, so concurrent migrators wait for each other.
 #[cfg(feature = "postgres")]
@@ -32,14 +58,14 @@ fn migration_error(error: BoxError) -> Error {
     Error::backend_with("running schema migrations", error)
 }
 
-/// Creates or upgrades the schema of the database behind `connections`; returns what it
-/// changed.
-pub(crate) async fn run(connections: &Connections) -> Result<Vec<String>> {
+/// Creates or upgrades the schema of the database behind `connections`, with the outbox's
+/// table and triggers when `outbox` is set; returns what it changed.
+pub(crate) async fn run(connections: &Connections, outbox: bool) -> Result<Vec<String>> {
     match &connections.client {
         #[cfg(feature = "postgres")]
-        SqlClient::Postgres(pool) => postgres(pool).await,
+        SqlClient::Postgres(pool) => postgres(pool, outbox).await,
         #[cfg(feature = "mysql")]
-        SqlClient::Mysql(pool) => mysql(pool).await,
+        SqlClient::Mysql(pool) => mysql(pool, outbox).await,
         #[cfg(feature = "sqlite")]
         SqlClient::Sqlite(pool) => {
             let mut changes = Vec::new();
@@ -49,7 +75,7 @@ pub(crate) async fn run(connections: &Connections) -> Result<Vec<String>> {
                 create_sqlite_file(path.clone()).await?;
                 changes.push(format!("created the SQLite database {path}"));
             }
-            changes.extend(sqlite(pool).await?);
+            changes.extend(sqlite(pool, outbox).await?);
             Ok(changes)
         }
     }
@@ -90,20 +116,33 @@ where
     .map_err(|e| Error::backend_with("running schema migrations", e))?
 }
 
-/// Runs `$migrations` on a connection taken from `$pool`, between the server-side lock and
-/// unlock statements, so concurrent migrators wait for each other.
+/// The synchronous form of a pooled connection, for diesel_migrations and the outbox's DDL.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+type Blocking<C> = diesel_async::async_connection_wrapper::AsyncConnectionWrapper<C>;
+
+/// Runs `$migrations` on a connection taken from `$pool`, then `$outbox` (the outbox's setup,
+/// if any), between the server-side lock and unlock statements, so concurrent migrators wait
+/// for each other.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! migrate_locked {
-    ($pool:expr, $migrations:expr, $lock:expr, $unlock:expr) => {{
+    ($pool:expr, $migrations:expr, $lock:expr, $unlock:expr, $outbox:expr) => {{
         let object = acquire($pool, "running schema migrations").await?;
         let connection = deadpool::managed::Object::take(object);
-        run_blocking(connection, |conn| {
+        let outbox = $outbox;
+        run_blocking(connection, move |conn| {
             conn.batch_execute(&$lock)
                 .map_err(|e| driver_error("locking for schema migrations", e))?;
-            let result = conn
+            let migrated = conn
                 .run_pending_migrations($migrations)
                 .map(names)
                 .map_err(migration_error);
+            let result = match (migrated, outbox) {
+                (Ok(mut applied), Some(setup)) => setup(conn).map(|created| {
+                    applied.extend(created);
+                    applied
+                }),
+                (migrated, _) => migrated,
+            };
             let unlock = conn.batch_execute(&$unlock);
             let applied = result?;
             unlock.map_err(|e| driver_error("unlocking after schema migrations", e))?;
@@ -115,26 +154,102 @@ macro_rules! migrate_locked {
 
 /// Migrates a PostgreSQL database, holding an advisory lock.
 #[cfg(feature = "postgres")]
-async fn postgres(pool: &crate::pool::PgPool) -> Result<Vec<String>> {
+async fn postgres(pool: &crate::pool::PgPool, outbox: bool) -> Result<Vec<String>> {
+    type Setup = fn(&mut Blocking<diesel_async::AsyncPgConnection>) -> Result<Vec<String>>;
     migrate_locked!(
         pool,
         POSTGRES,
         format!("SELECT pg_advisory_lock({PG_LOCK_KEY})"),
-        format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})")
+        format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})"),
+        outbox.then_some(postgres_outbox as Setup)
     )
+}
+
+/// Creates what is missing of the outbox in a PostgreSQL database (one `DO` block that looks
+/// in the catalog before creating each part).
+#[cfg(feature = "postgres")]
+fn postgres_outbox(conn: &mut Blocking<diesel_async::AsyncPgConnection>) -> Result<Vec<String>> {
+    use diesel::RunQueryDsl;
+    let context = "creating the outbox";
+    let found: Count = diesel::sql_query(outbox_query(Dialect::Postgres))
+        .get_result(conn)
+        .map_err(|e| driver_error(context, e))?;
+    if found.n == outbox_objects(Dialect::Postgres) {
+        return Ok(Vec::new());
+    }
+    conn.batch_execute(POSTGRES_OUTBOX)
+        .map_err(|e| driver_error(context, e))?;
+    Ok(vec![outbox_created()])
 }
 
 /// Migrates a MySQL / MariaDB database, holding a named lock, once the server is known to
 /// support what the migrations use.
 #[cfg(feature = "mysql")]
-async fn mysql(pool: &crate::pool::MysqlPool) -> Result<Vec<String>> {
+async fn mysql(pool: &crate::pool::MysqlPool, outbox: bool) -> Result<Vec<String>> {
+    type Setup = fn(&mut Blocking<diesel_async::AsyncMysqlConnection>) -> Result<Vec<String>>;
     check_mysql_server(pool).await?;
     migrate_locked!(
         pool,
         MYSQL,
         "DO GET_LOCK('tracker_store_migrations', 600)",
-        "DO RELEASE_LOCK('tracker_store_migrations')"
+        "DO RELEASE_LOCK('tracker_store_migrations')",
+        outbox.then_some(mysql_outbox as Setup)
     )
+}
+
+#[cfg(feature = "mysql")]
+#[derive(diesel::QueryableByName)]
+struct Name {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+/// Creates what is missing of the outbox in a MySQL / MariaDB database: the table, with
+/// `events.sender_id`'s collation, then each trigger not in the catalog (MySQL before 8.0.29
+/// has no `CREATE TRIGGER IF NOT EXISTS`).
+#[cfg(feature = "mysql")]
+fn mysql_outbox(conn: &mut Blocking<diesel_async::AsyncMysqlConnection>) -> Result<Vec<String>> {
+    use diesel::RunQueryDsl;
+    let context = "creating the outbox";
+    let found: Count = diesel::sql_query(outbox_query(Dialect::Mysql))
+        .get_result(conn)
+        .map_err(|e| driver_error(context, e))?;
+    if found.n == outbox_objects(Dialect::Mysql) {
+        return Ok(Vec::new());
+    }
+    let collation: Name = diesel::sql_query(
+        "SELECT COLLATION_NAME AS name FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'events' AND COLUMN_NAME = 'sender_id'",
+    )
+    .get_result(conn)
+    .map_err(|e| driver_error(context, e))?;
+    if collation.name.is_empty()
+        || !collation
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(Error::config(format!(
+            "creating the outbox: `events.sender_id` has the collation {:?}, which is not a \
+             collation name",
+            collation.name
+        )));
+    }
+    conn.batch_execute(&MYSQL_OUTBOX_TABLE.replace("{collation}", &collation.name))
+        .map_err(|e| driver_error(context, e))?;
+    let triggers: Vec<Name> = diesel::sql_query(
+        "SELECT TRIGGER_NAME AS name FROM information_schema.TRIGGERS \
+         WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'events'",
+    )
+    .load(conn)
+    .map_err(|e| driver_error(context, e))?;
+    for (trigger, ddl) in MYSQL_OUTBOX_TRIGGERS {
+        if !triggers.iter().any(|found| found.name == trigger) {
+            conn.batch_execute(ddl)
+                .map_err(|e| driver_error(context, e))?;
+        }
+    }
+    Ok(vec![outbox_created()])
 }
 
 /// Refuses a server older than MySQL 8.0 or MariaDB 10.2 before anything is changed: the
@@ -185,9 +300,10 @@ fn check_mysql_version(version: &str) -> Result<()> {
 }
 
 /// Migrates an SQLite database inside one immediate transaction, so concurrent migrators
-/// wait for each other.
+/// wait for each other; with `outbox`, creates what is missing of the outbox in the same
+/// transaction.
 #[cfg(feature = "sqlite")]
-async fn sqlite(pool: &crate::pool::SqlitePool) -> Result<Vec<String>> {
+async fn sqlite(pool: &crate::pool::SqlitePool, outbox: bool) -> Result<Vec<String>> {
     enum Failure {
         Migration(BoxError),
         Query(diesel::result::Error),
@@ -203,11 +319,23 @@ async fn sqlite(pool: &crate::pool::SqlitePool) -> Result<Vec<String>> {
         .await
         .map_err(|e| driver_error("setting SQLite's journal mode", e))?;
     let outcome = conn
-        .spawn_blocking(|conn: &mut diesel::SqliteConnection| {
+        .spawn_blocking(move |conn: &mut diesel::SqliteConnection| {
             Ok(conn.immediate_transaction::<_, Failure, _>(|conn| {
-                conn.run_pending_migrations(SQLITE)
+                let mut applied = conn
+                    .run_pending_migrations(SQLITE)
                     .map(names)
-                    .map_err(Failure::Migration)
+                    .map_err(Failure::Migration)?;
+                if outbox {
+                    use diesel::RunQueryDsl;
+                    use diesel::connection::SimpleConnection;
+                    let found: Count =
+                        diesel::sql_query(outbox_query(Dialect::Sqlite)).get_result(conn)?;
+                    if found.n != outbox_objects(Dialect::Sqlite) {
+                        conn.batch_execute(SQLITE_OUTBOX)?;
+                        applied.push(outbox_created());
+                    }
+                }
+                Ok(applied)
             }))
         })
         .await
@@ -248,7 +376,7 @@ fn wal_journal(conn: &mut diesel::SqliteConnection) -> diesel::QueryResult<Optio
     Ok((after != before).then(|| format!("SQLite journal mode {before} -> {after}")))
 }
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 #[derive(diesel::QueryableByName)]
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -324,16 +452,72 @@ struct Catalog {
     has_seq: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     has_trigger: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    outbox_objects: i64,
+}
+
+/// What [`inspect`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub(crate) layout: Layout,
+    /// The outbox's table and every one of its triggers exist.
+    pub(crate) outbox: bool,
+}
+
+/// The number of objects the outbox is made of in `dialect`: its table and its triggers.
+fn outbox_objects(dialect: Dialect) -> i64 {
+    1 + outbox_triggers(dialect).len() as i64
+}
+
+/// `'a', 'b'`: names as an SQL list of string literals (the names are constants).
+fn quoted_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| format!("'{name}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An expression counting the outbox's objects that exist (the table that the connection's
+/// search path finds, on PostgreSQL, and the triggers on `events`).
+fn outbox_count(dialect: Dialect) -> String {
+    let triggers = quoted_list(outbox_triggers(dialect));
+    match dialect {
+        Dialect::Postgres => format!(
+            "(SELECT count(*) FROM pg_catalog.pg_class WHERE oid = to_regclass('{OUTBOX_TABLE}')) \
+             + (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = to_regclass('events') \
+             AND tgname IN ({triggers}))"
+        ),
+        Dialect::Mysql => format!(
+            "CAST((SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+             AND TABLE_NAME = '{OUTBOX_TABLE}') + (SELECT count(*) FROM information_schema.TRIGGERS \
+             WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'events' \
+             AND TRIGGER_NAME IN ({triggers})) AS SIGNED)"
+        ),
+        Dialect::Sqlite => format!(
+            "(SELECT count(*) FROM sqlite_master WHERE (type = 'table' AND name = '{OUTBOX_TABLE}') \
+             OR (type = 'trigger' AND tbl_name = 'events' AND name IN ({triggers})))"
+        ),
+    }
+}
+
+/// The query counting the outbox's objects that exist, as `n`.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+fn outbox_query(dialect: Dialect) -> String {
+    format!("SELECT {} AS n", outbox_count(dialect))
 }
 
 /// What the database behind `connections` holds, read from its catalog without changing
 /// anything; warns when the table is migrated but rows Rasa inserts would not be numbered.
-pub(crate) async fn inspect(connections: &Connections, store: &str) -> Result<Layout> {
+pub(crate) async fn inspect(connections: &Connections, store: &str) -> Result<Found> {
     use diesel_async::RunQueryDsl;
     if let Some(path) = &connections.sqlite_file
         && !std::path::Path::new(path).exists()
     {
-        return Ok(Layout::Absent);
+        return Ok(Found {
+            layout: Layout::Absent,
+            outbox: false,
+        });
     }
     let context = "reading the database's catalog";
     let catalog: Catalog = with_connection!(connections, context, |conn| {
@@ -342,7 +526,9 @@ pub(crate) async fn inspect(connections: &Connections, store: &str) -> Result<La
             .await
             .map_err(|e| driver_error(context, e))?
     });
-    Ok(match (catalog.has_table > 0, catalog.has_seq > 0) {
+    let dialect = connections.client.dialect();
+    let outbox = catalog.outbox_objects == outbox_objects(dialect);
+    let layout = match (catalog.has_table > 0, catalog.has_seq > 0) {
         (false, _) => Layout::Absent,
         (true, false) => Layout::Rasa,
         (true, true) => {
@@ -355,12 +541,15 @@ pub(crate) async fn inspect(connections: &Connections, store: &str) -> Result<La
             }
             Layout::Sequenced
         }
-    })
+    };
+    Ok(Found { layout, outbox })
 }
 
 /// The query for [`Catalog`]: whether the `events` table (the one the connection's search
-/// path finds, on PostgreSQL), its `seq` column and the numbering trigger exist.
+/// path finds, on PostgreSQL), its `seq` column and the numbering trigger exist, and how many
+/// of the outbox's objects.
 fn catalog_query(dialect: Dialect) -> String {
+    let outbox = outbox_count(dialect);
     match dialect {
         Dialect::Postgres => format!(
             "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE oid = to_regclass('events')) \
@@ -368,7 +557,7 @@ fn catalog_query(dialect: Dialect) -> String {
              (SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('events') \
              AND attname = 'seq' AND NOT attisdropped) AS has_seq, \
              (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgrelid = to_regclass('events') \
-             AND tgname = '{SEQ_TRIGGER}') AS has_trigger"
+             AND tgname = '{SEQ_TRIGGER}') AS has_trigger, {outbox} AS outbox_objects"
         ),
         Dialect::Mysql => format!(
             "SELECT CAST((SELECT count(*) FROM information_schema.TABLES \
@@ -377,14 +566,15 @@ fn catalog_query(dialect: Dialect) -> String {
              AND TABLE_NAME = 'events' AND COLUMN_NAME = 'seq') AS SIGNED) AS has_seq, \
              CAST((SELECT count(*) FROM information_schema.TRIGGERS \
              WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'events' \
-             AND TRIGGER_NAME = '{SEQ_TRIGGER}') AS SIGNED) AS has_trigger"
+             AND TRIGGER_NAME = '{SEQ_TRIGGER}') AS SIGNED) AS has_trigger, \
+             {outbox} AS outbox_objects"
         ),
         Dialect::Sqlite => format!(
             "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'events') \
              AS has_table, \
              (SELECT count(*) FROM pragma_table_info('events') WHERE name = 'seq') AS has_seq, \
              (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' \
-             AND name = '{SEQ_TRIGGER}') AS has_trigger"
+             AND name = '{SEQ_TRIGGER}') AS has_trigger, {outbox} AS outbox_objects"
         ),
     }
 }

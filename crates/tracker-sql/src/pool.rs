@@ -13,9 +13,9 @@ use diesel_async::AsyncPgConnection;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
-use diesel_async::pooled_connection::ManagerConfig;
-#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 use diesel_async::pooled_connection::deadpool::Pool as DeadPool;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+use diesel_async::pooled_connection::{ManagerConfig, RecyclingMethod};
 use tracker_core::{Error, Result};
 
 use crate::config::Dialect;
@@ -108,10 +108,26 @@ pub(crate) struct Connections {
     /// An SQLite file the pool opens without creating it: its path, created only by
     /// `ensure_schema`.
     pub(crate) sqlite_file: Option<String>,
+    /// SQLite has one writer at a time: this store's writers take turns here, in the order
+    /// they came (a fair lock), before they take a connection, instead of polling SQLite's
+    /// lock from several connections (its busy handler sleeps between tries, and a writer can
+    /// lose every try). The busy timeout still bounds waits for other processes' writers.
+    #[cfg(feature = "sqlite")]
+    pub(crate) sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
+/// A pooled connection idle for longer than this is checked with a query (`SELECT 1`) before
+/// it is handed out, and replaced if the check fails; one used more recently is handed out
+/// after the checks that need no round trip (no broken transaction; on PostgreSQL, the socket
+/// still open). A check per operation would double the round trips of every append and read;
+/// a connection that failed its operation is not returned to the pool (`bounded!`).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+const VERIFY_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// A pool's connection manager whose every connection is made by `connect` with the one
-/// `connector` the store built (its TLS settings and certificate files, read once).
+/// `connector` the store built (its TLS settings and certificate files, read once). It checks
+/// a connection it takes back for reuse without a round trip; the pool's `pre_recycle` hook
+/// ([`verify_idle`]) queries the idle ones.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 fn manager<C, K, F, Connect>(
     url: &str,
@@ -126,20 +142,55 @@ where
 {
     let mut config = ManagerConfig::<C>::default();
     config.custom_setup = Box::new(move |_url| Box::pin(connect(connector.clone())));
+    config.recycling_method = RecyclingMethod::Fast;
     AsyncDieselConnectionManager::new_with_config(url, config)
 }
 
+/// The pool hook that checks, with a query, a connection idle for longer than
+/// [`VERIFY_IDLE_AFTER`] before it is reused; a failed check drops the connection and the
+/// pool takes another or opens a new one.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn verify_idle<C>() -> deadpool::managed::Hook<AsyncDieselConnectionManager<C>>
+where
+    C: diesel_async::pooled_connection::PoolableConnection + Send + 'static,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+    for<'a> diesel::dsl::select<diesel::dsl::AsExprOf<i32, diesel::sql_types::Integer>>:
+        diesel_async::methods::LoadQuery<'a, C, i32>,
+    diesel::query_builder::SqlQuery: diesel_async::methods::ExecuteDsl<C>,
+{
+    deadpool::managed::Hook::async_fn(|conn: &mut C, metrics| {
+        Box::pin(async move {
+            if metrics.last_used() <= VERIFY_IDLE_AFTER {
+                return Ok(());
+            }
+            conn.ping(&RecyclingMethod::Verified)
+                .await
+                .map_err(|error| {
+                    tracing::debug!(%error, "an idle pooled connection failed its check");
+                    deadpool::managed::HookError::Backend(
+                        diesel_async::pooled_connection::PoolError::QueryError(error),
+                    )
+                })
+        })
+    })
+}
+
 /// Builds a deadpool of `max_size` connections from a manager, every wait bounded by
-/// `timeout`: for a free connection, for a new one, and for checking an idle one.
+/// `timeout`: for a free connection, for a new one, and for checking an idle one. The most
+/// recently used connection is handed out first (LIFO): under a light load the same few
+/// connections serve, with their prepared statements, and the others stay idle.
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 macro_rules! build_pool {
-    ($manager:expr, $target:expr) => {
+    ($manager:expr, $target:expr $(, $hook:expr)?) => {
         DeadPool::builder($manager)
             .max_size($target.pool_size)
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
             .wait_timeout(Some($target.pool_timeout))
             .create_timeout(Some($target.pool_timeout))
             .recycle_timeout(Some($target.pool_timeout))
             .runtime(deadpool::Runtime::Tokio1)
+            $(.pre_recycle($hook))?
             .build()
             .map_err(|e| Error::config_with("building the connection pool", e))?
     };
@@ -154,6 +205,8 @@ impl Connections {
             #[cfg(feature = "postgres")]
             pg_connector: None,
             sqlite_file: None,
+            #[cfg(feature = "sqlite")]
+            sqlite_writer: std::sync::Arc::default(),
         }
     }
 
@@ -178,7 +231,7 @@ impl Connections {
                 let manager = manager(&target.url, connector, |connector| async move {
                     connector.connect().await
                 });
-                SqlClient::Postgres(build_pool!(manager, target))
+                SqlClient::Postgres(build_pool!(manager, target, verify_idle()))
             }
             #[cfg(feature = "mysql")]
             Dialect::Mysql => {
@@ -189,12 +242,14 @@ impl Connections {
                 let manager = manager(&target.url, connector, |connector| async move {
                     connector.connect().await
                 });
-                SqlClient::Mysql(build_pool!(manager, target))
+                SqlClient::Mysql(build_pool!(manager, target, verify_idle()))
             }
             #[cfg(feature = "sqlite")]
             Dialect::Sqlite => {
+                // Nothing to check before reuse: no server, no socket.
                 let mut manager_config = ManagerConfig::<SqliteConnection>::default();
                 manager_config.custom_setup = Box::new(establish_sqlite);
+                manager_config.recycling_method = RecyclingMethod::Fast;
                 let manager = AsyncDieselConnectionManager::<SqliteConnection>::new_with_config(
                     &target.url,
                     manager_config,
@@ -214,6 +269,8 @@ impl Connections {
             #[cfg(feature = "postgres")]
             pg_connector,
             sqlite_file: target.sqlite_file.clone(),
+            #[cfg(feature = "sqlite")]
+            sqlite_writer: std::sync::Arc::default(),
         })
     }
 
@@ -298,21 +355,96 @@ where
     connection.map_err(|e| pool_error(context, e))
 }
 
+/// A pooled connection of a server dialect while an operation runs on it (`bounded!`).
+/// If the operation is abandoned part-way — its future dropped while a statement is in
+/// flight, as when a caller's own timeout or a relay's shutdown drops it — the connection's
+/// state is unknown (MySQL's protocol would read the rest of the abandoned reply as the next
+/// statement's: "packet out of order"), so it is closed instead of returned to the pool.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) struct InFlight<M: deadpool::managed::Manager> {
+    object: Option<deadpool::managed::Object<M>>,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<M: deadpool::managed::Manager> InFlight<M> {
+    /// Marks `object` busy until [`InFlight::settle`] or [`InFlight::discard`].
+    pub(crate) fn new(object: deadpool::managed::Object<M>) -> Self {
+        Self {
+            object: Some(object),
+        }
+    }
+
+    /// The operation finished: the connection goes back to the pool.
+    pub(crate) fn settle(mut self) {
+        drop(self.object.take());
+    }
+
+    /// The connection is closed instead of returned to the pool.
+    pub(crate) fn discard(mut self) {
+        if let Some(object) = self.object.take() {
+            drop(deadpool::managed::Object::take(object));
+        }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<M: deadpool::managed::Manager> Drop for InFlight<M> {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take() {
+            tracing::debug!("an operation was abandoned part-way; closing its connection");
+            drop(deadpool::managed::Object::take(object));
+        }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<M: deadpool::managed::Manager> std::ops::Deref for InFlight<M> {
+    type Target = M::Type;
+
+    fn deref(&self) -> &M::Type {
+        self.object
+            .as_deref()
+            .expect("an in-flight connection is held until settled or discarded")
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<M: deadpool::managed::Manager> std::ops::DerefMut for InFlight<M> {
+    fn deref_mut(&mut self) -> &mut M::Type {
+        self.object
+            .as_deref_mut()
+            .expect("an in-flight connection is held until settled or discarded")
+    }
+}
+
 /// Evaluates `$body` (a `Result` future using the pooled connection `$conn` of a server
 /// dialect) within `$bound`. Past it, the connection is dropped rather than returned to the
 /// pool, since what it was doing is unknown, and `$cancel` (a future) asks the server to
 /// cancel the statement, so that the session stops waiting and rolls back what it left open.
 /// The error is then a temporary [`Error::Unavailable`](tracker_core::Error::Unavailable).
+/// A connection whose body failed with a temporary error is dropped too, and so is one whose
+/// body was abandoned part-way (the caller's future dropped: see [`InFlight`]).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! bounded {
     ($bound:expr, $conn:ident, $context:expr, $cancel:expr, $body:expr) => {{
         let bound: std::time::Duration = $bound;
+        #[allow(unused_mut)]
+        let mut $conn = crate::pool::InFlight::new($conn);
         // Made before the body borrows the connection; sent only on a timeout.
         let cancel = $cancel;
         match tokio::time::timeout(bound, $body).await {
-            Ok(result) => result,
+            Ok(Err(error)) if error.is_temporary() => {
+                // The connection may be gone (pooled connections are not checked with a
+                // query when recently used): not reused.
+                $conn.discard();
+                Err(error)
+            }
+            Ok(result) => {
+                $conn.settle();
+                result
+            }
             Err(elapsed) => {
-                drop(::deadpool::managed::Object::take($conn));
+                $conn.discard();
                 tokio::spawn(cancel);
                 Err(tracker_core::Error::unavailable_with(
                     format!("{}: no answer within {bound:?}", $context),
@@ -347,7 +479,7 @@ macro_rules! with_connection {
         match &$connections.client {
             #[cfg(feature = "postgres")]
             crate::pool::SqlClient::Postgres(pool) => {
-                let mut $conn = crate::pool::acquire(pool, $context).await?;
+                let $conn = crate::pool::acquire(pool, $context).await?;
                 let bound: Option<std::time::Duration> = $bound;
                 crate::pool::bounded!(
                     bound.unwrap_or(std::time::Duration::MAX),
@@ -359,7 +491,7 @@ macro_rules! with_connection {
             }
             #[cfg(feature = "mysql")]
             crate::pool::SqlClient::Mysql(pool) => {
-                let mut $conn = crate::pool::acquire(pool, $context).await?;
+                let $conn = crate::pool::acquire(pool, $context).await?;
                 let bound: Option<std::time::Duration> = $bound;
                 crate::pool::bounded!(
                     bound.unwrap_or(std::time::Duration::MAX),

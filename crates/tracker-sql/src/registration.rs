@@ -117,7 +117,7 @@ mod tests {
             "dialect": "postgresql", "url": "db.internal", "port": "5433", "db": "rasa",
             "username": "rasa", "password": "secret", "login_db": "postgres",
             "query": {"sslmode": "require"}, "schema": "bots", "pool_size": 4,
-            "pool_timeout": 5, "query_timeout": 7.5, "migrate": false
+            "pool_timeout": 5, "query_timeout": 7.5, "migrate": false, "outbox": true
         }));
         assert_eq!(
             section.len(),
@@ -127,6 +127,7 @@ mod tests {
         let parsed = config("sql", section).expect("a section with every key");
         assert_eq!(parsed.port, Some(5433));
         assert!(!parsed.migrate);
+        assert!(parsed.outbox);
         let unknown =
             config("sql", keys(serde_json::json!({"dbname": "rasa"}))).expect_err("an unknown key");
         assert_eq!(unknown.kind(), tracker_core::ErrorKind::Config);

@@ -37,6 +37,33 @@ pub const SEQ_CONSTRAINT: &str = "ux_events_sender_seq";
 /// columns): the conversation's next position.
 pub const SEQ_TRIGGER: &str = "tracker_events_seq";
 
+/// The outbox's table (with `outbox: true`): one row per conversation with its version, the
+/// checkpoint up to which a relay has published it, and the relay's lease.
+pub const OUTBOX_TABLE: &str = "tracker_outbox";
+
+/// The trigger that records every insert into `events` in the outbox, in the same statement.
+pub const OUTBOX_TRIGGER: &str = "tracker_events_outbox";
+
+/// The trigger that removes a conversation's outbox row when its events are deleted, in the
+/// same statement.
+pub const OUTBOX_DELETE_TRIGGER: &str = "tracker_events_outbox_delete";
+
+/// SQLite only: the trigger that records in the outbox a row Rasa inserted, once
+/// `tracker_events_seq` has numbered it (SQLite numbers such rows after the insert).
+pub const OUTBOX_NUMBERED_TRIGGER: &str = "tracker_events_outbox_numbered";
+
+/// The outbox's triggers on `events` in `dialect`.
+pub(crate) fn outbox_triggers(dialect: crate::config::Dialect) -> &'static [&'static str] {
+    match dialect {
+        crate::config::Dialect::Sqlite => &[
+            OUTBOX_TRIGGER,
+            OUTBOX_NUMBERED_TRIGGER,
+            OUTBOX_DELETE_TRIGGER,
+        ],
+        _ => &[OUTBOX_TRIGGER, OUTBOX_DELETE_TRIGGER],
+    }
+}
+
 /// What the database holds, as far as this store is concerned; found without changing
 /// anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +99,17 @@ impl Layout {
 }
 
 /// A new row of the `events` table.
-#[derive(diesel::Insertable)]
-#[diesel(table_name = events)]
 pub(crate) struct NewEvent {
+    // PostgreSQL binds the conversation and the positions once per append, not per row.
+    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
     pub(crate) sender_id: String,
-    type_name: String,
-    timestamp: Option<f64>,
-    intent_name: Option<String>,
-    action_name: Option<String>,
-    data: Option<String>,
-    seq: Option<i64>,
+    pub(crate) type_name: String,
+    pub(crate) timestamp: Option<f64>,
+    pub(crate) intent_name: Option<String>,
+    pub(crate) action_name: Option<String>,
+    pub(crate) data: Option<String>,
+    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
+    pub(crate) seq: Option<i64>,
 }
 
 /// The rows of an append, as Rasa fills its columns.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use diesel::dsl::sql;
@@ -18,6 +18,7 @@ use crate::append::{TxError, version_query};
 use crate::config::{Dialect, SqlConfig};
 use crate::delete::Expect;
 use crate::error::{driver_error, is_deadlock, is_seq_conflict};
+use crate::migrate::Found;
 use crate::pool::{Connections, SqlClient, with_connection};
 use crate::schema::{Layout, check_column_widths, events, missing_seq, new_rows, to_u64};
 use crate::target::Target;
@@ -30,15 +31,21 @@ const DELETE_ATTEMPTS: usize = 20;
 const TX_ATTEMPTS: usize = 5;
 
 /// A conversation store on PostgreSQL, MySQL/MariaDB or SQLite, in Rasa's `events` table.
+/// With `outbox` on, it also keeps an outbox for a relay ([`Store::outbox`]; see the crate
+/// README's "Outbox" section).
 ///
 /// Cloning shares the connection pool.
 #[derive(Clone)]
 pub struct SqlStore {
     pub(crate) connections: Connections,
-    dialect: Dialect,
+    pub(crate) dialect: Dialect,
     pub(crate) display: String,
     /// What the database holds ([`Layout`]), shared by clones.
     layout: Arc<AtomicU8>,
+    /// Whether the store keeps an outbox (`outbox`).
+    pub(crate) outbox: bool,
+    /// Whether the outbox's table and triggers were seen (or created), shared by clones.
+    outbox_ready: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -46,6 +53,7 @@ impl fmt::Debug for SqlStore {
         f.debug_struct("SqlStore")
             .field("dialect", &self.dialect)
             .field("database", &self.display)
+            .field("outbox", &self.outbox)
             .finish()
     }
 }
@@ -105,7 +113,7 @@ impl SqlStore {
         } else {
             config.target()?.without_creating()
         };
-        let store = Self::build(&target)?;
+        let store = Self::build(&target, config.outbox)?;
         if let Some((login_url, database)) = &target.login {
             #[cfg(feature = "postgres")]
             crate::migrate::ensure_postgres_database(login_url, database, target.pool_timeout)
@@ -119,13 +127,15 @@ impl SqlStore {
         if config.migrate {
             store.ensure_schema().await?;
         } else {
-            let layout = store.inspect().await?;
-            if layout != Layout::Sequenced {
+            let found = store.inspect().await?;
+            if found.layout != Layout::Sequenced {
                 tracing::warn!(
                     store = %store.display,
                     "{}; reading only",
-                    not_migrated(layout)
+                    not_migrated(found.layout)
                 );
+            } else if store.outbox && !found.outbox {
+                tracing::warn!(store = %store.display, "{}", outbox_missing());
             }
         }
         tracing::info!(store = %store.display, "connected to the SQL tracker store");
@@ -145,16 +155,17 @@ impl SqlStore {
                 target.display
             )));
         }
-        let store = Self::build(&target)?;
+        let store = Self::build(&target, config.outbox)?;
         store.check(&target).await?;
         Ok(store)
     }
 
     /// A store on an existing pool of any enabled dialect (a `PgPool`, `MysqlPool` or
-    /// `SqlitePool`, or a [`SqlClient`]). Of `config` only `query_timeout` is used: the pool
-    /// brings its own connections, dialect and pool settings. Touches no server: run
-    /// [`SqlStore::ensure_schema`] once before writing if the schema may be missing or old
-    /// (until then the store reads the database as it finds it, as with `migrate: false`).
+    /// `SqlitePool`, or a [`SqlClient`]). Of `config` only `query_timeout` and `outbox` are
+    /// used: the pool brings its own connections, dialect and pool settings. Touches no
+    /// server: run [`SqlStore::ensure_schema`] once before writing if the schema (or, with
+    /// `outbox`, the outbox) may be missing or old (until then the store reads the database as
+    /// it finds it, as with `migrate: false`).
     ///
     /// # Errors
     /// [`Error::Config`] for a zero `query_timeout`.
@@ -169,23 +180,30 @@ impl SqlStore {
             dialect,
             display: format!("{dialect} (existing pool)"),
             layout: Arc::new(AtomicU8::new(Layout::Unknown.to_u8())),
+            outbox: config.outbox,
+            outbox_ready: Arc::default(),
         })
     }
 
-    fn build(target: &Target) -> Result<Self> {
+    fn build(target: &Target, outbox: bool) -> Result<Self> {
         Ok(Self {
             connections: Connections::build(target)?,
             dialect: target.dialect,
             display: target.display.clone(),
             layout: Arc::new(AtomicU8::new(Layout::Unknown.to_u8())),
+            outbox,
+            outbox_ready: Arc::default(),
         })
     }
 
     /// Looks at what the database holds (without changing anything) and remembers it.
-    async fn inspect(&self) -> Result<Layout> {
-        let layout = crate::migrate::inspect(&self.connections, &self.display).await?;
-        self.layout.store(layout.to_u8(), Ordering::Relaxed);
-        Ok(layout)
+    async fn inspect(&self) -> Result<Found> {
+        let found = crate::migrate::inspect(&self.connections, &self.display).await?;
+        self.layout.store(found.layout.to_u8(), Ordering::Relaxed);
+        if found.outbox {
+            self.outbox_ready.store(true, Ordering::Relaxed);
+        }
+        Ok(found)
     }
 
     /// The layout to read: as last seen, looked at again while unknown or absent (Rasa may
@@ -193,25 +211,61 @@ impl SqlStore {
     async fn layout(&self) -> Result<Layout> {
         match Layout::from_u8(AtomicU8::load(&self.layout, Ordering::Relaxed)) {
             layout @ (Layout::Sequenced | Layout::Rasa) => Ok(layout),
-            Layout::Unknown | Layout::Absent => self.inspect().await,
+            Layout::Unknown | Layout::Absent => Ok(self.inspect().await?.layout),
         }
     }
 
-    /// Succeeds if the store may write: the table is migrated (looked at again if it was not,
-    /// since another process may have migrated it meanwhile).
+    /// Succeeds if the store may write: the table is migrated and, with `outbox` on, the
+    /// outbox's table and triggers exist, so that no event is stored without being recorded
+    /// for the relay (looked at again if not, since another process may have migrated it
+    /// meanwhile).
     async fn check_writable(&self) -> Result<()> {
-        if Layout::from_u8(AtomicU8::load(&self.layout, Ordering::Relaxed)) == Layout::Sequenced {
+        let migrated =
+            Layout::from_u8(AtomicU8::load(&self.layout, Ordering::Relaxed)) == Layout::Sequenced;
+        if migrated && (!self.outbox || AtomicBool::load(&self.outbox_ready, Ordering::Relaxed)) {
             return Ok(());
         }
-        match self.inspect().await? {
-            Layout::Sequenced => Ok(()),
-            layout => Err(Error::config(format!(
+        let found = self.inspect().await?;
+        if found.layout != Layout::Sequenced {
+            return Err(Error::config(format!(
                 "{}: {}; this store writes only to a migrated table: run `tracker \
                  migrate-schema`, or connect once with `migrate: true`",
                 self.display,
-                not_migrated(layout)
-            ))),
+                not_migrated(found.layout)
+            )));
         }
+        if self.outbox && !found.outbox {
+            return Err(Error::config(format!(
+                "{}: {}",
+                self.display,
+                outbox_missing()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Succeeds if the store keeps an outbox and its table and triggers exist (looked at
+    /// again if they were not seen yet).
+    pub(crate) async fn require_outbox(&self) -> Result<()> {
+        if !self.outbox {
+            return Err(Error::config(format!(
+                "{}: the store keeps no outbox: set `outbox: true` in its configuration",
+                self.display
+            )));
+        }
+        if AtomicBool::load(&self.outbox_ready, Ordering::Relaxed) || self.inspect().await?.outbox {
+            return Ok(());
+        }
+        Err(Error::config(format!(
+            "{}: {}",
+            self.display,
+            outbox_missing()
+        )))
+    }
+
+    /// Whether the store keeps an outbox (`outbox`): then [`Store::outbox`] gives it.
+    pub fn keeps_outbox(&self) -> bool {
+        self.outbox
     }
 
     /// Checks that the server answers and, on PostgreSQL, that the configured schema exists.
@@ -268,17 +322,22 @@ impl SqlStore {
     /// table (kept as is when Rasa created it), then the sequence column, its unique
     /// constraint and the indexes, numbering the existing events of each conversation in
     /// Rasa's order, and the trigger that numbers rows Rasa inserts; on an SQLite file, WAL
-    /// journal mode. Safe to run concurrently and repeatedly. Returns what it changed: the
-    /// migrations applied now and the journal mode set (empty when the schema was current).
+    /// journal mode; with `outbox` on, the outbox's table `tracker_outbox` and its triggers
+    /// on `events` (whatever of them is missing). Safe to run concurrently and repeatedly.
+    /// Returns what it changed: the migrations applied now, the journal mode set and the
+    /// outbox created (empty when the schema was current).
     ///
     /// # Errors
     /// [`Error::Config`] for a MySQL server older than 8.0 or a MariaDB older than 10.2
     /// (nothing is changed then), [`Error::Unavailable`] when the server cannot be reached,
     /// [`Error::Backend`] when a migration fails.
     pub async fn ensure_schema(&self) -> Result<Vec<String>> {
-        let applied = crate::migrate::run(&self.connections).await?;
+        let applied = crate::migrate::run(&self.connections, self.outbox).await?;
         self.layout
             .store(Layout::Sequenced.to_u8(), Ordering::Relaxed);
+        if self.outbox {
+            self.outbox_ready.store(true, Ordering::Relaxed);
+        }
         if !applied.is_empty() {
             tracing::info!(store = %self.display, changes = ?applied, "changed the schema");
         }
@@ -321,6 +380,11 @@ impl SqlStore {
             Err(TxError::Stale(actual)) => {
                 Err(Error::conflict(sender_id.as_str(), expected, actual))
             }
+            Err(TxError::Changed) => Err(Error::conflict(
+                sender_id.as_str(),
+                expected,
+                self.current_version(sender_id).await?,
+            )),
             Err(TxError::Query(error)) => Err(driver_error("deleting a conversation", error)),
             Err(TxError::Invalid(error)) => Err(error),
         }
@@ -354,7 +418,8 @@ impl SqlStore {
                 append.expected_version(),
                 actual,
             ))),
-            // Another writer stored the same position first: report its version.
+            // Another writer came first: report its version.
+            Err(TxError::Changed) => Err(None),
             Err(TxError::Query(error)) if is_seq_conflict(&error) => Err(None),
             Err(TxError::Query(error)) => Err(Some(driver_error("appending events", error))),
             Err(TxError::Invalid(error)) => Err(Some(error)),
@@ -369,7 +434,8 @@ impl Store for SqlStore {
     }
 
     fn outbox(&self) -> Option<&dyn tracker_core::outbox::Outbox> {
-        None
+        self.outbox
+            .then_some(self as &dyn tracker_core::outbox::Outbox)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -557,6 +623,16 @@ impl Store for SqlStore {
             }
         }
     }
+}
+
+/// Why a store with `outbox` on may not write or relay.
+fn outbox_missing() -> String {
+    format!(
+        "`outbox` is on but the database has no outbox (the `{}` table and its triggers on \
+         `events`): run `tracker migrate-schema` with `outbox: true`, or connect once with \
+         `migrate: true`",
+        crate::schema::OUTBOX_TABLE
+    )
 }
 
 /// Why a store may not write to a database it found in `layout`.

@@ -9,7 +9,8 @@ use tracker_core::redact::redact_url;
 use tracker_core::{Error, Result};
 
 use crate::config::{
-    DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, Dialect, SQLITE_FILE_POOL_SIZE, SqlConfig,
+    DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_SERVER_POOL_SIZE, Dialect,
+    SQLITE_FILE_POOL_SIZE, SqlConfig,
 };
 use crate::url::percent_encode;
 
@@ -114,6 +115,9 @@ impl SqlConfig {
             (Some(size), _) => size,
             (None, Dialect::Sqlite) if is_memory(&url) => 1,
             (None, Dialect::Sqlite) => SQLITE_FILE_POOL_SIZE,
+            (None, _) if !env_set("SQL_POOL_SIZE") && !env_set("SQL_MAX_OVERFLOW") => {
+                DEFAULT_SERVER_POOL_SIZE
+            }
             (None, _) => env_usize("SQL_POOL_SIZE", DEFAULT_POOL_SIZE)?
                 .saturating_add(env_usize("SQL_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW)?)
                 .max(1),
@@ -251,6 +255,11 @@ impl Target {
     }
 }
 
+/// Whether the environment variable `name` holds something.
+fn env_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|value| !value.trim().is_empty())
+}
+
 fn env_usize(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
@@ -351,6 +360,17 @@ mod tests {
         assert_eq!(memory.pool_size, 1);
         assert_eq!(target.pool_timeout, DEFAULT_POOL_TIMEOUT);
         assert_eq!(target.query_timeout, DEFAULT_QUERY_TIMEOUT);
+        // A server's pool: Rasa's environment variables when set, else a few connections.
+        let server = self::config(serde_json::json!({"dialect": "postgresql", "db": "rasa"}))
+            .target()
+            .expect("target");
+        let expected = if env_set("SQL_POOL_SIZE") || env_set("SQL_MAX_OVERFLOW") {
+            env_usize("SQL_POOL_SIZE", DEFAULT_POOL_SIZE).expect("a number")
+                + env_usize("SQL_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW).expect("a number")
+        } else {
+            DEFAULT_SERVER_POOL_SIZE
+        };
+        assert_eq!(server.pool_size, expected);
     }
 
     #[test]

@@ -108,3 +108,30 @@ fn invalid_values_name_the_key_not_the_value() {
         assert!(!message.contains("654321"), "{key}: {message}");
     }
 }
+
+/// `outbox` from an `endpoints.yml` section (as a string too): the store keeps an outbox, the
+/// migration creates it, and an append makes its conversation pending; without the key the
+/// store keeps none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_from_a_section() {
+    let path = common::temp_sqlite_path();
+    let section = keys(serde_json::json!({"dialect": "sqlite", "db": path, "outbox": "true"}));
+    let config: SqlConfig = from_keys("the SQL tracker store", section.clone()).expect("parse");
+    assert!(config.outbox, "{config:?}");
+    let store = (REGISTRATION.connect)("sql", section).await.expect("start");
+    let outbox = store.outbox().expect("the store keeps an outbox");
+    let trackers = TrackerStore::from_arc(store.clone());
+    trackers
+        .append("outboxed", 0, &[Event::bot("hi").at(1.0)])
+        .await
+        .expect("append");
+    let pending = outbox.pending(10).await.expect("pending");
+    assert_eq!(
+        pending.iter().map(|id| id.as_str()).collect::<Vec<_>>(),
+        ["outboxed"]
+    );
+
+    let plain = keys(serde_json::json!({"dialect": "sqlite", "db": path}));
+    let store = (REGISTRATION.connect)("sql", plain).await.expect("start");
+    assert!(store.outbox().is_none());
+}

@@ -532,7 +532,21 @@ macro_rules! rasa_races_appends {
     ($dialect:expr, $config:expr, $connect:expr) => {{
         const RASA_WRITERS: usize = 3;
         const STORE_WRITERS: usize = 3;
+        // At least this many rounds each, and more until an append got through between
+        // Rasa's saves (Rasa's writers, looping without a pause, win most races), for at most
+        // `DEADLINE`.
         const ROUNDS: usize = 12;
+        const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+        let appended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = std::time::Instant::now();
+        let more = {
+            let appended = appended.clone();
+            move |round: usize| {
+                round < ROUNDS
+                    || (!appended.load(std::sync::atomic::Ordering::Relaxed)
+                        && started.elapsed() < DEADLINE)
+            }
+        };
         let dialect: Dialect = $dialect;
         let store = TrackerStore::new(SqlStore::connect(&$config).await.expect("connect"));
         let id = format!("rasa-race-{}", uuid::Uuid::new_v4().simple());
@@ -544,12 +558,14 @@ macro_rules! rasa_races_appends {
         type Outcome = (bool, [String; 2], Result<(), String>);
         let mut tasks: Vec<tokio::task::JoinHandle<Vec<Outcome>>> = Vec::new();
         for writer in 0..RASA_WRITERS {
-            let (id, barrier) = (id.clone(), barrier.clone());
+            let (id, barrier, more) = (id.clone(), barrier.clone(), more.clone());
             let mut conn = $connect.await;
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
                 let mut outcomes = Vec::new();
-                for round in 0..ROUNDS {
+                let mut round = 0;
+                while more(round) {
+                    round += 1;
                     let texts = [
                         format!("rasa {writer}.{round} a"),
                         format!("rasa {writer}.{round} b"),
@@ -565,11 +581,19 @@ macro_rules! rasa_races_appends {
             }));
         }
         for writer in 0..STORE_WRITERS {
-            let (id, barrier, store) = (id.clone(), barrier.clone(), store.clone());
+            let (id, barrier, store, more, appended) = (
+                id.clone(),
+                barrier.clone(),
+                store.clone(),
+                more.clone(),
+                appended.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
                 let mut outcomes = Vec::new();
-                for round in 0..ROUNDS {
+                let mut round = 0;
+                while more(round) {
+                    round += 1;
                     let texts = [
                         format!("store {writer}.{round} a"),
                         format!("store {writer}.{round} b"),
@@ -580,6 +604,9 @@ macro_rules! rasa_races_appends {
                         .collect();
                     let version = store.version(&id).await.expect("version");
                     let result = store.append(&id, version, &events).await;
+                    if result.is_ok() {
+                        appended.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if let Err(error) = &result {
                         let deadlock = dialect == Dialect::Mysql
                             && error.kind() == ErrorKind::Unavailable
@@ -690,4 +717,74 @@ async fn rasa_saves_race_appends_sqlite() {
             .expect("busy timeout");
         conn
     });
+}
+
+/// After a race on a store with its outbox on: every conversation is pending, and its outbox
+/// version is its version — no insert, Rasa's or the store's, was left out of the outbox.
+async fn outbox_matches_the_conversations(isolated: &common::outbox::Isolated) {
+    use tracker_core::{ListRequest, Store};
+
+    let outbox = isolated.outbox().expect("the outbox is on");
+    let page = isolated
+        .list(&ListRequest {
+            cursor: None,
+            limit: 100,
+        })
+        .await
+        .expect("list");
+    assert!(!page.sender_ids.is_empty());
+    let pending = outbox.pending(100).await.expect("pending");
+    assert_eq!(pending.len(), page.sender_ids.len(), "{pending:?}");
+    for id in pending {
+        let entry = outbox
+            .lease(&id, "relay-check", std::time::Duration::from_secs(30))
+            .await
+            .expect("lease")
+            .expect("free");
+        let version = isolated.version(&id).await.expect("version");
+        assert_eq!(
+            (entry.version, entry.published),
+            (version, 0),
+            "{id}: the outbox's version is the conversation's"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rasa_saves_race_appends_with_outbox_postgres() {
+    let Some(isolated) = common::outbox::postgres().await else {
+        return;
+    };
+    rasa_races_appends!(
+        Dialect::Postgres,
+        isolated.config.clone(),
+        common::outbox::rasa_postgres(&isolated.place)
+    );
+    outbox_matches_the_conversations(&isolated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rasa_saves_race_appends_with_outbox_mysql() {
+    let Some(isolated) = common::outbox::mysql().await else {
+        return;
+    };
+    rasa_races_appends!(
+        Dialect::Mysql,
+        isolated.config.clone(),
+        common::outbox::rasa_mysql(&isolated.place)
+    );
+    outbox_matches_the_conversations(&isolated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rasa_saves_race_appends_with_outbox_sqlite() {
+    let Some(isolated) = common::outbox::sqlite_file().await else {
+        return;
+    };
+    rasa_races_appends!(
+        Dialect::Sqlite,
+        isolated.config.clone(),
+        common::outbox::rasa_sqlite(&isolated.place)
+    );
+    outbox_matches_the_conversations(&isolated).await;
 }
