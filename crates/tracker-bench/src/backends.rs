@@ -5,12 +5,16 @@ use std::sync::Arc;
 use tracker_store::memory::MemoryStore;
 use tracker_store::redis::fred::prelude::*;
 use tracker_store::redis::{RedisConfig, RedisStore};
+use tracker_store::sql::diesel::backend::Backend as DieselBackend;
+use tracker_store::sql::diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use tracker_store::sql::diesel::serialize::ToSql;
+use tracker_store::sql::diesel::sql_types::{BigInt, Double, Nullable, Text};
 use tracker_store::sql::diesel::{self, QueryableByName};
 use tracker_store::sql::diesel_async::{
     AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, RunQueryDsl,
 };
 use tracker_store::sql::{SqlConfig, SqlStore, SqliteConnection};
-use tracker_store::{Store, TrackerStore};
+use tracker_store::{Append, Event, SenderId, Store, TrackerStore};
 
 /// A backend to measure.
 pub struct Backend {
@@ -154,10 +158,8 @@ impl Backend {
                 } else {
                     "TRACKER_TEST_MYSQL_URL"
                 })?;
-                let config = SqlConfig {
-                    pool_size: Some(80),
-                    ..SqlConfig::from_url(&url)
-                };
+                // The store's own pool settings, as a deployment gets them.
+                let config = SqlConfig::from_url(&url);
                 let store = SqlStore::connect(&config).await.map_err(error)?;
                 let raw = if matches!(self.kind, Kind::Postgres) {
                     RawSql::Postgres(Box::new(
@@ -256,7 +258,130 @@ macro_rules! on_raw_sql {
     };
 }
 
+/// One row as the store fills the `events` table: what [`Append::new`] renders for an event.
+///
+/// [`Append::new`]: tracker_store::Append::new
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    /// The event's tag.
+    pub type_name: String,
+    /// Epoch seconds.
+    pub timestamp: f64,
+    /// Intent of a user message.
+    pub intent_name: Option<String>,
+    /// The event's `name`.
+    pub action_name: Option<String>,
+    /// The event's Rasa JSON.
+    pub data: String,
+    /// Position in the conversation.
+    pub seq: i64,
+}
+
+impl RawRow {
+    /// The rows of `events` appended to `sender_id` at `version`, rendered as the store
+    /// renders them.
+    pub fn render(sender_id: &str, version: u64, events: &[Event]) -> Result<Vec<Self>, String> {
+        let sender = SenderId::new(sender_id).map_err(|e| e.to_string())?;
+        let append = Append::new(sender, version, events).map_err(|e| e.to_string())?;
+        append
+            .records()
+            .iter()
+            .map(|record| {
+                Ok(Self {
+                    type_name: record.type_name.clone(),
+                    timestamp: record.timestamp,
+                    intent_name: record.intent_name.clone(),
+                    action_name: record.action_name.clone(),
+                    data: record.json.clone(),
+                    seq: i64::try_from(record.seq).map_err(|e| e.to_string())?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One multi-row `INSERT ... VALUES` of a conversation's rows, as a prepared statement the
+/// connection keeps (diesel caches it by its SQL text): the driver's best single write.
+struct RawInsert<'a> {
+    sender_id: &'a str,
+    rows: &'a [RawRow],
+}
+
+impl QueryId for RawInsert<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB> QueryFragment<DB> for RawInsert<'_>
+where
+    DB: DieselBackend
+        + diesel::sql_types::HasSqlType<Text>
+        + diesel::sql_types::HasSqlType<Double>
+        + diesel::sql_types::HasSqlType<BigInt>,
+    str: ToSql<Text, DB>,
+    f64: ToSql<Double, DB>,
+    i64: ToSql<BigInt, DB>,
+    Option<String>: ToSql<Nullable<Text>, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO events (sender_id, type_name, timestamp, intent_name, action_name, \
+             data, seq) VALUES ",
+        );
+        for (index, row) in self.rows.iter().enumerate() {
+            out.push_sql(if index == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, _>(self.sender_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(row.type_name.as_str())?;
+            out.push_sql(", ");
+            out.push_bind_param::<Double, _>(&row.timestamp)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.intent_name)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&row.action_name)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(row.data.as_str())?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.seq)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
 impl RawSql {
+    /// The driver's best single write of one save's rows: one multi-row INSERT in autocommit,
+    /// prepared once per connection and reused.
+    pub async fn insert(&mut self, sender_id: &str, rows: &[RawRow]) -> Result<(), String> {
+        let query = RawInsert { sender_id, rows };
+        let inserted = match self {
+            RawSql::Postgres(conn) => query.execute(&mut **conn).await,
+            RawSql::Mysql(conn) => query.execute(conn).await,
+            RawSql::Sqlite(conn) => query.execute(conn).await,
+        }
+        .map_err(|e| e.to_string())?;
+        if inserted == rows.len() {
+            Ok(())
+        } else {
+            Err(format!("inserted {inserted} rows of {}", rows.len()))
+        }
+    }
+
+    /// The best single query for a whole conversation: its rows' `data` by `seq`.
+    pub async fn full(&mut self, sender_id: &str) -> Result<Vec<String>, String> {
+        let rows: Vec<DataRow> = on_raw_sql!(self, |conn, p| {
+            diesel::sql_query(format!(
+                "SELECT data FROM events WHERE sender_id = {} ORDER BY seq",
+                p(1)
+            ))
+            .bind::<diesel::sql_types::Text, _>(sender_id)
+            .load(conn)
+            .await
+            .map_err(|e| e.to_string())?
+        });
+        Ok(rows.into_iter().filter_map(|row| row.data).collect())
+    }
+
     /// The best single query for a conversation's latest session: from the event before the
     /// last `session_started` on, through the same indexes the store uses.
     pub async fn latest_session(&mut self, sender_id: &str) -> Result<Vec<String>, String> {
@@ -328,6 +453,39 @@ pub mod redis_raw {
             .lrange(key, from_seq as i64 - 1, -1)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// A conversation's whole event list (one command).
+    pub async fn full(store: &RedisStore, sender_id: &str) -> Result<Vec<String>, String> {
+        store
+            .pool()
+            .lrange(store.layout().events(sender_id), 0, -1)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The best single write of one save: RPUSH of the events and HSET of the head's
+    /// version, pipelined (one round trip).
+    pub async fn save(
+        store: &RedisStore,
+        sender_id: &str,
+        version: u64,
+        events: &[String],
+    ) -> Result<(), String> {
+        let pipeline = store.pool().next().pipeline();
+        let _: () = pipeline
+            .rpush(store.layout().events(sender_id), events.to_vec())
+            .await
+            .map_err(|e| e.to_string())?;
+        let _: () = pipeline
+            .hset(
+                store.layout().head(sender_id),
+                ("version", (version + events.len() as u64) as i64),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let _: Vec<Value> = pipeline.all().await.map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// Pipelined RPUSH of each conversation's events plus its head.

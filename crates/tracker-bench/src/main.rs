@@ -3,11 +3,14 @@
 //! starts the services and builds in release mode.
 //!
 //! Scenarios, per backend:
-//! 1. save cost as one conversation grows turn by turn (p50/p99 of early and late turns);
+//! 1. save cost as one conversation grows turn by turn (p50/p99 of early and late turns), and
+//!    every one-turn save next to the raw driver's best single write of the same rows;
 //! 2. throughput with 1, 8 and 64 concurrent conversations;
-//! 3. latest-session read of a 50-event session in a 1,000-event conversation, next to the
-//!    raw driver's best query;
-//! 4. bulk import, next to the raw driver's fastest bulk path.
+//! 3. latest-session read of a 50-event session in a 1,000-event conversation, and a full
+//!    read of a 6,000-event conversation, next to the raw driver's best query;
+//! 4. bulk import, next to the raw driver's fastest bulk path;
+//!
+//! and the peak memory of the process during each.
 
 mod backends;
 mod report;
@@ -28,6 +31,10 @@ pub struct Sizes {
     pub reads: usize,
     /// Conversations imported (scenario 4), 20 events each.
     pub bulk_conversations: usize,
+    /// Events of the conversation read whole (scenario 3).
+    pub full_read_events: usize,
+    /// Full reads measured (scenario 3).
+    pub full_reads: usize,
 }
 
 impl Sizes {
@@ -36,12 +43,16 @@ impl Sizes {
         throughput_saves: 2_000,
         reads: 300,
         bulk_conversations: 10_000,
+        full_read_events: 6_000,
+        full_reads: 50,
     };
     const QUICK: Self = Self {
         turns: 100,
         throughput_saves: 200,
         reads: 50,
         bulk_conversations: 300,
+        full_read_events: 6_000,
+        full_reads: 10,
     };
     /// Local stand-ins of services that can't run here (moto copies a whole table on every
     /// transaction): enough to see that the store works on them, not to rate them.
@@ -50,6 +61,8 @@ impl Sizes {
         throughput_saves: 64,
         reads: 20,
         bulk_conversations: 50,
+        full_read_events: 600,
+        full_reads: 5,
     };
 }
 

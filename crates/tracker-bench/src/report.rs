@@ -41,7 +41,14 @@ pub struct Ratio {
     pub how: String,
 }
 
-/// Scenario 3.
+/// Scenario 1: every one-turn save, next to the raw single write.
+#[derive(Debug, Clone)]
+pub struct Save {
+    pub store: Latency,
+    pub raw: Option<Ratio>,
+}
+
+/// Scenario 3 (latest session, full read).
 #[derive(Debug, Clone)]
 pub struct Read {
     pub store: Latency,
@@ -66,10 +73,14 @@ pub struct BackendResult {
     pub label: String,
     pub skipped: Option<String>,
     pub growth: Option<Growth>,
+    pub save: Option<Save>,
     pub throughput: Vec<Throughput>,
     pub read: Option<Read>,
+    pub full: Option<Read>,
     pub bulk: Option<Bulk>,
     pub rss_mib: Option<f64>,
+    /// Peak resident memory of the process during each scenario (scenario, MiB).
+    pub peak_rss_mib: Vec<(String, Option<f64>)>,
     /// Measured with the small stand-in sizes.
     pub reduced: bool,
 }
@@ -82,10 +93,13 @@ impl BackendResult {
             label: backend.label.to_owned(),
             skipped: Some(why),
             growth: None,
+            save: None,
             throughput: Vec::new(),
             read: None,
+            full: None,
             bulk: None,
             rss_mib: None,
+            peak_rss_mib: Vec::new(),
             reduced: false,
         }
     }
@@ -96,8 +110,15 @@ pub fn rss_mib() -> Option<f64> {
     status_field("VmRSS:")
 }
 
-fn peak_rss_mib() -> Option<f64> {
+/// The process's peak resident memory (VmHWM) since the last [`reset_peak_rss`], in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
     status_field("VmHWM:")
+}
+
+/// Starts a new peak-memory measurement: resets VmHWM to the current resident size (Linux's
+/// `/proc/self/clear_refs`; without it the peak is the process's since it started).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 fn status_field(name: &str) -> Option<f64> {
@@ -116,6 +137,90 @@ pub struct Run {
     date: String,
     peak_rss_mib: Option<f64>,
 }
+
+/// What the store costs next to the raw driver, with the goal it is held to.
+struct Goal {
+    what: &'static str,
+    /// `true`: at most `bound`; `false`: at least.
+    at_most: bool,
+    bound: f64,
+}
+
+const GOALS: [Goal; 5] = [
+    Goal {
+        what: "one-turn save p50, store / raw",
+        at_most: true,
+        bound: 1.3,
+    },
+    Goal {
+        what: "latest-session read p50, store / raw",
+        at_most: true,
+        bound: 1.5,
+    },
+    Goal {
+        what: "full read p50, store / raw",
+        at_most: true,
+        bound: 2.0,
+    },
+    Goal {
+        what: "bulk import events/s, store / raw",
+        at_most: false,
+        bound: 0.5,
+    },
+    Goal {
+        what: "saves/s at 64 conversations / at 8",
+        at_most: false,
+        bound: 1.0,
+    },
+];
+
+impl BackendResult {
+    /// The measured value of each of [`GOALS`], where measured.
+    fn goal_values(&self) -> [Option<f64>; 5] {
+        let latency_ratio = |store: &Latency, raw: Option<&Ratio>| {
+            raw.map(|raw| store.p50_ms / raw.raw.p50_ms.max(1e-9))
+        };
+        let at = |concurrency| {
+            self.throughput
+                .iter()
+                .find(|t| t.concurrency == concurrency)
+                .map(|t| t.saves_per_second)
+        };
+        [
+            self.save
+                .as_ref()
+                .and_then(|s| latency_ratio(&s.store, s.raw.as_ref())),
+            self.read
+                .as_ref()
+                .and_then(|r| latency_ratio(&r.store, r.raw.as_ref())),
+            self.full
+                .as_ref()
+                .and_then(|r| latency_ratio(&r.store, r.raw.as_ref())),
+            self.bulk
+                .as_ref()
+                .and_then(|b| b.raw.as_ref().map(|(raw, _)| b.store / raw.max(1e-9))),
+            at(64).zip(at(8)).map(|(high, low)| high / low.max(1e-9)),
+        ]
+    }
+}
+
+fn goal_cell(goal: &Goal, value: Option<f64>) -> String {
+    match value {
+        None => "-".to_owned(),
+        Some(value) => {
+            let met = if goal.at_most {
+                value <= goal.bound
+            } else {
+                value >= goal.bound
+            };
+            format!("{value:.2} {}", if met { "met" } else { "**not met**" })
+        }
+    }
+}
+
+/// Why the SQL stores cost what they cost, measured by hand (round trips, plans, profiles);
+/// kept with the benchmark so that a new run keeps it.
+const WHERE_THE_TIME_GOES: &str = include_str!("where-the-time-goes.md");
 
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
     let output = std::process::Command::new(program)
@@ -194,6 +299,7 @@ impl Run {
                 .map_or("unknown".to_owned(), |m| format!("{m:.0} MiB"))
         );
         let s = &self.sizes;
+        self.goals(&mut out);
         let _ = writeln!(
             out,
             "## 1. Save cost as a conversation grows\n\nOne conversation built turn by turn \
@@ -227,30 +333,53 @@ impl Run {
         }
         let _ = writeln!(
             out,
-            "\n## 2. Throughput\n\n{} saves of one turn (4 events) each, spread over 1, 8 and 64 \
+            "\n## 2. One-turn save next to the raw single write\n\nEvery save of section 1 \
+             (the store: rendering the events, the version check and the write, committed), \
+             next to the same turns written to a conversation of the same layout by the \
+             driver's best single write of the same rows, rendered beforehand.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| backend | store | raw write | store / raw (p50) | raw write |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for result in &self.results {
+            match &result.save {
+                Some(save) => {
+                    Self::ratio_row(&mut out, &result.name, &save.store, save.raw.as_ref())
+                }
+                None => self.skipped_row(&mut out, result, 4),
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n## 3. Throughput\n\n{} saves of one turn (4 events) each, spread over 1, 8 and 64 \
              concurrent conversations.\n",
             s.throughput_saves
         );
         let _ = writeln!(
             out,
-            "| backend | 1: saves/s (events/s) | 8: saves/s (events/s) | 64: saves/s (events/s) |"
+            "| backend | 1: saves/s (events/s) | 8: saves/s (events/s) | 64: saves/s (events/s) | 64 / 8 |"
         );
-        let _ = writeln!(out, "|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|");
         for result in &self.results {
             if result.throughput.is_empty() {
                 self.skipped_row(&mut out, result, 3);
                 continue;
             }
-            let cells: Vec<String> = result
+            let mut cells: Vec<String> = result
                 .throughput
                 .iter()
                 .map(|t| format!("{:.0} ({:.0})", t.saves_per_second, t.events_per_second))
                 .collect();
+            cells.push(
+                result.goal_values()[4].map_or("-".to_owned(), |ratio| format!("{ratio:.2}")),
+            );
             let _ = writeln!(out, "| {} | {} |", result.name, cells.join(" | "));
         }
         let _ = writeln!(
             out,
-            "\n## 3. Latest-session read\n\nThe latest session (50 events) of a 1,000-event \
+            "\n## 4. Latest-session read\n\nThe latest session (50 events) of a 1,000-event \
              conversation, {} reads: the store's read (fetch and parse into events) next to the \
              raw driver fetching the same rows as text.\n",
             s.reads
@@ -263,27 +392,34 @@ impl Run {
         for result in &self.results {
             match &result.read {
                 Some(read) => {
-                    let (raw, ratio, how) = match &read.raw {
-                        Some(r) => (
-                            ms(&r.raw),
-                            format!("{:.2}", read.store.p50_ms / r.raw.p50_ms.max(1e-9)),
-                            r.how.clone(),
-                        ),
-                        None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
-                    };
-                    let _ = writeln!(
-                        out,
-                        "| {} | {} | {raw} | {ratio} | {how} |",
-                        result.name,
-                        ms(&read.store)
-                    );
+                    Self::ratio_row(&mut out, &result.name, &read.store, read.raw.as_ref())
                 }
                 None => self.skipped_row(&mut out, result, 4),
             }
         }
         let _ = writeln!(
             out,
-            "\n## 4. Bulk import\n\n{} conversations × 20 events, appended through the store \
+            "\n## 5. Full read\n\nA whole conversation of {} events (turns as in section 1), \
+             {} reads: the store's read (fetch and parse into events) next to the raw driver \
+             fetching the same rows as text.\n",
+            s.full_read_events, s.full_reads
+        );
+        let _ = writeln!(
+            out,
+            "| backend | store | raw driver | store / raw (p50) | raw query |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for result in &self.results {
+            match &result.full {
+                Some(read) => {
+                    Self::ratio_row(&mut out, &result.name, &read.store, read.raw.as_ref())
+                }
+                None => self.skipped_row(&mut out, result, 4),
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n## 6. Bulk import\n\n{} conversations × 20 events, appended through the store \
              (16 at a time), next to the raw driver's bulk path into the same layout.\n",
             s.bulk_conversations
         );
@@ -312,6 +448,8 @@ impl Run {
                 None => self.skipped_row(&mut out, result, 4),
             }
         }
+        self.memory(&mut out);
+        let _ = writeln!(out, "\n{}", WHERE_THE_TIME_GOES.trim_end());
         let _ = writeln!(out, "\n## Backends\n");
         for result in &self.results {
             let _ = writeln!(
@@ -320,7 +458,7 @@ impl Run {
                 result.name,
                 result.label,
                 if result.reduced {
-                    "; measured with small sizes (50 turns, 64 saves per concurrency level, 20 reads, 50 conversations imported)"
+                    "; measured with small sizes (50 turns, 64 saves per concurrency level, 20 reads, a 600-event full read, 50 conversations imported)"
                 } else {
                     ""
                 },
@@ -331,6 +469,107 @@ impl Run {
             );
         }
         out
+    }
+
+    /// The goals of the store's performance, and how this run measured against them.
+    fn goals(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "## Goals\n\nRatios of this run (p50 latencies; throughput in saves per second), \
+             each against its goal. The raw baselines are described in the sections below; \
+             `-` where a backend has no raw baseline here.\n"
+        );
+        let mut header = "| backend |".to_owned();
+        let mut rule = "|---|".to_owned();
+        for goal in &GOALS {
+            let _ = write!(
+                header,
+                " {} ({} {}) |",
+                goal.what,
+                if goal.at_most { "≤" } else { "≥" },
+                goal.bound
+            );
+            rule.push_str("---|");
+        }
+        let _ = writeln!(out, "{header}\n{rule}");
+        for result in &self.results {
+            if result.skipped.is_some() {
+                self.skipped_row(out, result, GOALS.len());
+                continue;
+            }
+            let cells: Vec<String> = GOALS
+                .iter()
+                .zip(result.goal_values())
+                .map(|(goal, value)| goal_cell(goal, value))
+                .collect();
+            let _ = writeln!(out, "| {} | {} |", result.name, cells.join(" | "));
+        }
+        if let Some(read) = self
+            .results
+            .iter()
+            .find(|r| r.name == "memory")
+            .and_then(|r| r.read.as_ref())
+        {
+            let met = read.store.p50_ms <= 0.05;
+            let _ = writeln!(
+                out,
+                "\nThe in-memory store's latest-session read of 50 events: {:.3} ms p50 (goal ≤ \
+                 0.05 ms: {}).",
+                read.store.p50_ms,
+                if met { "met" } else { "**not met**" }
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    /// Peak memory per scenario.
+    fn memory(&self, out: &mut String) {
+        let scenarios: Vec<&str> = self
+            .results
+            .iter()
+            .find(|r| !r.peak_rss_mib.is_empty())
+            .map(|r| r.peak_rss_mib.iter().map(|(s, _)| s.as_str()).collect())
+            .unwrap_or_default();
+        if scenarios.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\n## 7. Peak memory\n\nPeak resident memory of the benchmark process (store, \
+             driver and workload together) during each scenario, in MiB; the peak is reset to \
+             the resident size before each scenario.\n"
+        );
+        let _ = writeln!(out, "| backend | {} |", scenarios.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(scenarios.len()));
+        for result in &self.results {
+            if result.peak_rss_mib.is_empty() {
+                self.skipped_row(out, result, scenarios.len());
+                continue;
+            }
+            let cells: Vec<String> = result
+                .peak_rss_mib
+                .iter()
+                .map(|(_, peak)| peak.map_or("-".to_owned(), |mib| format!("{mib:.0}")))
+                .collect();
+            let _ = writeln!(out, "| {} | {} |", result.name, cells.join(" | "));
+        }
+    }
+
+    /// A row of store latency, raw latency, their ratio and how the raw figure was measured.
+    fn ratio_row(out: &mut String, name: &str, store: &Latency, raw: Option<&Ratio>) {
+        let (raw_cell, ratio, how) = match raw {
+            Some(r) => (
+                ms(&r.raw),
+                format!("{:.2}", store.p50_ms / r.raw.p50_ms.max(1e-9)),
+                r.how.clone(),
+            ),
+            None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {raw_cell} | {ratio} | {how} |",
+            ms(store)
+        );
     }
 
     fn skipped_row(&self, out: &mut String, result: &BackendResult, cells: usize) {
@@ -355,6 +594,8 @@ impl Run {
                 "throughput_saves": self.sizes.throughput_saves,
                 "reads": self.sizes.reads,
                 "bulk_conversations": self.sizes.bulk_conversations,
+                "full_read_events": self.sizes.full_read_events,
+                "full_reads": self.sizes.full_reads,
             },
             "backends": self.results.iter().map(|r| json!({
                 "name": r.name,
@@ -369,10 +610,21 @@ impl Run {
                     "concurrency": t.concurrency, "saves_per_second": t.saves_per_second,
                     "events_per_second": t.events_per_second,
                 })).collect::<Vec<_>>(),
+                "one_turn_save": r.save.as_ref().map(|save| json!({
+                    "store": latency(&save.store),
+                    "raw": save.raw.as_ref().map(|raw| json!({"latency": latency(&raw.raw), "how": raw.how})),
+                })),
                 "latest_session_read": r.read.as_ref().map(|read| json!({
                     "store": latency(&read.store),
                     "raw": read.raw.as_ref().map(|raw| json!({"latency": latency(&raw.raw), "how": raw.how})),
                 })),
+                "full_read": r.full.as_ref().map(|read| json!({
+                    "store": latency(&read.store),
+                    "raw": read.raw.as_ref().map(|raw| json!({"latency": latency(&raw.raw), "how": raw.how})),
+                })),
+                "peak_rss_mib": r.peak_rss_mib.iter().map(|(scenario, peak)| json!({
+                    "scenario": scenario, "mib": peak,
+                })).collect::<Vec<_>>(),
                 "bulk": r.bulk.as_ref().map(|b| json!({
                     "conversations": b.conversations,
                     "events_per_conversation": b.events_per_conversation,

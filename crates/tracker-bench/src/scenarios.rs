@@ -1,4 +1,4 @@
-//! The four scenarios.
+//! The scenarios.
 
 use std::time::{Duration, Instant};
 
@@ -6,7 +6,7 @@ use futures::StreamExt;
 use tracker_store::{Event, ReadScope, TrackerStore};
 
 use crate::Sizes;
-use crate::backends::{Backend, Opened, Raw, redis_raw};
+use crate::backends::{Backend, Opened, Raw, RawRow, redis_raw};
 use crate::report::{BackendResult, Growth, Latency, Ratio, Throughput};
 use crate::workload::{session_start, turn};
 
@@ -41,12 +41,22 @@ fn latency(samples: &[Duration]) -> Latency {
 /// Runs every scenario on one backend.
 pub async fn run(backend: &Backend, sizes: Sizes) -> Result<BackendResult, String> {
     let mut opened = backend.open().await?;
-    let growth = save_growth(&opened.store, sizes.turns).await?;
+    let mut peaks = Vec::new();
+    crate::report::reset_peak_rss();
+    let (growth, save) = save_growth(&mut opened, sizes.turns).await?;
     eprintln!(
         "   save p50 early {:.2} ms, late {:.2} ms",
         growth.early.p50_ms, growth.late.p50_ms
     );
+    if let Some(raw) = &save.raw {
+        eprintln!(
+            "   one-turn save p50 {:.3} ms, raw single write {:.3} ms",
+            save.store.p50_ms, raw.raw.p50_ms
+        );
+    }
+    peaks.push(("save", crate::report::peak_rss_mib()));
     let mut throughput = Vec::new();
+    crate::report::reset_peak_rss();
     for concurrency in [1, 8, 64] {
         let result = saves_per_second(&opened.store, concurrency, sizes.throughput_saves).await?;
         eprintln!(
@@ -55,50 +65,100 @@ pub async fn run(backend: &Backend, sizes: Sizes) -> Result<BackendResult, Strin
         );
         throughput.push(result);
     }
+    peaks.push(("throughput", crate::report::peak_rss_mib()));
+    crate::report::reset_peak_rss();
     let read = latest_session_read(&mut opened, sizes.reads).await?;
     eprintln!("   latest-session read p50 {:.2} ms", read.store.p50_ms);
+    peaks.push(("latest-session read", crate::report::peak_rss_mib()));
+    crate::report::reset_peak_rss();
+    let full = full_read(&mut opened, sizes.full_read_events, sizes.full_reads).await?;
+    eprintln!(
+        "   full read of {} events p50 {:.2} ms",
+        sizes.full_read_events, full.store.p50_ms
+    );
+    peaks.push(("full read", crate::report::peak_rss_mib()));
+    crate::report::reset_peak_rss();
     let bulk = bulk_import(&mut opened, sizes.bulk_conversations).await?;
     eprintln!("   bulk {:.0} events/s", bulk.store);
+    peaks.push(("bulk import", crate::report::peak_rss_mib()));
     Ok(BackendResult {
         name: backend.name.to_owned(),
         label: backend.label.to_owned(),
         skipped: None,
         growth: Some(growth),
+        save: Some(save),
         throughput,
         read: Some(read),
+        full: Some(full),
         bulk: Some(bulk),
         rss_mib: crate::report::rss_mib(),
+        peak_rss_mib: peaks
+            .into_iter()
+            .map(|(scenario, peak)| (scenario.to_owned(), peak))
+            .collect(),
         reduced: false,
     })
 }
 
-/// Scenario 1: one conversation built turn by turn, saved after each turn.
-async fn save_growth(store: &TrackerStore, turns: usize) -> Result<Growth, String> {
+/// Scenario 1: one conversation built turn by turn, saved after each turn, `GROWTH_CONVERSATIONS`
+/// times. After each save, the same turn's rows (rendered beforehand) are written to a
+/// conversation of the same layout by the driver's best single write, so that the store and
+/// the raw driver are measured under the same load.
+async fn save_growth(
+    opened: &mut Opened,
+    turns: usize,
+) -> Result<(Growth, crate::report::Save), String> {
     let mut early = Vec::new();
     let mut late = Vec::new();
+    let mut all = Vec::new();
+    let mut raw_samples = Vec::new();
+    let mut raw_how = None;
     for _ in 0..GROWTH_CONVERSATIONS {
         let id = fresh("growth");
-        let mut tracker = store
+        let raw_id = fresh("rawsave");
+        let mut raw = RawWriter::new(&raw_id);
+        let mut tracker = opened
+            .store
             .get_or_create_tracker(&id)
             .await
             .map_err(|e| e.to_string())?;
         tracker.extend(session_start(1_700_000_000.0));
+        raw.write(&mut opened.raw, &session_start(1_700_000_000.0))
+            .await?;
         for n in 0..turns {
-            tracker.extend(turn(n, 1_700_000_001.0 + n as f64));
+            let events = turn(n, 1_700_000_001.0 + n as f64);
+            tracker.extend(events.clone());
             let started = Instant::now();
-            store.save(&mut tracker).await.map_err(|e| e.to_string())?;
+            opened
+                .store
+                .save(&mut tracker)
+                .await
+                .map_err(|e| e.to_string())?;
             let elapsed = started.elapsed();
+            all.push(elapsed);
             if n < WINDOW {
                 early.push(elapsed);
             } else if n >= turns.saturating_sub(WINDOW) {
                 late.push(elapsed);
             }
+            if let Some(elapsed) = raw.write(&mut opened.raw, &events).await? {
+                raw_samples.push(elapsed);
+            }
         }
-        store.delete(&id).await.map_err(|e| e.to_string())?;
+        opened.store.delete(&id).await.map_err(|e| e.to_string())?;
+        raw_how = raw.how;
+        if raw_how.is_some() {
+            // The raw rows are in the store's layout: the store deletes them.
+            opened
+                .store
+                .delete(&raw_id)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
     }
     let early = latency(&early);
     let late = latency(&late);
-    Ok(Growth {
+    let growth = Growth {
         turns,
         ratio: if early.p50_ms > 0.0 {
             late.p50_ms / early.p50_ms
@@ -107,7 +167,58 @@ async fn save_growth(store: &TrackerStore, turns: usize) -> Result<Growth, Strin
         },
         early,
         late,
-    })
+    };
+    let save = crate::report::Save {
+        store: latency(&all),
+        raw: raw_how.map(|how| Ratio {
+            raw: latency(&raw_samples),
+            how: how.to_owned(),
+        }),
+    };
+    Ok((growth, save))
+}
+
+/// Writes turns to one conversation with the raw driver's best single write.
+struct RawWriter<'a> {
+    id: &'a str,
+    version: u64,
+    how: Option<&'static str>,
+}
+
+impl<'a> RawWriter<'a> {
+    fn new(id: &'a str) -> Self {
+        Self {
+            id,
+            version: 0,
+            how: None,
+        }
+    }
+
+    /// Writes `events` after the ones written so far; how long the write took, `None` for a
+    /// backend without raw access.
+    async fn write(&mut self, raw: &mut Raw, events: &[Event]) -> Result<Option<Duration>, String> {
+        let elapsed = match raw {
+            Raw::None => return Ok(None),
+            Raw::Sql(raw) => {
+                let rows = RawRow::render(self.id, self.version, events)?;
+                let started = Instant::now();
+                raw.insert(self.id, &rows).await?;
+                self.how = Some(
+                    "one multi-row INSERT in autocommit, a prepared statement the connection keeps",
+                );
+                started.elapsed()
+            }
+            Raw::Redis(store) => {
+                let texts: Vec<String> = events.iter().map(Event::to_rasa_json).collect();
+                let started = Instant::now();
+                redis_raw::save(store, self.id, self.version, &texts).await?;
+                self.how = Some("RPUSH of the events and HSET of the head's version, pipelined");
+                started.elapsed()
+            }
+        };
+        self.version += events.len() as u64;
+        Ok(Some(elapsed))
+    }
 }
 
 /// Scenario 2: `total` saves of one turn each, spread over `concurrency` conversations.
@@ -193,6 +304,9 @@ async fn latest_session_read(
     }
     let expected = events.len() - session_start_index;
     let mut store_samples = Vec::with_capacity(reads);
+    let mut raw_samples = Vec::with_capacity(reads);
+    let mut raw_label = None;
+    // The store's read and the raw read alternate, under the same load.
     for _ in 0..reads {
         let started = Instant::now();
         let read = opened
@@ -208,37 +322,25 @@ async fn latest_session_read(
                 read.events.len()
             ));
         }
+        let started = Instant::now();
+        let rows = match &mut opened.raw {
+            Raw::None => continue,
+            Raw::Sql(raw) => {
+                raw_label = Some("one SQL query finding the session start itself");
+                raw.latest_session(&id).await?.len()
+            }
+            Raw::Redis(store) => {
+                raw_label = Some("LRANGE from an offset the client already knows");
+                redis_raw::latest_session(store, &id, session_start_index as u64 + 1)
+                    .await?
+                    .len()
+            }
+        };
+        raw_samples.push(started.elapsed());
+        if rows != expected {
+            return Err(format!("raw read {rows} rows, expected {expected}"));
+        }
     }
-    let mut raw_samples = Vec::with_capacity(reads);
-    let raw_label = match &mut opened.raw {
-        Raw::None => None,
-        Raw::Sql(raw) => {
-            for _ in 0..reads {
-                let started = Instant::now();
-                let rows = raw.latest_session(&id).await?;
-                raw_samples.push(started.elapsed());
-                if rows.len() != expected {
-                    return Err(format!("raw read {} rows, expected {expected}", rows.len()));
-                }
-            }
-            Some("one SQL query finding the session start itself")
-        }
-        Raw::Redis(store) => {
-            for _ in 0..reads {
-                let started = Instant::now();
-                let values =
-                    redis_raw::latest_session(store, &id, session_start_index as u64 + 1).await?;
-                raw_samples.push(started.elapsed());
-                if values.len() != expected {
-                    return Err(format!(
-                        "raw read {} values, expected {expected}",
-                        values.len()
-                    ));
-                }
-            }
-            Some("LRANGE from an offset the client already knows")
-        }
-    };
     opened.store.delete(&id).await.map_err(|e| e.to_string())?;
     let store = latency(&store_samples);
     let raw = raw_label.map(|how| Ratio {
@@ -246,6 +348,80 @@ async fn latest_session_read(
         how: how.to_owned(),
     });
     Ok(crate::report::Read { store, raw })
+}
+
+/// Scenario 3b: a whole conversation of `events` events, read `reads` times.
+async fn full_read(
+    opened: &mut Opened,
+    events: usize,
+    reads: usize,
+) -> Result<crate::report::Read, String> {
+    let id = fresh("full");
+    let mut conversation = session_start(1_600_000_000.0);
+    let mut n = 0;
+    while conversation.len() < events {
+        conversation.extend(turn(n, 1_600_000_001.0 + n as f64));
+        n += 1;
+    }
+    conversation.truncate(events);
+    let chunk = opened
+        .store
+        .capabilities()
+        .max_events_per_append
+        .unwrap_or(500)
+        .min(500);
+    let mut version = 0;
+    for chunk in conversation.chunks(chunk) {
+        version = opened
+            .store
+            .append(&id, version, chunk)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut store_samples = Vec::with_capacity(reads);
+    let mut raw_samples = Vec::with_capacity(reads);
+    let mut raw_label = None;
+    // The store's read and the raw read alternate, under the same load.
+    for _ in 0..reads {
+        let started = Instant::now();
+        let read = opened
+            .store
+            .read(&id, ReadScope::All)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the conversation vanished")?;
+        store_samples.push(started.elapsed());
+        if read.events.len() != events {
+            return Err(format!(
+                "read {} events, expected {events}",
+                read.events.len()
+            ));
+        }
+        let started = Instant::now();
+        let rows = match &mut opened.raw {
+            Raw::None => continue,
+            Raw::Sql(raw) => {
+                raw_label = Some("one SQL query, the rows' `data` by `seq`");
+                raw.full(&id).await?.len()
+            }
+            Raw::Redis(store) => {
+                raw_label = Some("LRANGE of the whole list");
+                redis_raw::full(store, &id).await?.len()
+            }
+        };
+        raw_samples.push(started.elapsed());
+        if rows != events {
+            return Err(format!("raw read {rows} rows, expected {events}"));
+        }
+    }
+    opened.store.delete(&id).await.map_err(|e| e.to_string())?;
+    Ok(crate::report::Read {
+        store: latency(&store_samples),
+        raw: raw_label.map(|how| Ratio {
+            raw: latency(&raw_samples),
+            how: how.to_owned(),
+        }),
+    })
 }
 
 /// Scenario 4: `conversations` × 20 events through the store, and through the raw driver.
