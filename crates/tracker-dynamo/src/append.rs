@@ -35,7 +35,7 @@ pub(crate) async fn append(db: &Db<'_>, append: &Append, items: &[Item]) -> Resu
             return Err(conflict(append, actual));
         }
     }
-    let guards = [schema::head_update(db.table, append)?];
+    let guards = [schema::head_update(db.table, append, db.pending_mark())?];
     if send(db, sender_id, &guards, items).await? == Applied::Done {
         return Ok(append.new_version());
     }
@@ -119,7 +119,14 @@ async fn adopt(db: &Db<'_>, append: &Append, items: &[Item], copy: &RasaCopy) ->
         .or_else(|| rasa.last_session_started());
     let new_version = append.new_version();
     let guards = [
-        schema::head_write(db.table, sender_id, 0, new_version, session_start)?,
+        schema::head_write(
+            db.table,
+            sender_id,
+            0,
+            new_version,
+            session_start,
+            db.pending_mark(),
+        )?,
         schema::rasa_check(rasa_table, sender_id, copy.entries)?,
     ];
     if send(db, sender_id, &guards, &all).await? == Applied::Done {

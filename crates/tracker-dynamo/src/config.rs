@@ -25,7 +25,7 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Configuration of [`DynamoStore`](crate::DynamoStore) and
 /// [`DynamoRasaSource`](crate::DynamoRasaSource): the keys of Rasa's `DynamoTrackerStore` in
 /// `endpoints.yml` (`table_name`, `region`), with Rasa's defaults, plus `endpoint_url`,
-/// `migrate` and `adopt_rasa`. Any other key is refused (the `tracker-store` registry drops,
+/// `migrate`, `adopt_rasa` and `outbox`. Any other key is refused (the `tracker-store` registry drops,
 /// with a warning, the keys a store does not read before it gets here).
 ///
 /// Credentials come from the standard AWS chain (environment, shared config and credentials
@@ -43,6 +43,7 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// assert_eq!(config.endpoint_url, None);
 /// assert!(config.migrate);
 /// assert!(config.adopt_rasa);
+/// assert!(!config.outbox);
 /// ```
 ///
 /// `Debug` and errors hide a password in `endpoint_url` (`http://user:password@host`).
@@ -74,6 +75,11 @@ pub struct DynamoConfig {
     /// With `false` Rasa's table is never read (this store's own items still go to their own
     /// table).
     pub adopt_rasa: bool,
+    /// Keep an outbox for a relay to an event broker (default `false`; see
+    /// `tracker_core::outbox` and the crate documentation): every append marks its
+    /// conversation's head pending in the same transaction, and setup creates the index of
+    /// pending heads. With `false`, appends write nothing more and no index is needed.
+    pub outbox: bool,
 }
 
 impl Default for DynamoConfig {
@@ -84,6 +90,7 @@ impl Default for DynamoConfig {
             endpoint_url: None,
             migrate: true,
             adopt_rasa: true,
+            outbox: false,
         }
     }
 }
@@ -99,6 +106,7 @@ impl fmt::Debug for DynamoConfig {
             )
             .field("migrate", &self.migrate)
             .field("adopt_rasa", &self.adopt_rasa)
+            .field("outbox", &self.outbox)
             .finish()
     }
 }
@@ -110,6 +118,13 @@ impl DynamoConfig {
             table_name: table_name.into(),
             ..Self::default()
         }
+    }
+
+    /// Sets whether the store keeps an outbox for a relay to an event broker (`outbox`).
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: bool) -> Self {
+        self.outbox = outbox;
+        self
     }
 
     /// Checks the values: a table name DynamoDB accepts (3 to 255 characters of `a-z`,
@@ -180,7 +195,7 @@ mod tests {
         assert_eq!(config.table_name, "states");
         assert_eq!(config.region, "us-east-1");
         assert_eq!(config.endpoint_url, None);
-        assert!(config.migrate && config.adopt_rasa);
+        assert!(config.migrate && config.adopt_rasa && !config.outbox);
         config.validate().expect("defaults are valid");
     }
 
@@ -189,7 +204,8 @@ mod tests {
         // Rasa's documented keys, plus ours.
         let config = parse(serde_json::json!({
             "table_name": "rasa", "region": "eu-central-1",
-            "endpoint_url": "http://127.0.0.1:8000", "migrate": false, "adopt_rasa": false
+            "endpoint_url": "http://127.0.0.1:8000", "migrate": false, "adopt_rasa": false,
+            "outbox": true
         }));
         assert_eq!(config.table_name, "rasa");
         assert_eq!(config.region, "eu-central-1");
@@ -197,12 +213,14 @@ mod tests {
             config.endpoint_url.as_deref(),
             Some("http://127.0.0.1:8000")
         );
-        assert!(!config.migrate && !config.adopt_rasa);
+        assert!(!config.migrate && !config.adopt_rasa && config.outbox);
         config.validate().expect("valid");
         assert_eq!(DynamoConfig::with_table("t_1.x-y").table_name, "t_1.x-y");
+        assert!(DynamoConfig::with_table("t").with_outbox(true).outbox);
         // Values from `${VAR}` are strings; YAML may give a number for a name.
-        let config = parse(serde_json::json!({"migrate": "false", "table_name": 12345}));
-        assert!(!config.migrate);
+        let config =
+            parse(serde_json::json!({"migrate": "false", "table_name": 12345, "outbox": "true"}));
+        assert!(!config.migrate && config.outbox);
         assert_eq!(config.table_name, "12345");
     }
 
@@ -210,6 +228,7 @@ mod tests {
     fn bad_values() {
         for bad in [
             serde_json::json!({"migrate": "x"}),
+            serde_json::json!({"outbox": "maybe"}),
             serde_json::json!({"table_name": ["states"]}),
             serde_json::json!({"table": "states"}),
         ] {

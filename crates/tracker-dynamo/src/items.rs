@@ -20,9 +20,9 @@ use crate::schema::{
 use crate::transact::{Sent, transact};
 
 /// Most keys of one `BatchGetItem`.
-const BATCH_GET_KEYS: usize = 100;
+pub(crate) const BATCH_GET_KEYS: usize = 100;
 /// Attempts of a `BatchGetItem` while DynamoDB leaves keys unprocessed.
-const BATCH_GET_ATTEMPTS: u32 = 8;
+pub(crate) const BATCH_GET_ATTEMPTS: u32 = 8;
 
 /// The client and the tables an operation works on.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +39,8 @@ pub(crate) struct Db<'a> {
     /// (beside Rasa's table, to read Rasa's conversations): while it is missing, it holds
     /// nothing. Otherwise a missing table is an error.
     pub(crate) store_table_pending: bool,
+    /// The store keeps an outbox: appends mark their conversation pending.
+    pub(crate) outbox: bool,
 }
 
 /// What a conversation's head item holds.
@@ -94,6 +96,12 @@ pub(crate) fn is_missing_table<E: ProvideErrorMetadata>(error: &SdkError<E, Http
 }
 
 impl Db<'_> {
+    /// The pending mark an append writes with the head (the time now, epoch milliseconds),
+    /// when the store keeps an outbox.
+    pub(crate) fn pending_mark(&self) -> Option<u64> {
+        self.outbox.then(crate::outbox::now_ms)
+    }
+
     /// Whether `error`, of a request to this store's table, says the table does not exist
     /// while that is expected (see [`Db::store_table_pending`]).
     pub(crate) fn pending_table<E: ProvideErrorMetadata>(

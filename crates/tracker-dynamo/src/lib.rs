@@ -8,6 +8,7 @@ mod error;
 mod items;
 mod list;
 mod migrate;
+mod outbox;
 pub mod rasa;
 mod registration;
 pub mod schema;

@@ -90,7 +90,8 @@ mod tests {
                 "region",
                 "endpoint_url",
                 "migrate",
-                "adopt_rasa"
+                "adopt_rasa",
+                "outbox"
             ]
         );
     }
@@ -101,7 +102,8 @@ mod tests {
             WHAT,
             section(serde_json::json!({
                 "table_name": "conversations", "region": "eu-west-1",
-                "endpoint_url": "http://127.0.0.1:8000", "migrate": false, "adopt_rasa": false
+                "endpoint_url": "http://127.0.0.1:8000", "migrate": false, "adopt_rasa": false,
+                "outbox": true
             })),
         )
         .expect("every key");
@@ -111,9 +113,10 @@ mod tests {
                 config.table_name.as_str(),
                 config.region.as_str(),
                 config.migrate,
-                config.adopt_rasa
+                config.adopt_rasa,
+                config.outbox
             ),
-            ("conversations", "eu-west-1", false, false)
+            ("conversations", "eu-west-1", false, false, true)
         );
         let error = from_keys::<DynamoConfig>(WHAT, section(serde_json::json!({"tabel": "x"})))
             .expect_err("unknown key");
@@ -125,7 +128,8 @@ mod tests {
     fn all_strings() -> JsonMap {
         section(serde_json::json!({
             "table_name": "conversations", "region": "eu-west-1",
-            "endpoint_url": "http://127.0.0.1:8000", "migrate": "false", "adopt_rasa": "FALSE"
+            "endpoint_url": "http://127.0.0.1:8000", "migrate": "false", "adopt_rasa": "FALSE",
+            "outbox": "True"
         }))
     }
 
@@ -137,7 +141,7 @@ mod tests {
             assert!(keys.contains_key(*key), "{key:?} is not in the section");
         }
         let config: DynamoConfig = from_keys(WHAT, keys).expect("strings");
-        assert!(!config.migrate && !config.adopt_rasa);
+        assert!(!config.migrate && !config.adopt_rasa && config.outbox);
         let config: DynamoConfig = from_keys(
             WHAT,
             section(serde_json::json!({"migrate": " true ", "adopt_rasa": "True"})),
@@ -151,6 +155,7 @@ mod tests {
         for (key, value, kind) in [
             ("migrate", serde_json::json!("s3cret-ish"), "string"),
             ("adopt_rasa", serde_json::json!(2), "number"),
+            ("outbox", serde_json::json!({"on": true}), "map"),
             ("region", serde_json::json!(["eu-west-1"]), "list"),
         ] {
             let mut keys = JsonMap::new();

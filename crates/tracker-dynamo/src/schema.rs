@@ -6,8 +6,12 @@
 //!
 //! | item | `seq` | other attributes |
 //! |---|---|---|
-//! | head | [`HEAD_SEQ`] (0) | [`VERSION`] (number of events), [`SESSION_START`] (seq of the last `session_started`, absent when there is none) |
+//! | head | [`HEAD_SEQ`] (0) | [`VERSION`] (number of events), [`SESSION_START`] (seq of the last `session_started`, absent when there is none); with the outbox on, [`OUTBOX_SHARD`], [`OUTBOX_PENDING`], [`OUTBOX_PUBLISHED`], [`OUTBOX_LEASE`], [`OUTBOX_LEASE_UNTIL`] |
 //! | event | 1, 2, 3, ... | [`DATA`] (Rasa's JSON text), [`TYPE_NAME`], [`TIMESTAMP`], [`INTENT_NAME`], [`ACTION_NAME`] |
+//!
+//! With the outbox on, the table also has the global secondary index [`OUTBOX_INDEX`]: hash
+//! key [`OUTBOX_SHARD`], range key [`OUTBOX_PENDING`] (both numbers), keys only. It is
+//! sparse: only heads marked pending are in it.
 //!
 //! When the configured `table_name` is Rasa's table, this table is
 //! [`derived_table_name`]`(table_name)` beside it.
@@ -59,6 +63,47 @@ pub const INTENT_NAME: &str = "intent_name";
 /// Event attribute: the event's `name` (action, slot, loop, ...); omitted when absent or
 /// above [`MAX_NAME_BYTES`].
 pub const ACTION_NAME: &str = "action_name";
+
+/// Head attribute, with the outbox on: when the oldest append not yet published was made
+/// (epoch milliseconds, the appending client's clock; only an order). Present while the
+/// conversation may have events to publish: the range key of [`OUTBOX_INDEX`].
+pub const OUTBOX_PENDING: &str = "outbox_pending";
+/// Head attribute, with the outbox on: the conversation's shard of [`OUTBOX_INDEX`], from
+/// 0 to [`OUTBOX_SHARDS`]` - 1` ([`outbox_shard`]); the hash key of the index.
+pub const OUTBOX_SHARD: &str = "outbox_shard";
+/// Head attribute, with the outbox on: the checkpoint, the sequence number up to which every
+/// event has been published (absent: 0).
+pub const OUTBOX_PUBLISHED: &str = "outbox_published";
+/// Head attribute, with the outbox on: the name of the relay holding the lease, while one
+/// does.
+pub const OUTBOX_LEASE: &str = "outbox_lease";
+/// Head attribute, with the outbox on: when the lease ends (epoch milliseconds, the clock of
+/// the relay that took it).
+pub const OUTBOX_LEASE_UNTIL: &str = "outbox_lease_until";
+/// The global secondary index of pending heads, with the outbox on: hash key
+/// [`OUTBOX_SHARD`], range key [`OUTBOX_PENDING`], keys only.
+pub const OUTBOX_INDEX: &str = "outbox_pending";
+/// How many shards [`OUTBOX_INDEX`] spreads pending heads over, so that no single index
+/// partition takes every write (DynamoDB writes at most 1,000 units per second to one
+/// partition). Part of the stored layout: changing it strands marks in other shards.
+pub const OUTBOX_SHARDS: u64 = 8;
+
+/// The shard of [`OUTBOX_INDEX`] a conversation's head is in: the 64-bit FNV-1a hash of its
+/// sender id's UTF-8 bytes, modulo [`OUTBOX_SHARDS`] (stable across processes and versions).
+///
+/// ```
+/// use tracker_dynamo::schema::{OUTBOX_SHARDS, outbox_shard};
+/// assert_eq!(outbox_shard("alice"), outbox_shard("alice"));
+/// assert!(outbox_shard("bob") < OUTBOX_SHARDS);
+/// ```
+pub fn outbox_shard(sender_id: &str) -> u64 {
+    let hash = sender_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    hash % OUTBOX_SHARDS
+}
 
 /// DynamoDB's largest item: 400 KB, attribute names included.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -182,25 +227,35 @@ pub(crate) fn continuation(key: Option<Item>) -> Option<Item> {
 }
 
 /// The update of an append's head item in `table`: set the new version (and session start),
-/// if the conversation is at the expected version (`attribute_not_exists` for version 0).
-pub(crate) fn head_update(table: &str, append: &Append) -> Result<TransactWriteItem> {
+/// if the conversation is at the expected version (`attribute_not_exists` for version 0);
+/// with `pending` (the time of the append, epoch milliseconds) also the outbox's pending
+/// mark.
+pub(crate) fn head_update(
+    table: &str,
+    append: &Append,
+    pending: Option<u64>,
+) -> Result<TransactWriteItem> {
     head_write(
         table,
         append.sender_id().as_str(),
         append.expected_version(),
         append.new_version(),
         append.last_session_started(),
+        pending,
     )
 }
 
 /// The update of a head item in `table` from version `expected` (`attribute_not_exists` for
-/// 0) to `new_version`, setting the session start when there is one.
+/// 0) to `new_version`, setting the session start when there is one. With `pending` (epoch
+/// milliseconds) it also marks the conversation pending in the outbox: [`OUTBOX_SHARD`],
+/// and [`OUTBOX_PENDING`] unless the mark is there already (it keeps the oldest time).
 pub(crate) fn head_write(
     table: &str,
     sender_id: &str,
     expected: u64,
     new_version: u64,
     session_start: Option<u64>,
+    pending: Option<u64>,
 ) -> Result<TransactWriteItem> {
     let mut expression = "SET #v = :new".to_owned();
     let mut update = Update::builder()
@@ -213,6 +268,14 @@ pub(crate) fn head_write(
         update = update
             .expression_attribute_names("#s", SESSION_START)
             .expression_attribute_values(":s", number(seq));
+    }
+    if let Some(now) = pending {
+        expression.push_str(", #osh = :osh, #op = if_not_exists(#op, :op)");
+        update = update
+            .expression_attribute_names("#osh", OUTBOX_SHARD)
+            .expression_attribute_names("#op", OUTBOX_PENDING)
+            .expression_attribute_values(":osh", number(outbox_shard(sender_id)))
+            .expression_attribute_values(":op", number(now));
     }
     update = if expected == 0 {
         update
@@ -494,6 +557,40 @@ mod tests {
         let error = check_append(&append, &items).expect_err("100 events");
         assert_eq!(error.kind(), tracker_core::ErrorKind::InvalidInput);
         check_append(&append, &items[..99]).expect("99 events fit");
+    }
+
+    #[test]
+    fn outbox_shards_are_stable() {
+        // FNV-1a 64 of the UTF-8 bytes: fixed values, so every process and version agrees.
+        assert_eq!(outbox_shard(""), 0xcbf2_9ce4_8422_2325 % OUTBOX_SHARDS);
+        assert_eq!(outbox_shard("a"), 0xaf63_dc4c_8601_ec8c % OUTBOX_SHARDS);
+        assert_eq!(
+            outbox_shard("foobar"),
+            0x8594_4171_f739_67e8 % OUTBOX_SHARDS
+        );
+        let mut seen = [0_usize; OUTBOX_SHARDS as usize];
+        for n in 0..800 {
+            seen[outbox_shard(&format!("user-{n}")) as usize] += 1;
+        }
+        assert!(seen.iter().all(|count| *count > 50), "{seen:?}");
+    }
+
+    #[test]
+    fn the_head_write_carries_the_pending_mark_only_with_the_outbox() {
+        let plain = head_write("t", "alice", 0, 3, None, None).expect("write");
+        let update = plain.update().expect("an update");
+        assert_eq!(update.update_expression(), "SET #v = :new");
+        let marked =
+            head_write("t", "alice", 3, 5, Some(2), Some(1_700_000_000_000)).expect("write");
+        let update = marked.update().expect("an update");
+        assert_eq!(
+            update.update_expression(),
+            "SET #v = :new, #s = :s, #osh = :osh, #op = if_not_exists(#op, :op)"
+        );
+        assert_eq!(update.condition_expression(), Some("#v = :expected"));
+        let values = update.expression_attribute_values().expect("values");
+        assert_eq!(values[":op"], number(1_700_000_000_000));
+        assert_eq!(values[":osh"], number(outbox_shard("alice")));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_dynamodb::Client;
 use tracker_core::{
-    Append, Capabilities, Error, ExpectedVersion, ListPage, ListRequest, ReadScope, Result,
+    Append, Capabilities, Error, ExpectedVersion, ListPage, ListRequest, Outbox, ReadScope, Result,
     SenderId, Store, StoredConversation, async_trait,
 };
 
@@ -25,7 +25,8 @@ const READ_ATTEMPTS: usize = 3;
 /// A conversation store on DynamoDB: one item per event and a head item per conversation,
 /// appended to with conditional transactions; conversations Rasa's `DynamoTrackerStore`
 /// holds are read from Rasa's table and move into this store's with their first append (see
-/// the crate documentation).
+/// the crate documentation). With `outbox` on, it is also its own
+/// [`Outbox`](tracker_core::Outbox) ([`Store::outbox`]).
 ///
 /// Cloning is cheap and shares the client.
 #[derive(Clone)]
@@ -33,6 +34,7 @@ pub struct DynamoStore {
     client: Client,
     table_name: Arc<str>,
     adopt_rasa: bool,
+    outbox: bool,
     page_size: Option<i32>,
     tables: Arc<OnceLock<Tables>>,
     /// Connected without setup while this store's table beside Rasa's did not exist: reads
@@ -45,6 +47,7 @@ impl fmt::Debug for DynamoStore {
         f.debug_struct("DynamoStore")
             .field("table_name", &self.table_name)
             .field("adopt_rasa", &self.adopt_rasa)
+            .field("outbox", &self.outbox)
             .field("tables", &self.tables.get())
             .field(
                 "store_table_pending",
@@ -72,7 +75,8 @@ impl DynamoStore {
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid configuration, a missing table (with `migrate: false`,
-    /// but for the case above) or a table of another layout (Rasa 1.x/2.x's, say);
+    /// but for the case above), a table of another layout (Rasa 1.x/2.x's, say), or with
+    /// `outbox` on and `migrate: false`, a table without the outbox's index;
     /// [`Error::Unavailable`] when DynamoDB cannot be reached.
     pub async fn connect(config: &DynamoConfig) -> Result<Self> {
         Self::connect_with(config, aws_config::defaults(BehaviorVersion::latest())).await
@@ -122,9 +126,9 @@ impl DynamoStore {
     }
 
     /// A store on a client you built (with the re-exported [`aws_sdk_dynamodb`] crate), for
-    /// `config.table_name` and `config.adopt_rasa`; the other keys are the client's business
-    /// and ignored here. Nothing is sent: the first operation finds the tables (see
-    /// [`DynamoStore::tables`]); run [`DynamoStore::ensure_schema`] (or
+    /// `config.table_name`, `config.adopt_rasa` and `config.outbox`; the other keys are the
+    /// client's business and ignored here. Nothing is sent: the first operation finds the
+    /// tables (see [`DynamoStore::tables`]); run [`DynamoStore::ensure_schema`] (or
     /// [`DynamoStore::check_schema`]) once if this store's table may be missing.
     ///
     /// ```
@@ -149,6 +153,7 @@ impl DynamoStore {
             client,
             table_name: Arc::from(config.table_name.as_str()),
             adopt_rasa: config.adopt_rasa,
+            outbox: config.outbox,
             page_size: None,
             tables: Arc::new(OnceLock::new()),
             store_table_pending: Arc::new(AtomicBool::new(false)),
@@ -162,6 +167,11 @@ impl DynamoStore {
     pub fn with_page_size(mut self, items: u32) -> Self {
         self.page_size = Some(i32::try_from(items.max(1)).unwrap_or(i32::MAX));
         self
+    }
+
+    /// Whether the store keeps an outbox (`outbox`): then [`Store::outbox`] gives it.
+    pub fn keeps_outbox(&self) -> bool {
+        self.outbox
     }
 
     /// The DynamoDB client.
@@ -194,18 +204,22 @@ impl DynamoStore {
     /// Creates this store's table if it does not exist — hash key `sender_id` (string),
     /// range key `seq` (number), on-demand billing — and waits until it is `ACTIVE` (at most
     /// 5 minutes). When `table_name` is Rasa's table, that is the table beside it, and Rasa's
-    /// table is left as it is (or missing). Safe to run concurrently and repeatedly; an
-    /// existing table's key schema is checked. Returns a description of each change made:
-    /// one line when this call created the table, none when it existed (or another process
-    /// created it meanwhile).
+    /// table is left as it is (or missing). With `outbox` on, the table gets the index of
+    /// pending conversations ([`schema::OUTBOX_INDEX`]): created with a new table, added to
+    /// an existing one that lacks it (DynamoDB builds it in the background; this does not
+    /// wait for that). Safe to run concurrently and repeatedly; an existing table's key
+    /// schema is checked. Returns a description of each change made: one line when this call
+    /// created the table or added the index, none when there was nothing to do (or another
+    /// process did it meanwhile).
     ///
     /// # Errors
     /// [`Error::Config`] when a table has a key schema neither this store's nor Rasa's (or
-    /// Rasa 1.x/2.x's) or is being deleted; [`Error::Unavailable`] when it does not become
-    /// active in time.
+    /// Rasa 1.x/2.x's) or is being deleted, or an index of the outbox's name has another key
+    /// schema; [`Error::Unavailable`] when the table does not become active in time.
     pub async fn ensure_schema(&self) -> Result<Vec<String>> {
         let tables = self.resolved().await?;
-        let mut changes = migrate::ensure_schema(&self.client, &tables.store_table).await?;
+        let mut changes =
+            migrate::ensure_schema(&self.client, &tables.store_table, self.outbox).await?;
         if let Some(rasa_table) = &tables.rasa_table {
             for change in &mut changes {
                 change.push_str(&format!(", beside Rasa's table {rasa_table:?}"));
@@ -215,13 +229,14 @@ impl DynamoStore {
     }
 
     /// Checks that this store's table exists with its key schema (waiting while it is being
-    /// created), changing nothing.
+    /// created) and, with `outbox` on, has the index of pending conversations (built or
+    /// being built), changing nothing.
     ///
     /// # Errors
-    /// [`Error::Config`] when it does not exist or has another key schema.
+    /// [`Error::Config`] when it does not exist, has another key schema, or lacks the index.
     pub async fn check_schema(&self) -> Result<()> {
         let tables = self.resolved().await?;
-        migrate::check_schema(&self.client, &tables.store_table).await
+        migrate::check_schema(&self.client, &tables.store_table, self.outbox).await
     }
 
     /// [`DynamoStore::check_schema`], except that a missing table beside Rasa's existing
@@ -230,14 +245,16 @@ impl DynamoStore {
     async fn check_schema_for_reading(&self) -> Result<()> {
         let tables = self.resolved().await?;
         if migrate::table_ready(&self.client, &tables.store_table).await? {
-            return Ok(());
+            return migrate::check_schema(&self.client, &tables.store_table, self.outbox).await;
         }
         let rasa_table = match &tables.rasa_table {
             Some(rasa_table) if migrate::describe(&self.client, rasa_table).await?.is_some() => {
                 rasa_table
             }
             // Nothing to read: the table is needed, as it always is.
-            _ => return migrate::check_schema(&self.client, &tables.store_table).await,
+            _ => {
+                return migrate::check_schema(&self.client, &tables.store_table, self.outbox).await;
+            }
         };
         self.store_table_pending.store(true, Ordering::Release);
         tracing::warn!(
@@ -253,7 +270,7 @@ impl DynamoStore {
     /// Succeeds if the store may write: always, unless it connected before its table
     /// existed; then once the table exists (looked at again on every write until then,
     /// since another process may have created it meanwhile).
-    async fn check_writable(&self, operation: &str) -> Result<()> {
+    pub(crate) async fn check_writable(&self, operation: &str) -> Result<()> {
         if !self.store_table_pending.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -290,7 +307,7 @@ impl DynamoStore {
     }
 
     /// The client and tables operations work on.
-    async fn db(&self) -> Result<Db<'_>> {
+    pub(crate) async fn db(&self) -> Result<Db<'_>> {
         let tables = self.resolved().await?;
         Ok(Db {
             client: &self.client,
@@ -298,6 +315,7 @@ impl DynamoStore {
             rasa_table: tables.rasa_table.as_deref(),
             page_size: self.page_size,
             store_table_pending: self.store_table_pending.load(Ordering::Acquire),
+            outbox: self.outbox,
         })
     }
 }
@@ -308,8 +326,8 @@ impl Store for DynamoStore {
         "dynamo"
     }
 
-    fn outbox(&self) -> Option<&dyn tracker_core::outbox::Outbox> {
-        None
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        self.outbox.then_some(self as &dyn Outbox)
     }
 
     fn capabilities(&self) -> Capabilities {

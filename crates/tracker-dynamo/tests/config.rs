@@ -25,7 +25,7 @@ async fn a_section_of_strings_starts_the_store() {
     let table = common::fresh_table("strings");
     let keys = section(serde_json::json!({
         "table_name": table, "region": "us-east-1", "endpoint_url": url,
-        "migrate": "true", "adopt_rasa": "false"
+        "migrate": "true", "adopt_rasa": "false", "outbox": "false"
     }));
     for key in (REGISTRATION.keys)() {
         assert!(keys.contains_key(*key), "{key:?} is not in the section");
@@ -72,6 +72,7 @@ async fn an_invalid_value_names_its_key_and_type_but_not_the_value() {
     for (key, value, kind) in [
         ("migrate", serde_json::json!("perhaps-s3cret"), "a string"),
         ("adopt_rasa", serde_json::json!("s3cret"), "a string"),
+        ("outbox", serde_json::json!("s3cret"), "a string"),
         ("migrate", serde_json::json!(1), "a number"),
         ("table_name", serde_json::json!({"s3cret": 1}), "a map"),
     ] {

@@ -63,6 +63,23 @@ pub async fn store() -> Option<DynamoStore> {
     Some(store)
 }
 
+/// A store with its outbox on, on a new table (with the index of pending conversations) of
+/// the test server, or `None` after a loud skip. Every call gives a table of its own, as the
+/// outbox cases need: a relay publishes every pending conversation of its store.
+pub async fn outbox_store() -> Option<DynamoStore> {
+    let config = DynamoConfig::with_table(fresh_table("outbox")).with_outbox(true);
+    let store = DynamoStore::from_client(client().await?, &config).expect("a valid table name");
+    let changes = store.ensure_schema().await.expect("create the table");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0].contains("outbox_pending"), "{changes:?}");
+    Some(store)
+}
+
+/// [`outbox_store`] whose queries (of the index too) return at most `items` items per page.
+pub async fn outbox_store_with_page_size(items: u32) -> Option<DynamoStore> {
+    Some(outbox_store().await?.with_page_size(items))
+}
+
 /// A store on a new table whose queries and scans return at most `items` items per page.
 pub async fn store_with_page_size(items: u32) -> Option<DynamoStore> {
     Some(store().await?.with_page_size(items))
@@ -104,10 +121,21 @@ pub async fn create_rasa_table(client: &Client, name: &str) {
 /// table beside it, and every read, listing and delete also looks at Rasa's table. `None`
 /// after a loud skip.
 pub async fn adopting_store() -> Option<DynamoStore> {
+    adopting_store_with(false).await
+}
+
+/// [`adopting_store`] with its outbox on (a new Rasa table and a new table beside it per
+/// call).
+pub async fn adopting_outbox_store() -> Option<DynamoStore> {
+    adopting_store_with(true).await
+}
+
+async fn adopting_store_with(outbox: bool) -> Option<DynamoStore> {
     let client = client().await?;
     let rasa = fresh_table("states");
     create_rasa_table(&client, &rasa).await;
-    let store = store_on(client, &rasa);
+    let config = DynamoConfig::with_table(&rasa).with_outbox(outbox);
+    let store = DynamoStore::from_client(client, &config).expect("a valid table name");
     let changes = store.ensure_schema().await.expect("create the table");
     assert_eq!(changes.len(), 1, "{changes:?}");
     Some(store)
