@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,7 +21,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::{mpsc, oneshot};
-use tracker_core::{BrokerMessage, Error, EventBroker, Result};
+use tracker_core::{BrokerMessage, Error, EventBroker, PublishFailure, Result};
 
 use crate::body::{body_text, rasa_environment};
 use crate::config::RabbitConfig;
@@ -59,15 +61,19 @@ struct Outgoing {
     properties: BasicProperties,
 }
 
-/// One publish call: its messages and where its outcome goes.
+/// One publish call: its messages, where its outcome goes, and the count of its messages
+/// RabbitMQ confirmed so far.
 struct Request {
     messages: Vec<Outgoing>,
     done: oneshot::Sender<Result<()>>,
+    confirmed: Arc<AtomicUsize>,
 }
 
-/// A message not yet confirmed, and the publish waiting for it if it is the last of its batch.
+/// A message not yet confirmed, its publish's count of confirmed messages, and the publish
+/// waiting for it if it is the last of its batch.
 struct Pending {
     message: Outgoing,
+    confirmed: Arc<AtomicUsize>,
     done: Option<oneshot::Sender<Result<()>>>,
 }
 
@@ -151,6 +157,15 @@ impl RabbitBroker {
 #[async_trait]
 impl EventBroker for RabbitBroker {
     async fn publish(&self, messages: &[BrokerMessage]) -> Result<()> {
+        self.publish_with_progress(messages)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    async fn publish_with_progress(
+        &self,
+        messages: &[BrokerMessage],
+    ) -> std::result::Result<(), PublishFailure> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -163,27 +178,39 @@ impl EventBroker for RabbitBroker {
                     properties: properties(message, app_id.as_deref()),
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()
+            .map_err(|error| PublishFailure::new(0, error))?;
         let (done, outcome) = oneshot::channel();
+        let confirmed = Arc::new(AtomicUsize::new(0));
+        let failed = |error: Error| {
+            // Messages are confirmed in order: those counted are the leading ones.
+            PublishFailure::new(confirmed.load(Ordering::SeqCst), error)
+        };
         self.requests
             .send(Request {
                 messages: outgoing,
                 done,
+                confirmed: Arc::clone(&confirmed),
             })
-            .map_err(|_| Error::unavailable("the RabbitMQ publishing task has stopped"))?;
+            .map_err(|_| {
+                PublishFailure::new(
+                    0,
+                    Error::unavailable("the RabbitMQ publishing task has stopped"),
+                )
+            })?;
         match tokio::time::timeout(self.publish_timeout, outcome).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::unavailable(
+            Ok(Ok(result)) => result.map_err(failed),
+            Ok(Err(_)) => Err(failed(Error::unavailable(
                 "the RabbitMQ publishing task dropped the messages",
-            )),
-            Err(_) => Err(Error::unavailable(format!(
+            ))),
+            Err(_) => Err(failed(Error::unavailable(format!(
                 "RabbitMQ at {} did not confirm {} message(s) within {:?}; they stay queued \
                  for publishing when the connection is back, unless \
                  `should_keep_unpublished_messages` is false",
                 self.display,
                 messages.len(),
                 self.publish_timeout
-            ))),
+            )))),
         }
     }
 }
@@ -365,6 +392,7 @@ impl Worker {
         for (index, message) in request.messages.into_iter().enumerate() {
             self.pending.push_back(Pending {
                 message,
+                confirmed: Arc::clone(&request.confirmed),
                 done: if index + 1 == count {
                     done.take()
                 } else {
@@ -426,11 +454,11 @@ impl Worker {
                 if confirmation.is_nack() {
                     return Err(Error::unavailable("RabbitMQ refused a message (nack)"));
                 }
-                if let Some(Pending {
-                    done: Some(done), ..
-                }) = self.pending.pop_front()
-                {
-                    let _ = done.send(Ok(()));
+                if let Some(pending) = self.pending.pop_front() {
+                    pending.confirmed.fetch_add(1, Ordering::SeqCst);
+                    if let Some(done) = pending.done {
+                        let _ = done.send(Ok(()));
+                    }
                 }
             }
         }

@@ -173,9 +173,10 @@ fn check_timestamps(options: &Options<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The broker configuration as Rasa's export uses it: a RabbitMQ broker keeps no unpublished
-/// messages and fails a publish as soon as the connection fails.
-fn prepared(registry: &Registry, mut config: EventBrokerConfig) -> EventBrokerConfig {
+/// The broker configuration as Rasa's export uses it, and the relay too: a RabbitMQ broker
+/// keeps no unpublished messages and fails a publish as soon as the connection fails (the
+/// outbox, or the export's resume command, is what keeps them).
+pub(crate) fn prepared(registry: &Registry, mut config: EventBrokerConfig) -> EventBrokerConfig {
     let is_rabbitmq = registry
         .broker_registration(config.broker_type.as_deref())
         .is_some_and(|registration| registration.name == "pika");

@@ -14,7 +14,7 @@ use tracker_store::{
 use crate::output::{
     Summary, conversation_error, error_line, iso_time, last_activity, progress, transcript,
 };
-use crate::{Cli, Command, broker_export, delete, migrate};
+use crate::{Cli, Command, broker_export, delete, migrate, relay};
 
 /// What a command may do to the store of `--endpoints`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +133,29 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::MigrateSchema => migrate_schema(&registry, &config, quiet).await,
+        Command::Relay {
+            broker,
+            name,
+            until_idle,
+            batch,
+            lease,
+        } => {
+            let broker_endpoints = broker.or(cli.endpoints).ok_or_else(|| {
+                Error::invalid_input(
+                    "relay needs --endpoints (its `tracker_store:` and `event_broker:` \
+                     sections) or --broker ENDPOINTS.yml",
+                )
+            })?;
+            let options = relay::Options {
+                broker_endpoints: &broker_endpoints,
+                name,
+                until_idle,
+                batch,
+                lease_seconds: lease,
+                quiet,
+            };
+            relay::relay(&registry, &config, &options).await
+        }
         Command::Delete { ids } => delete::delete(&open(Access::Write).await?, &ids).await,
         Command::Prune {
             inactive_for,

@@ -5,6 +5,7 @@ mod commands;
 mod delete;
 mod migrate;
 mod output;
+mod relay;
 mod verbose;
 
 use std::path::PathBuf;
@@ -126,6 +127,30 @@ pub enum Command {
     /// `ensure_indexes`); `list`, `show`, `export`, `prune --dry-run` and the source of a
     /// migration never change it.
     MigrateSchema,
+    /// Publish the events the store's outbox holds (`outbox: true` in its section) to an
+    /// event broker, in order per conversation, at least once: each event goes out after it
+    /// is saved and its checkpoint moves only once the broker acknowledged it. Runs until
+    /// stopped (Ctrl-C or SIGTERM); several relays can run against one store.
+    Relay {
+        /// The endpoints.yml whose `event_broker:` section names the broker. Default: the
+        /// file of --endpoints.
+        #[arg(long, value_name = "ENDPOINTS.yml")]
+        broker: Option<PathBuf>,
+        /// The relay's name, unique among the relays of the store. Default: `relay-` and a
+        /// random id.
+        #[arg(long)]
+        name: Option<String>,
+        /// Stop once nothing is left to publish instead of waiting for new events.
+        #[arg(long)]
+        until_idle: bool,
+        /// Messages per publish (one broker acknowledgement, one checkpoint).
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Seconds a relay holds a conversation; one publish may take half of it. Another
+        /// relay takes over a conversation this long after its relay died.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        lease: u64,
+    },
     /// Delete conversations, each at the version read just before: one written to meanwhile
     /// is kept and reported.
     Delete {

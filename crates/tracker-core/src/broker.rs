@@ -125,6 +125,65 @@ impl BrokerMessage {
 pub trait EventBroker: Send + Sync + std::fmt::Debug {
     /// Publishes the events one save appended, in order.
     async fn publish(&self, messages: &[BrokerMessage]) -> Result<()>;
+
+    /// Publishes `messages` in order like [`EventBroker::publish`], and on a failure also
+    /// tells how many of the leading messages the broker acknowledged before it. The
+    /// [`Relay`](crate::Relay) checkpoints after those, so that a message the broker refused
+    /// is published again and one it acknowledged is not.
+    ///
+    /// The default calls `publish` and reports none acknowledged on a failure (the whole
+    /// batch is published again); a broker that confirms message by message, as the RabbitMQ
+    /// broker does, overrides it.
+    ///
+    /// # Errors
+    /// [`PublishFailure`]: the failure and the count of messages acknowledged before it.
+    async fn publish_with_progress(
+        &self,
+        messages: &[BrokerMessage],
+    ) -> std::result::Result<(), PublishFailure> {
+        self.publish(messages)
+            .await
+            .map_err(|error| PublishFailure {
+                acknowledged: 0,
+                error,
+            })
+    }
+}
+
+/// A publish that failed part-way: see [`EventBroker::publish_with_progress`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PublishFailure {
+    /// How many of the leading messages the broker acknowledged before the failure.
+    pub acknowledged: usize,
+    /// The failure.
+    pub error: Error,
+}
+
+impl PublishFailure {
+    /// A failure after `acknowledged` leading messages were acknowledged.
+    pub fn new(acknowledged: usize, error: Error) -> Self {
+        Self {
+            acknowledged,
+            error,
+        }
+    }
+}
+
+impl std::fmt::Display for PublishFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (after {} acknowledged messages)",
+            self.error, self.acknowledged
+        )
+    }
+}
+
+impl std::error::Error for PublishFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
 }
 
 /// What a broker factory returns: a future of the connected broker.

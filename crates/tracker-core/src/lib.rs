@@ -18,7 +18,7 @@ pub mod store;
 pub mod tracker;
 pub mod tracker_store;
 
-pub use broker::{BrokerMessage, ChannelBroker, EventBroker, PublishStats};
+pub use broker::{BrokerMessage, ChannelBroker, EventBroker, PublishFailure, PublishStats};
 pub use domain::{Domain, SlotDefinition};
 pub use error::{BoxError, Error, ErrorContext, ErrorKind, Result};
 pub use event::{Event, EventKind, InvalidEvent, JsonMap, UnknownEvent, UserUttered};

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::broker::{BrokerMessage, EventBroker};
+use crate::broker::{BrokerMessage, EventBroker, PublishFailure};
 use crate::error::{Error, ErrorKind, Result};
 use crate::outbox::{DEFAULT_LEASE, OutboxEntry};
 use crate::store::{ReadScope, SenderId, Store};
@@ -308,30 +308,50 @@ impl Relay {
                 first_seq = entry.published + 1,
                 last_seq = last,
             );
-            let publish = tokio::time::timeout(self.options.lease / 2, self.broker.publish(batch));
+            let publish = tokio::time::timeout(
+                self.options.lease / 2,
+                self.broker.publish_with_progress(batch),
+            );
             let published = tracing::Instrument::instrument(publish, span).await;
             let failure = match published {
                 Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(error),
-                Err(_) => Some(Error::unavailable(format!(
-                    "the broker did not acknowledge {} messages within {} ms (half the lease)",
-                    batch.len(),
-                    (self.options.lease / 2).as_millis()
-                ))),
+                Ok(Err(failure)) => Some(failure),
+                Err(_) => Some(PublishFailure::new(
+                    0,
+                    Error::unavailable(format!(
+                        "the broker did not acknowledge {} messages within {} ms (half the lease)",
+                        batch.len(),
+                        (self.options.lease / 2).as_millis()
+                    )),
+                )),
             };
-            if let Some(error) = failure {
-                // Give the lease back where the checkpoint is, so that the next round (of
-                // this relay or another) publishes the batch again without waiting for the
-                // lease to run out.
-                if let Err(release) = self.settle(outbox, &entry, entry.published).await {
-                    tracing::warn!(
+            if let Some(failure) = failure {
+                // Move the checkpoint past what the broker acknowledged (none, when it cannot
+                // tell) and give the lease back there, so that the next round (of this relay
+                // or another) publishes the rest again without waiting for the lease to run
+                // out.
+                let acknowledged = (failure.acknowledged.min(batch.len())) as u64;
+                match self
+                    .settle(outbox, &entry, entry.published + acknowledged)
+                    .await
+                {
+                    Ok(()) if acknowledged > 0 => {
+                        self.stats
+                            .published
+                            .fetch_add(acknowledged, Ordering::Relaxed);
+                        round.published += acknowledged;
+                        metrics::counter!("tracker_relay_published", "relay" => name.to_owned())
+                            .increment(acknowledged);
+                    }
+                    Ok(()) => {}
+                    Err(release) => tracing::warn!(
                         relay = name,
                         sender_id = sender_id.as_str(),
                         error = %release,
                         "giving a lease back failed; it runs out by itself"
-                    );
+                    ),
                 }
-                return Err(error);
+                return Err(failure.error);
             }
             self.settle(outbox, &entry, last).await?;
             self.stats

@@ -7,6 +7,8 @@ pub mod certs;
 mod containers;
 mod local;
 mod plan;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 pub mod secrets;
 mod service;
 
