@@ -8,46 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::types::{AMQPValue, ShortString};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::Connection;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 use tracker_core::{BrokerMessage, Event};
-
-fn rabbit_url() -> String {
-    std::env::var("TRACKER_TEST_RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
-
-/// `host:port` of the test server.
-fn rabbit_address() -> String {
-    let url = rabbit_url();
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-    let netloc = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host_port = netloc.rsplit_once('@').map_or(netloc, |(_, hp)| hp);
-    if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5672")
-    }
-}
-
-/// A connection for checking what the broker published, or `None` (after saying so) when
-/// there is no RabbitMQ.
-async fn server(test: &str) -> Option<Connection> {
-    match Connection::connect(&rabbit_url(), ConnectionProperties::default()).await {
-        Ok(connection) => Some(connection),
-        Err(error) => {
-            common::not_run(
-                test,
-                &format!("no RabbitMQ at {}: {error}", rabbit_address()),
-            );
-            None
-        }
-    }
-}
+use tracker_testkit::rabbitmq::{self, Proxy};
 
 /// This test's exchange and queues.
 struct Names {
@@ -77,86 +41,17 @@ impl Names {
     }
 
     async fn delete(&self, connection: &Connection) {
-        let channel = connection.create_channel().await.expect("channel");
-        for queue in &self.queues {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = channel
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
+        rabbitmq::delete(connection, &self.exchange, &self.queues).await;
     }
-}
-
-/// A message as a consumer sees it.
-#[derive(Debug)]
-struct Received {
-    body: String,
-    properties: BasicProperties,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&AMQPValue> {
-        self.properties
-            .headers()
-            .as_ref()
-            .and_then(|headers| headers.inner().get(&ShortString::from(name)))
-    }
-
-    /// `(sender_id, seq)` from the headers.
-    fn key(&self) -> (String, u64) {
-        let sender = match self.header("sender_id") {
-            Some(AMQPValue::LongString(text)) => text.to_string(),
-            other => panic!("sender_id header: {other:?}"),
-        };
-        let seq = match self.header("seq") {
-            Some(AMQPValue::LongLongInt(seq)) => u64::try_from(*seq).expect("seq"),
-            other => panic!("seq header: {other:?}"),
-        };
-        (sender, seq)
-    }
-}
-
-/// Takes `count` messages from `queue` (waiting up to 20 s for them), then checks that no
-/// more follow.
-async fn take(connection: &Connection, queue: &str, count: usize) -> Vec<Received> {
-    let channel = connection.create_channel().await.expect("channel");
-    let mut received = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while received.len() < count && tokio::time::Instant::now() < deadline {
-        match channel
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get")
-        {
-            Some(message) => received.push(Received {
-                body: String::from_utf8(message.delivery.data.clone()).expect("UTF-8 body"),
-                properties: message.delivery.properties.clone(),
-            }),
-            None => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    assert_eq!(received.len(), count, "messages in {queue}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let extra = channel
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("basic.get");
-    assert!(extra.is_none(), "more messages than published in {queue}");
-    received
 }
 
 #[tokio::test]
 async fn publishes_rasas_bodies_to_every_queue() {
-    let Some(connection) = server("publishes_rasas_bodies_to_every_queue").await else {
+    let Some(connection) = rabbitmq::connect().await else {
         return;
     };
     let names = Names::new(2);
-    let broker = tracker_broker::connect(names.section(&rabbit_url(), json!({})))
+    let broker = tracker_broker::connect(names.section(&rabbitmq::url(), json!({})))
         .await
         .expect("connects");
     let goldens = common::golden();
@@ -165,7 +60,7 @@ async fn publishes_rasas_bodies_to_every_queue() {
         broker.publish(batch).await.expect("publish confirmed");
     }
     for queue in &names.queues {
-        let received = take(&connection, queue, goldens.len()).await;
+        let received = rabbitmq::take(&connection, queue, goldens.len()).await;
         for (golden, message) in goldens.iter().zip(&received) {
             assert_eq!(message.body, golden.body, "{}: body", golden.what);
             assert_eq!(
@@ -192,16 +87,16 @@ async fn publishes_rasas_bodies_to_every_queue() {
 #[ignore = "run by app_id_is_rasa_environment with RASA_ENVIRONMENT set"]
 async fn app_id_child() {
     let environment = std::env::var("RASA_ENVIRONMENT").expect("run with RASA_ENVIRONMENT set");
-    let Some(connection) = server("app_id_child").await else {
+    let Some(connection) = rabbitmq::connect().await else {
         return;
     };
     let names = Names::new(1);
-    let broker = tracker_broker::connect(names.section(&rabbit_url(), json!({})))
+    let broker = tracker_broker::connect(names.section(&rabbitmq::url(), json!({})))
         .await
         .expect("connects");
     let message = BrokerMessage::new("app-id", 1, &Event::action("action_listen").at(1.0));
     broker.publish(&[message]).await.expect("published");
-    let received = take(&connection, &names.queues[0], 1).await;
+    let received = rabbitmq::take(&connection, &names.queues[0], 1).await;
     assert_eq!(
         received[0]
             .properties
@@ -215,7 +110,7 @@ async fn app_id_child() {
 
 #[tokio::test]
 async fn app_id_is_rasa_environment() {
-    if server("app_id_is_rasa_environment").await.is_none() {
+    if rabbitmq::connect().await.is_none() {
         return;
     }
     let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
@@ -229,68 +124,6 @@ async fn app_id_is_rasa_environment() {
         "child test failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// A TCP proxy to RabbitMQ that a test can kill (closing every connection and refusing new
-/// ones) and restore on the same port.
-struct Proxy {
-    port: u16,
-    upstream: String,
-    tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let proxy = Self {
-            port,
-            upstream,
-            tasks: Arc::default(),
-        };
-        proxy.serve(listener);
-        proxy
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let upstream = self.upstream.clone();
-        let tasks = self.tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let connection = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                tasks.lock().expect("lock").push(connection);
-            }
-        });
-        self.tasks.lock().expect("lock").push(accept);
-    }
-
-    fn kill(&self) {
-        for task in self.tasks.lock().expect("lock").drain(..) {
-            task.abort();
-        }
-    }
-
-    async fn restore(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match TcpListener::bind(("127.0.0.1", self.port)).await {
-                Ok(listener) => return self.serve(listener),
-                Err(error) if tokio::time::Instant::now() > deadline => {
-                    panic!("rebinding the proxy port: {error}")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
 }
 
 /// `count` messages over three conversations, numbered per conversation.
@@ -311,35 +144,15 @@ fn stream(count: usize) -> Vec<BrokerMessage> {
         .collect()
 }
 
-/// Drops repeated `(sender_id, seq)` pairs, checking that a repeat is a re-send of a message
-/// already seen (never a message out of order), and returns the first copies in order.
-fn deduplicate(received: Vec<Received>) -> Vec<Received> {
-    let mut last = std::collections::HashMap::<String, u64>::new();
-    let mut unique = Vec::new();
-    for message in received {
-        let (sender, seq) = message.key();
-        let previous = last.get(&sender).copied().unwrap_or(0);
-        if seq <= previous {
-            continue;
-        }
-        assert_eq!(seq, previous + 1, "{sender}: gap before seq {seq}");
-        last.insert(sender, seq);
-        unique.push(message);
-    }
-    unique
-}
-
 #[tokio::test]
 async fn every_message_arrives_in_order_across_a_dropped_connection() {
-    let Some(connection) =
-        server("every_message_arrives_in_order_across_a_dropped_connection").await
-    else {
+    let Some(connection) = rabbitmq::connect().await else {
         return;
     };
-    let proxy = Proxy::start(rabbit_address()).await;
+    let proxy = Proxy::start(rabbitmq::address()).await;
     let names = Names::new(1);
     let broker = tracker_broker::connect(names.section(
-        &proxy.url(),
+        &proxy.amqp_url(),
         json!({"retry_delay_in_seconds": 0.1, "publish_timeout_in_seconds": 30}),
     ))
     .await
@@ -390,8 +203,8 @@ async fn every_message_arrives_in_order_across_a_dropped_connection() {
         .expect("queue")
         .message_count() as usize;
     assert!(queued >= messages.len(), "{queued} queued");
-    let received = take(&connection, &names.queues[0], queued).await;
-    let unique = deduplicate(received);
+    let received = rabbitmq::take(&connection, &names.queues[0], queued).await;
+    let unique = rabbitmq::deduplicate(received).unique;
     assert_eq!(unique.len(), messages.len(), "every message published");
     for (sent, got) in messages.iter().zip(&unique) {
         assert_eq!(
@@ -408,13 +221,13 @@ async fn every_message_arrives_in_order_across_a_dropped_connection() {
 
 #[tokio::test]
 async fn kept_messages_go_out_first_after_a_long_outage() {
-    let Some(connection) = server("kept_messages_go_out_first_after_a_long_outage").await else {
+    let Some(connection) = rabbitmq::connect().await else {
         return;
     };
-    let proxy = Proxy::start(rabbit_address()).await;
+    let proxy = Proxy::start(rabbitmq::address()).await;
     let names = Names::new(1);
     let broker = tracker_broker::connect(names.section(
-        &proxy.url(),
+        &proxy.amqp_url(),
         json!({"retry_delay_in_seconds": "0.1", "publish_timeout_in_seconds": "0.5"}),
     ))
     .await
@@ -442,7 +255,8 @@ async fn kept_messages_go_out_first_after_a_long_outage() {
         .publish(&messages[6..8])
         .await
         .expect("after the outage, behind the kept messages");
-    let received = deduplicate(take(&connection, &names.queues[0], 8).await);
+    let received =
+        rabbitmq::deduplicate(rabbitmq::take(&connection, &names.queues[0], 8).await).unique;
     let bodies: Vec<String> = received.into_iter().map(|m| m.body).collect();
     let expected: Vec<String> = messages
         .iter()
@@ -455,13 +269,13 @@ async fn kept_messages_go_out_first_after_a_long_outage() {
 
 #[tokio::test]
 async fn without_keeping_failed_messages_are_dropped() {
-    let Some(connection) = server("without_keeping_failed_messages_are_dropped").await else {
+    let Some(connection) = rabbitmq::connect().await else {
         return;
     };
-    let proxy = Proxy::start(rabbit_address()).await;
+    let proxy = Proxy::start(rabbitmq::address()).await;
     let names = Names::new(1);
     let broker = tracker_broker::connect(names.section(
-        &proxy.url(),
+        &proxy.amqp_url(),
         json!({
             "should_keep_unpublished_messages": false,
             "retry_delay_in_seconds": 0.1,
@@ -478,7 +292,7 @@ async fn without_keeping_failed_messages_are_dropped() {
         .expect_err("RabbitMQ unreachable");
     proxy.restore().await;
     broker.publish(&messages[1..3]).await.expect("reconnected");
-    let bodies: Vec<String> = take(&connection, &names.queues[0], 2)
+    let bodies: Vec<String> = rabbitmq::take(&connection, &names.queues[0], 2)
         .await
         .into_iter()
         .map(|m| m.body)

@@ -22,14 +22,10 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracker_store::Event;
-use tracker_store::brokers::lapin::options::{
-    BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions,
-};
-use tracker_store::brokers::lapin::types::{AMQPValue, ShortString};
-use tracker_store::brokers::lapin::{BasicProperties, Connection, ConnectionProperties};
 use tracker_store::sql::diesel::{
     self, Connection as _, RunQueryDsl, connection::SimpleConnection, sql_types,
 };
+use tracker_testkit::rabbitmq::{self, Received, lapin::Connection};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/export.json");
 const PROCESS_ID_HEADER: &str = "rasa-export-process-id";
@@ -286,52 +282,6 @@ fn lines(path: &Path) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // RabbitMQ
 
-fn rabbit_url() -> String {
-    std::env::var("TRACKER_TEST_RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
-
-/// `host:port` of the test RabbitMQ.
-fn rabbit_address() -> String {
-    let url = rabbit_url();
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-    let netloc = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host_port = netloc.rsplit_once('@').map_or(netloc, |(_, hp)| hp);
-    if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5672")
-    }
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Says loudly that a test did not run, or fails it under `CI=true`.
-fn not_run(test: &str, reason: &str) {
-    let line = format!("NOT RUN: {test}: {reason}");
-    assert!(
-        !in_ci(),
-        "{line} (CI=true: a missing server fails the test)"
-    );
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "\n{line}\n");
-}
-
-async fn rabbit(test: &str) -> Option<Connection> {
-    match Connection::connect(&rabbit_url(), ConnectionProperties::default()).await {
-        Ok(connection) => Some(connection),
-        Err(error) => {
-            not_run(
-                test,
-                &format!("no RabbitMQ at {}: {error}", rabbit_address()),
-            );
-            None
-        }
-    }
-}
-
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
@@ -367,69 +317,13 @@ impl Names {
     }
 
     async fn delete(&self, connection: &Connection) {
-        let channel = connection.create_channel().await.expect("channel");
-        let _ = channel
-            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-        let _ = channel
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
+        rabbitmq::delete(
+            connection,
+            &self.exchange,
+            std::slice::from_ref(&self.queue),
+        )
+        .await;
     }
-}
-
-/// A message as a consumer sees it.
-#[derive(Debug)]
-struct Received {
-    body: String,
-    properties: BasicProperties,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&AMQPValue> {
-        self.properties
-            .headers()
-            .as_ref()
-            .and_then(|headers| headers.inner().get(&ShortString::from(name)))
-    }
-
-    fn text_header(&self, name: &str) -> String {
-        match self.header(name) {
-            Some(AMQPValue::LongString(text)) => text.to_string(),
-            other => panic!("{name} header: {other:?}"),
-        }
-    }
-
-    fn seq(&self) -> u64 {
-        match self.header("seq") {
-            Some(AMQPValue::LongLongInt(seq)) => u64::try_from(*seq).expect("seq"),
-            other => panic!("seq header: {other:?}"),
-        }
-    }
-}
-
-/// Every message in `queue` now (waiting until `at_least` arrived, up to 20 s).
-async fn drain(connection: &Connection, queue: &str, at_least: usize) -> Vec<Received> {
-    let channel = connection.create_channel().await.expect("channel");
-    let mut received = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match channel
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get")
-        {
-            Some(message) => received.push(Received {
-                body: String::from_utf8(message.delivery.data.clone()).expect("UTF-8 body"),
-                properties: message.delivery.properties.clone(),
-            }),
-            None if received.len() >= at_least || tokio::time::Instant::now() > deadline => break,
-            None => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    received
 }
 
 /// The process id of a run: the same on every message, 32 lowercase hex digits (a UUID4).
@@ -453,7 +347,7 @@ fn process_id(messages: &[Received]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_rasas_database_to_rabbitmq_as_rasa_does() {
-    let Some(connection) = rabbit("exports_rasas_database_to_rabbitmq_as_rasa_does").await else {
+    let Some(connection) = rabbitmq::connect().await else {
         return;
     };
     let golden = golden();
@@ -463,10 +357,16 @@ async fn exports_rasas_database_to_rabbitmq_as_rasa_does() {
     let mut process_ids = Vec::new();
     for (name, case) in &golden.cases {
         let names = Names::new();
-        let broker = names.endpoints(&setup.dir, &rabbit_url());
+        let broker = names.endpoints(&setup.dir, &rabbitmq::url());
         let (ok, stderr) = export_async(&setup, &broker, &case.args()).await;
         assert!(ok, "{name}: {stderr}");
-        let received = drain(&connection, &names.queue, case.published.len()).await;
+        let received = rabbitmq::drain(
+            &connection,
+            &names.queue,
+            case.published.len(),
+            Duration::from_secs(20),
+        )
+        .await;
         let bodies: Vec<String> = received.iter().map(|m| m.body.clone()).collect();
         assert_rasas_export(name, case, &bodies);
         process_ids.push(process_id(&received));
@@ -837,9 +737,7 @@ async fn relay(client: TcpStream, server: TcpStream, limit: u64, cut: Arc<Atomic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rabbitmq_connection_lost_mid_export_is_resumed_without_gaps() {
-    let Some(connection) =
-        rabbit("a_rabbitmq_connection_lost_mid_export_is_resumed_without_gaps").await
-    else {
+    let Some(connection) = rabbitmq::connect().await else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -852,7 +750,7 @@ async fn a_rabbitmq_connection_lost_mid_export_is_resumed_without_gaps() {
 
     // Cut the connection after as many bytes as the bodies take: with each message's frames
     // and headers on top, that is in the second or third of the four batches.
-    let proxy = CuttingProxy::start(rabbit_address(), body_bytes).await;
+    let proxy = CuttingProxy::start(rabbitmq::address(), body_bytes).await;
     let names = Names::new();
     let broker = names.endpoints(&setup.dir, &proxy.url());
     let (ok, stderr) = export_async(&setup, &broker, &[]).await;
@@ -886,7 +784,13 @@ async fn a_rabbitmq_connection_lost_mid_export_is_resumed_without_gaps() {
     .expect("thread");
     assert!(ok, "{stderr}");
 
-    let received = drain(&connection, &names.queue, all.len()).await;
+    let received = rabbitmq::drain(
+        &connection,
+        &names.queue,
+        all.len(),
+        Duration::from_secs(20),
+    )
+    .await;
     let mut runs: Vec<(String, Vec<String>)> = Vec::new();
     for message in &received {
         let id = message.text_header(PROCESS_ID_HEADER);
@@ -1068,8 +972,8 @@ async fn exports_rasas_database_to_kafka() {
 
     let url = kafka_url();
     if !listening(&url).await {
-        not_run(
-            "exports_rasas_database_to_kafka",
+        tracker_testkit::skip(
+            "Kafka",
             &format!("no Kafka-protocol server at {url} (start one with .ci/kafka-server.sh)"),
         );
         return;

@@ -8,45 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tracker_store::brokers::lapin::options::{
-    BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions,
-};
-use tracker_store::brokers::lapin::{Connection, ConnectionProperties};
 use tracker_store::brokers::{REGISTRATIONS, body_text};
 use tracker_store::sql::diesel::{self, Connection as _, RunQueryDsl};
 use tracker_store::{
     BrokerMessage, ChannelBroker, ErrorKind, Event, EventBroker, EventBrokerConfig, Registry,
     builtin_broker_features,
 };
-
-fn rabbit_url() -> String {
-    std::env::var("TRACKER_TEST_RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
-
-/// Whether a missing server must fail the test (`CI=true`) rather than skip it.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// A connection to the test RabbitMQ, or `None` after saying loudly that `test` did not run
-/// (under `CI=true`, failing it).
-async fn rabbit(test: &str) -> Option<Connection> {
-    match Connection::connect(&rabbit_url(), ConnectionProperties::default()).await {
-        Ok(connection) => Some(connection),
-        Err(error) => {
-            let line =
-                format!("NOT RUN: {test}: no RabbitMQ at TRACKER_TEST_RABBITMQ_URL: {error}");
-            assert!(
-                !in_ci(),
-                "{line} (CI=true: a missing server fails the test)"
-            );
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "\n{line}\n");
-            None
-        }
-    }
-}
+use tracker_testkit::rabbitmq;
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
@@ -146,9 +114,7 @@ async fn a_store_from_endpoints_publishes_to_its_sql_broker() {
 
 #[tokio::test]
 async fn a_section_without_type_is_rabbitmq_with_variables_expanded() {
-    let Some(connection) =
-        rabbit("a_section_without_type_is_rabbitmq_with_variables_expanded").await
-    else {
+    let Some(connection) = rabbitmq::connect().await else {
         return;
     };
     let exchange = unique("ts_exchange");
@@ -173,28 +139,13 @@ async fn a_section_without_type_is_rabbitmq_with_variables_expanded() {
         Err(error) => panic!("RabbitMQ broker: {error}"),
     };
     save_events(&store, "rabbit-alice").await;
-    let channel = connection.create_channel().await.expect("channel");
-    let mut bodies = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while bodies.len() < 3 && tokio::time::Instant::now() < deadline {
-        match channel
-            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get")
-        {
-            Some(message) => {
-                bodies.push(String::from_utf8(message.delivery.data.clone()).expect("UTF-8 body"))
-            }
-            None => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
+    let bodies: Vec<String> = rabbitmq::drain(&connection, &queue, 3, Duration::from_secs(20))
+        .await
+        .into_iter()
+        .map(|message| message.body)
+        .collect();
     assert_eq!(bodies, expected_bodies("rabbit-alice"));
-    let _ = channel
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await;
-    let _ = channel
-        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-        .await;
+    rabbitmq::delete(&connection, &exchange, std::slice::from_ref(&queue)).await;
 }
 
 #[tokio::test]
