@@ -234,6 +234,31 @@ async fn write(store: TrackerStore, ids: Vec<String>, turns: usize, pause: Durat
     }
 }
 
+/// A relay running in a task until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    fn start(relay: Relay) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("the relay task").expect("the relay");
+    }
+}
+
 /// Waits (up to 60 s) until the outbox has had nothing pending for longer than a lease: a
 /// conversation leased by a relay that died is not listed until its lease runs out.
 async fn drained(store: &Arc<dyn Store>) {
@@ -320,14 +345,7 @@ async fn dropped_connection(kind: Kind) {
         .expect("a relay")
         .with_options(quick("relay-drop"));
     let stats = relay.stats();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        relay
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(relay);
     let writer = tokio::spawn(write(
         store.clone(),
         ids.clone(),
@@ -341,8 +359,7 @@ async fn dropped_connection(kind: Kind) {
     proxy.restore().await;
     writer.await.expect("the writer");
     drained(&backend.store).await;
-    let _ = stop.send(());
-    running.await.expect("the relay task").expect("the relay");
+    running.stop().await;
 
     let received = rabbitmq::drain(&server, &queue.queue, 4 * 60, Duration::from_secs(20)).await;
     let outcome = check_delivery(&store, &ids, received).await;
@@ -441,17 +458,9 @@ async fn killed_relay(kind: Kind) {
     let second = Relay::new(Arc::clone(&backend.store), broker)
         .expect("a relay")
         .with_options(quick("relay-takes-over"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        second
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(second);
     drained(&backend.store).await;
-    let _ = stop.send(());
-    running.await.expect("the relay task").expect("the relay");
+    running.stop().await;
 
     let received = rabbitmq::drain(&server, &queue.queue, 3 * 20, Duration::from_secs(20)).await;
     let outcome = check_delivery(&store, &ids, received).await;
@@ -520,14 +529,7 @@ async fn refused(kind: Kind) {
         .expect("a relay")
         .with_options(quick("relay-refused"));
     let stats = relay.stats();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        relay
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(relay);
     // The queue fills up and the broker refuses the rest; the relay keeps trying.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while stats.failed_batches() < 3 {
@@ -545,8 +547,7 @@ async fn refused(kind: Kind) {
     }
     rabbitmqctl(&["clear_policy", &policy]);
     drained(&backend.store).await;
-    let _ = stop.send(());
-    running.await.expect("the relay task").expect("the relay");
+    running.stop().await;
     received.extend(rabbitmq::drain(&server, &queue.queue, 0, Duration::from_secs(2)).await);
     let outcome = check_delivery(&store, &ids, received).await;
     assert!(
