@@ -160,31 +160,8 @@ impl StoreConfig {
 
     /// Reads the section from any serde value: a mapping, or null for the in-memory store.
     pub fn from_value(value: Value) -> Result<Self> {
-        let mut keys = match value {
-            Value::Null => return Ok(Self::default()),
-            Value::Object(keys) => keys,
-            other => {
-                return Err(Error::config(format!(
-                    "the tracker_store section must be a mapping, not {}",
-                    type_name(&other)
-                )));
-            }
-        };
-        for (key, value) in keys.iter_mut() {
-            expand_env(value, &format!("tracker_store.{key}"))?;
-        }
-        check_passwords(&keys, "tracker_store")?;
-        let legacy = keys.shift_remove("store_type");
-        let modern = keys.shift_remove("type");
-        let store_type = match legacy.or(modern) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(name)) => Some(name),
-            Some(other) => {
-                return Err(Error::config(format!(
-                    "the store type must be a string, not {}",
-                    type_name(&other)
-                )));
-            }
+        let Some((store_type, mut keys)) = read_section(value, "tracker_store")? else {
+            return Ok(Self::default());
         };
         let store_type = match store_type {
             Some(class) if is_python_store_class(&class) => Some(python_backend(&mut keys)?),
@@ -219,6 +196,46 @@ pub(crate) fn endpoints_section(text: &str, name: &str) -> Result<Value> {
 }
 
 /// Reads an `endpoints.yml` file.
+/// An `endpoints.yml` section (`tracker_store`, `event_broker`) as a type and its other keys:
+/// `None` for a null section; `${VAR}` expanded in every value, passwords checked, and the
+/// type taken from `type` or Rasa's legacy `store_type`.
+///
+/// # Errors
+/// [`Error::Config`] naming the section for a section that is not a mapping, a type that is
+/// not a string, a missing variable or a bad password value.
+pub(crate) fn read_section(
+    value: Value,
+    section: &str,
+) -> Result<Option<(Option<String>, JsonMap)>> {
+    let mut keys = match value {
+        Value::Null => return Ok(None),
+        Value::Object(keys) => keys,
+        other => {
+            return Err(Error::config(format!(
+                "the {section} section must be a mapping, not {}",
+                type_name(&other)
+            )));
+        }
+    };
+    for (key, value) in keys.iter_mut() {
+        expand_env(value, &format!("{section}.{key}"))?;
+    }
+    check_passwords(&keys, section)?;
+    let legacy = keys.shift_remove("store_type");
+    let modern = keys.shift_remove("type");
+    let section_type = match legacy.or(modern) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name),
+        Some(other) => {
+            return Err(Error::config(format!(
+                "{section}.type must be a string, not {}",
+                type_name(&other)
+            )));
+        }
+    };
+    Ok(Some((section_type, keys)))
+}
+
 pub(crate) fn read_endpoints(path: &std::path::Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| Error::config_with(format!("reading {}", path.display()), e))

@@ -5,9 +5,7 @@ use std::fmt;
 use serde_json::Value;
 use tracker_core::{Error, JsonMap, Result};
 
-use crate::endpoints::{
-    check_passwords, endpoints_section, expand_env, read_endpoints, redact_value, type_name,
-};
+use crate::endpoints::{endpoints_section, read_endpoints, read_section, redact_value};
 
 /// An event broker's configuration: its type and its keys, read with Rasa's rules — the same
 /// as for the `tracker_store:` section ([`StoreConfig`](crate::StoreConfig)):
@@ -92,33 +90,8 @@ impl EventBrokerConfig {
     /// # Errors
     /// As [`EventBrokerConfig::from_endpoints_yaml`].
     pub fn from_value(value: Value) -> Result<Option<Self>> {
-        let mut keys = match value {
-            Value::Null => return Ok(None),
-            Value::Object(keys) => keys,
-            other => {
-                return Err(Error::config(format!(
-                    "the event_broker section must be a mapping, not {}",
-                    type_name(&other)
-                )));
-            }
-        };
-        for (key, value) in keys.iter_mut() {
-            expand_env(value, &format!("event_broker.{key}"))?;
-        }
-        check_passwords(&keys, "event_broker")?;
-        let legacy = keys.shift_remove("store_type");
-        let modern = keys.shift_remove("type");
-        let broker_type = match legacy.or(modern) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(name)) => Some(name),
-            Some(other) => {
-                return Err(Error::config(format!(
-                    "event_broker.type must be a string, not {}",
-                    type_name(&other)
-                )));
-            }
-        };
-        Ok(Some(Self { broker_type, keys }))
+        Ok(read_section(value, "event_broker")?
+            .map(|(broker_type, keys)| Self { broker_type, keys }))
     }
 }
 
