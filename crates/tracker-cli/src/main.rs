@@ -140,7 +140,8 @@ pub enum Command {
         /// random id.
         #[arg(long)]
         name: Option<String>,
-        /// Stop once nothing is left to publish instead of waiting for new events.
+        /// Stop once nothing is left to publish instead of waiting for new events (what
+        /// another relay holds a lease on is left to it, until that lease runs out).
         #[arg(long)]
         until_idle: bool,
         /// Messages per publish (one broker acknowledgement, one checkpoint).
