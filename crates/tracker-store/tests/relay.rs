@@ -33,6 +33,18 @@ fn yaml_string(text: &str) -> String {
     serde_json::to_string(text).expect("a string")
 }
 
+/// One test per backend running `scenario`.
+macro_rules! per_backend {
+    ($scenario:ident: $($name:ident => $kind:ident,)+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $scenario(Kind::$kind).await;
+            }
+        )+
+    };
+}
+
 /// A store with its outbox on, and what removes it afterwards.
 struct Backend {
     store: Arc<dyn Store>,
@@ -377,21 +389,11 @@ async fn dropped_connection(kind: Kind) {
     backend.remove().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_event_arrives_across_a_cut_connection_sqlite() {
-    dropped_connection(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_event_arrives_across_a_cut_connection_postgres() {
-    dropped_connection(Kind::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_event_arrives_across_a_cut_connection_redis() {
-    dropped_connection(Kind::Redis).await;
-}
-
+per_backend!(dropped_connection:
+    every_event_arrives_across_a_cut_connection_sqlite => Sqlite,
+    every_event_arrives_across_a_cut_connection_postgres => Postgres,
+    every_event_arrives_across_a_cut_connection_redis => Redis,
+);
 // -------------------------------------------------------------------------------------------
 // The relay killed between the broker's acknowledgement and its checkpoint.
 
@@ -472,21 +474,11 @@ async fn killed_relay(kind: Kind) {
     backend.remove().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_killed_before_its_checkpoint_repeats_only_that_batch_sqlite() {
-    killed_relay(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_killed_before_its_checkpoint_repeats_only_that_batch_postgres() {
-    killed_relay(Kind::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_killed_before_its_checkpoint_repeats_only_that_batch_redis() {
-    killed_relay(Kind::Redis).await;
-}
-
+per_backend!(killed_relay:
+    a_relay_killed_before_its_checkpoint_repeats_only_that_batch_sqlite => Sqlite,
+    a_relay_killed_before_its_checkpoint_repeats_only_that_batch_postgres => Postgres,
+    a_relay_killed_before_its_checkpoint_repeats_only_that_batch_redis => Redis,
+);
 // -------------------------------------------------------------------------------------------
 // The broker refusing messages.
 
@@ -559,17 +551,8 @@ async fn refused(kind: Kind) {
     backend.remove().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_messages_are_published_again_sqlite() {
-    refused(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_messages_are_published_again_postgres() {
-    refused(Kind::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_messages_are_published_again_redis() {
-    refused(Kind::Redis).await;
-}
+per_backend!(refused:
+    refused_messages_are_published_again_sqlite => Sqlite,
+    refused_messages_are_published_again_postgres => Postgres,
+    refused_messages_are_published_again_redis => Redis,
+);
