@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use tracker_core::{Error, Event, EventData, Result, StoredEvent};
 
@@ -223,6 +224,57 @@ impl Db<'_> {
         }
     }
 
+    /// Every item one `BatchGetItem` request on `table` returns, sending the keys DynamoDB
+    /// left unprocessed again (it returns at most 16 MB per call) with a growing pause, at
+    /// most [`BATCH_GET_ATTEMPTS`] times; `None` when `missing` says the table is not there.
+    /// `what` names the read in errors.
+    pub(crate) async fn batch_get(
+        &self,
+        table: &str,
+        request: KeysAndAttributes,
+        what: &str,
+        missing: impl Fn(&SdkError<BatchGetItemError, HttpResponse>) -> bool,
+    ) -> Result<Option<Vec<Item>>> {
+        let mut items = Vec::new();
+        let mut request = Some(request);
+        let mut attempt = 0;
+        while let Some(keys) = request.take() {
+            attempt += 1;
+            let output = match self
+                .client
+                .batch_get_item()
+                .request_items(table, keys)
+                .send()
+                .await
+            {
+                Ok(output) => output,
+                Err(error) if missing(&error) => return Ok(None),
+                Err(error) => return Err(driver_error(what, error)),
+            };
+            items.extend(
+                output
+                    .responses
+                    .unwrap_or_default()
+                    .remove(table)
+                    .unwrap_or_default(),
+            );
+            request = output
+                .unprocessed_keys
+                .unwrap_or_default()
+                .remove(table)
+                .filter(|keys| !keys.keys().is_empty());
+            if request.is_some() {
+                if attempt >= BATCH_GET_ATTEMPTS {
+                    return Err(Error::unavailable(format!(
+                        "{what}: keys left unprocessed after {attempt} attempts"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+            }
+        }
+        Ok(Some(items))
+    }
+
     /// Which of `sender_ids` Rasa's table holds a conversation for (an item with at least
     /// one entry in `events`): consistent `BatchGetItem`s of 100 keys, sending unprocessed
     /// keys again (DynamoDB returns at most 16 MB per call).
@@ -233,63 +285,32 @@ impl Db<'_> {
         };
         for chunk in sender_ids.chunks(BATCH_GET_KEYS) {
             let keys: Vec<Item> = chunk.iter().map(|id| rasa_key(id)).collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    // The whole list (a read costs the whole item anyway); `#e[0]` would do
-                    // on DynamoDB, but not on every stand-in.
-                    .projection_expression("#k, #e")
-                    .expression_attribute_names("#k", RASA_HASH_KEY)
-                    .expression_attribute_names("#e", RASA_EVENTS)
-                    .build()
-                    .map_err(build_error)?,
-            );
-            let mut attempt = 0;
-            while let Some(keys) = request.take() {
-                attempt += 1;
-                let output = match self
-                    .client
-                    .batch_get_item()
-                    .request_items(table, keys)
-                    .send()
-                    .await
-                {
-                    Ok(output) => output,
-                    Err(error) if is_missing_table(&error) => return Ok(held),
-                    Err(error) => {
-                        return Err(driver_error(
-                            format!("reading Rasa's table {table:?}"),
-                            error,
-                        ));
-                    }
-                };
-                for item in output
-                    .responses
-                    .unwrap_or_default()
-                    .remove(table)
-                    .unwrap_or_default()
-                {
-                    let has_events = matches!(item.get(RASA_EVENTS), Some(AttributeValue::L(l)) if !l.is_empty());
-                    if let (true, Some(AttributeValue::S(id))) =
-                        (has_events, item.get(RASA_HASH_KEY))
-                    {
-                        held.insert(id.clone());
-                    }
-                }
-                request = output
-                    .unprocessed_keys
-                    .unwrap_or_default()
-                    .remove(table)
-                    .filter(|keys| !keys.keys().is_empty());
-                if request.is_some() {
-                    if attempt >= BATCH_GET_ATTEMPTS {
-                        return Err(Error::unavailable(format!(
-                            "reading Rasa's table {table:?}: keys left unprocessed after \
-                             {attempt} attempts"
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                // The whole list (a read costs the whole item anyway); `#e[0]` would do
+                // on DynamoDB, but not on every stand-in.
+                .projection_expression("#k, #e")
+                .expression_attribute_names("#k", RASA_HASH_KEY)
+                .expression_attribute_names("#e", RASA_EVENTS)
+                .build()
+                .map_err(build_error)?;
+            let Some(items) = self
+                .batch_get(
+                    table,
+                    request,
+                    &format!("reading Rasa's table {table:?}"),
+                    is_missing_table,
+                )
+                .await?
+            else {
+                return Ok(held);
+            };
+            for item in items {
+                let has_events =
+                    matches!(item.get(RASA_EVENTS), Some(AttributeValue::L(l)) if !l.is_empty());
+                if let (true, Some(AttributeValue::S(id))) = (has_events, item.get(RASA_HASH_KEY)) {
+                    held.insert(id.clone());
                 }
             }
         }

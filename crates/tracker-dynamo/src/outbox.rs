@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use tracker_core::{Error, Outbox, OutboxEntry, Result, SenderId, async_trait};
 
 use crate::error::{build_error, driver_error};
-use crate::items::{BATCH_GET_ATTEMPTS, BATCH_GET_KEYS, Db};
+use crate::items::{BATCH_GET_KEYS, Db};
 use crate::migrate::{IndexState, describe, missing_index, outbox_index_state};
 use crate::schema::{
     HASH_KEY, HEAD_SEQ, Item, OUTBOX_INDEX, OUTBOX_LEASE, OUTBOX_LEASE_UNTIL, OUTBOX_PENDING,
@@ -274,62 +274,32 @@ impl Db<'_> {
         let mut heads = HashMap::new();
         for chunk in sender_ids.chunks(BATCH_GET_KEYS) {
             let keys: Vec<Item> = chunk.iter().map(|id| key(id, HEAD_SEQ)).collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .projection_expression("#k, #v, #op, #p, #l, #u")
-                    .expression_attribute_names("#k", HASH_KEY)
-                    .expression_attribute_names("#v", VERSION)
-                    .expression_attribute_names("#op", OUTBOX_PENDING)
-                    .expression_attribute_names("#p", OUTBOX_PUBLISHED)
-                    .expression_attribute_names("#l", OUTBOX_LEASE)
-                    .expression_attribute_names("#u", OUTBOX_LEASE_UNTIL)
-                    .build()
-                    .map_err(build_error)?,
-            );
-            let mut attempt = 0;
-            while let Some(keys) = request.take() {
-                attempt += 1;
-                let output = match self
-                    .client
-                    .batch_get_item()
-                    .request_items(self.table, keys)
-                    .send()
-                    .await
-                {
-                    Ok(output) => output,
-                    Err(error) if self.pending_table(&error) => return Ok(heads),
-                    Err(error) => {
-                        return Err(driver_error(
-                            "reading the heads of the outbox's pending conversations",
-                            error,
-                        ));
-                    }
-                };
-                for item in output
-                    .responses
-                    .unwrap_or_default()
-                    .remove(self.table)
-                    .unwrap_or_default()
-                {
-                    if let Some(AttributeValue::S(id)) = item.get(HASH_KEY) {
-                        heads.insert(id.clone(), item);
-                    }
-                }
-                request = output
-                    .unprocessed_keys
-                    .unwrap_or_default()
-                    .remove(self.table)
-                    .filter(|keys| !keys.keys().is_empty());
-                if request.is_some() {
-                    if attempt >= BATCH_GET_ATTEMPTS {
-                        return Err(Error::unavailable(format!(
-                            "reading the heads of the outbox's pending conversations: keys \
-                             left unprocessed after {attempt} attempts"
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .projection_expression("#k, #v, #op, #p, #l, #u")
+                .expression_attribute_names("#k", HASH_KEY)
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_names("#op", OUTBOX_PENDING)
+                .expression_attribute_names("#p", OUTBOX_PUBLISHED)
+                .expression_attribute_names("#l", OUTBOX_LEASE)
+                .expression_attribute_names("#u", OUTBOX_LEASE_UNTIL)
+                .build()
+                .map_err(build_error)?;
+            let Some(items) = self
+                .batch_get(
+                    self.table,
+                    request,
+                    "reading the heads of the outbox's pending conversations",
+                    |error| self.pending_table(error),
+                )
+                .await?
+            else {
+                return Ok(heads);
+            };
+            for item in items {
+                if let Some(AttributeValue::S(id)) = item.get(HASH_KEY) {
+                    heads.insert(id.clone(), item);
                 }
             }
         }
