@@ -13,12 +13,16 @@ use tracker_core::{
 
 use crate::golden;
 
+mod batch;
 mod delete;
 mod hostile;
 mod import;
 mod outbox;
 mod races;
 
+pub use batch::{
+    append_batch_writes_each_conversation_alone, import_batch_copies_resumes_and_refuses,
+};
 pub use delete::{delete_at_a_stale_version_conflicts, delete_at_version_of_absent_conversations};
 pub use hostile::hostile_input_round_trips;
 pub use import::{import_refuses_a_different_prefix, import_resumes_after_an_interruption};

@@ -43,6 +43,8 @@ macro_rules! conformance_suite {
             race_on_many_conversations,
             import_resumes_after_an_interruption,
             import_refuses_a_different_prefix,
+            append_batch_writes_each_conversation_alone,
+            import_batch_copies_resumes_and_refuses,
             delete_at_a_stale_version_conflicts,
             delete_at_version_of_absent_conversations,
         );
@@ -92,6 +94,7 @@ mod tests {
     fn case_functions() -> Vec<String> {
         let sources = [
             include_str!("cases.rs"),
+            include_str!("cases/batch.rs"),
             include_str!("cases/delete.rs"),
             include_str!("cases/hostile.rs"),
             include_str!("cases/import.rs"),

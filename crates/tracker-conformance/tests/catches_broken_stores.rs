@@ -31,6 +31,10 @@ enum Fault {
     FoldsCase,
     /// Deletes whatever the expected version.
     DeleteIgnoresVersion,
+    /// A batch is all or nothing as a whole: one conflict fails every append of it.
+    BatchFailsTogether,
+    /// A batch appends whatever the expected versions.
+    BatchIgnoresVersions,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +118,43 @@ impl Store for Broken {
             }
             _ => self.inner.append(append).await,
         }
+    }
+
+    async fn append_batch(&self, appends: &[Append]) -> Result<Vec<Result<u64>>> {
+        let mut results = Vec::with_capacity(appends.len());
+        match self.fault {
+            Fault::BatchFailsTogether => {
+                for append in appends {
+                    let current = self.inner.version(append.sender_id()).await?;
+                    if current != append.expected_version() {
+                        let conflict = || {
+                            tracker_core::Error::conflict(
+                                append.sender_id().as_str(),
+                                append.expected_version(),
+                                current,
+                            )
+                        };
+                        return Ok(appends.iter().map(|_| Err(conflict())).collect());
+                    }
+                }
+                for append in appends {
+                    results.push(self.inner.append(append).await);
+                }
+            }
+            Fault::BatchIgnoresVersions => {
+                for append in appends {
+                    let current = self.inner.version(append.sender_id()).await?;
+                    let rebased = Self::rebased(append, append.sender_id().clone(), current)?;
+                    results.push(self.inner.append(&rebased).await);
+                }
+            }
+            _ => {
+                for append in appends {
+                    results.push(self.append(append).await);
+                }
+            }
+        }
+        Ok(results)
     }
 
     async fn read(
@@ -264,6 +305,25 @@ async fn lost_writes_are_checked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_are_checked() {
+    must_fail(
+        "one conflict fails the whole batch",
+        cases::append_batch_writes_each_conversation_alone(broken(Fault::BatchFailsTogether)),
+    )
+    .await;
+    must_fail(
+        "a batch ignores expected versions",
+        cases::append_batch_writes_each_conversation_alone(broken(Fault::BatchIgnoresVersions)),
+    )
+    .await;
+    must_fail(
+        "a batched copy over a different history",
+        cases::import_batch_copies_resumes_and_refuses(broken(Fault::BatchIgnoresVersions)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_reference_store_passes_the_same_cases() {
     let store = MemoryStore::new();
     cases::stale_version_conflicts(store.clone()).await;
@@ -276,5 +336,7 @@ async fn the_reference_store_passes_the_same_cases() {
     cases::large_event(store.clone()).await;
     cases::hostile_input_round_trips(store.clone()).await;
     cases::race_on_one_conversation(store.clone()).await;
-    cases::race_on_many_conversations(store).await;
+    cases::race_on_many_conversations(store.clone()).await;
+    cases::append_batch_writes_each_conversation_alone(store.clone()).await;
+    cases::import_batch_copies_resumes_and_refuses(store).await;
 }

@@ -14,15 +14,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
-use crate::json;
+use crate::json::{self, Item};
 
 mod read;
 mod scan;
 
-/// A JSON object with keys in insertion order.
-pub type JsonMap = Map<String, Value>;
+pub use crate::json::JsonMap;
 
 /// The name of the action Rasa runs when it listens for the next user message.
 pub const ACTION_LISTEN: &str = "action_listen";
@@ -723,35 +722,6 @@ pub fn deserialise_events(values: &[Value]) -> Result<Vec<Event>, InvalidEvent> 
 
 fn opt(text: &Option<String>) -> Item<'_> {
     Item::OptStr(text.as_deref())
-}
-
-/// One value of an event's Rasa object, borrowed from the event.
-#[derive(Clone, Copy)]
-pub(crate) enum Item<'a> {
-    Str(&'a str),
-    OptStr(Option<&'a str>),
-    Float(f64),
-    Bool(bool),
-    Number(Option<&'a Number>),
-    Value(&'a Value),
-    Map(&'a JsonMap),
-    List(&'a [Value]),
-}
-
-impl Serialize for Item<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match *self {
-            Item::Str(text) => serializer.serialize_str(text),
-            Item::OptStr(text) => text.serialize(serializer),
-            // Non-finite timestamps (rejected before any store) are written as `null`.
-            Item::Float(value) => serializer.serialize_f64(value),
-            Item::Bool(flag) => serializer.serialize_bool(flag),
-            Item::Number(number) => number.serialize(serializer),
-            Item::Value(value) => value.serialize(serializer),
-            Item::Map(map) => map.serialize(serializer),
-            Item::List(list) => list.serialize(serializer),
-        }
-    }
 }
 
 impl Event {

@@ -10,11 +10,41 @@
 
 use std::io;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::ser::{CharEscape, Formatter};
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
 
-use crate::event::{Item, JsonMap};
+/// A JSON object with keys in insertion order.
+pub type JsonMap = Map<String, Value>;
+
+/// One value of an event's Rasa object, borrowed from the event.
+#[derive(Clone, Copy)]
+pub(crate) enum Item<'a> {
+    Str(&'a str),
+    OptStr(Option<&'a str>),
+    Float(f64),
+    Bool(bool),
+    Number(Option<&'a Number>),
+    Value(&'a Value),
+    Map(&'a JsonMap),
+    List(&'a [Value]),
+}
+
+impl Serialize for Item<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Item::Str(text) => serializer.serialize_str(text),
+            Item::OptStr(text) => text.serialize(serializer),
+            // Non-finite timestamps (rejected before any store) are written as `null`.
+            Item::Float(value) => serializer.serialize_f64(value),
+            Item::Bool(flag) => serializer.serialize_bool(flag),
+            Item::Number(number) => number.serialize(serializer),
+            Item::Value(value) => value.serialize(serializer),
+            Item::Map(map) => map.serialize(serializer),
+            Item::List(list) => list.serialize(serializer),
+        }
+    }
+}
 
 /// A [`serde_json`] formatter that writes what Python's `json.dumps` writes by default.
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod batch;
 pub mod broker;
 pub mod config;
 pub mod domain;
@@ -14,10 +15,12 @@ pub mod rasa;
 pub mod redact;
 pub mod registration;
 pub mod relay;
+mod sender_id;
 pub mod store;
 pub mod tracker;
 pub mod tracker_store;
 
+pub use batch::BatchAppend;
 pub use broker::{BrokerMessage, ChannelBroker, EventBroker, PublishFailure, PublishStats};
 pub use domain::{Domain, SlotDefinition};
 pub use error::{BoxError, Error, ErrorContext, ErrorKind, Result};

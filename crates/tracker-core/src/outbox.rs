@@ -29,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::store::SenderId;
+use crate::sender_id::SenderId;
 
 /// A conversation as a relay sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

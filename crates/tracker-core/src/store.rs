@@ -15,56 +15,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::outbox::Outbox;
-
-/// The longest sender id, in bytes (the width of Rasa's SQL `sender_id` column).
-pub const MAX_SENDER_ID_BYTES: usize = 255;
-
-/// A validated conversation id: 1 to 255 bytes of UTF-8 without NUL.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SenderId(String);
-
-impl SenderId {
-    /// Validates a sender id.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when it is empty, longer than [`MAX_SENDER_ID_BYTES`] bytes or
-    /// contains NUL.
-    pub fn new(id: impl Into<String>) -> Result<Self> {
-        let id = id.into();
-        if id.is_empty() {
-            return Err(Error::invalid_input("the sender id is empty"));
-        }
-        if id.len() > MAX_SENDER_ID_BYTES {
-            return Err(Error::invalid_input(format!(
-                "the sender id is {} bytes long; at most {MAX_SENDER_ID_BYTES} are allowed",
-                id.len()
-            )));
-        }
-        if id.contains('\0') {
-            return Err(Error::invalid_input(
-                "the sender id contains a NUL character",
-            ));
-        }
-        Ok(Self(id))
-    }
-
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SenderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for SenderId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+pub use crate::sender_id::{MAX_SENDER_ID_BYTES, SenderId};
 
 /// One event ready to be written: its sequence number, the columns Rasa's SQL store fills,
 /// and its JSON in Rasa's exact text form.
@@ -305,8 +256,8 @@ impl Capabilities {
 }
 
 /// The contract every backend implements: a narrow, append-only event store with optimistic
-/// concurrency. Nothing here has a default body; a store that cannot do something returns
-/// [`Error::Unsupported`].
+/// concurrency. Only [`Store::append_batch`] has a default body (a loop over
+/// [`Store::append`]); a store that cannot do something returns [`Error::Unsupported`].
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
     /// A short name for logs and errors, such as `"memory"` or `"postgres"`.
@@ -330,6 +281,27 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// [`Error::Conflict`] with the current version when the conversation is at another
     /// version; nothing is written then.
     async fn append(&self, append: &Append) -> Result<u64>;
+
+    /// Appends to several conversations at once. Each append is checked against its own
+    /// expected version and written all or nothing, independently of the others; its result
+    /// (the new version, or the error of that append alone, such as [`Error::Conflict`]) is
+    /// returned at its position. The appends name distinct conversations (the caller checks
+    /// this).
+    ///
+    /// The default appends one after another. Stores that can write many conversations in
+    /// one round trip or one commit override it; the conformance suite checks both.
+    ///
+    /// # Errors
+    /// An error for the whole batch when the store cannot tell each append's outcome (the
+    /// connection was lost mid-batch, say): each append is then either wholly written or not
+    /// at all, as after a failed [`Store::append`], and reading the versions tells which.
+    async fn append_batch(&self, appends: &[Append]) -> Result<Vec<Result<u64>>> {
+        let mut results = Vec::with_capacity(appends.len());
+        for append in appends {
+            results.push(self.append(append).await);
+        }
+        Ok(results)
+    }
 
     /// Reads a conversation; `None` if it does not exist.
     async fn read(
@@ -372,6 +344,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     async fn append(&self, append: &Append) -> Result<u64> {
         (**self).append(append).await
+    }
+
+    async fn append_batch(&self, appends: &[Append]) -> Result<Vec<Result<u64>>> {
+        (**self).append_batch(appends).await
     }
 
     async fn read(

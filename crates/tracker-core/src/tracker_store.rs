@@ -153,7 +153,7 @@ impl TrackerStore {
     }
 
     /// Publishes `events`, which brought the conversation to `version`, if a broker is set.
-    async fn publish(&self, sender_id: &str, version: u64, events: &[Event]) {
+    pub(crate) async fn publish(&self, sender_id: &str, version: u64, events: &[Event]) {
         let Some(publisher) = &self.publisher else {
             return;
         };
@@ -375,7 +375,7 @@ impl Outcome for Conversation {
     }
 }
 
-fn check_limits(capabilities: &Capabilities, append: &Append) -> Result<()> {
+pub(crate) fn check_limits(capabilities: &Capabilities, append: &Append) -> Result<()> {
     if let Some(max) = capabilities.max_events_per_append
         && append.records().len() > max
     {

@@ -3,43 +3,14 @@
 
 use std::sync::Arc;
 
-use tracker_core::broker::{BrokerFuture, BrokerRegistration};
+use tracker_core::broker::BrokerRegistration;
 use tracker_core::{Error, EventBroker, JsonMap, Result, TrackerStore};
 
+use crate::broker_entry::{BrokerEntry, BrokerFactory, BrokerKind};
 use crate::builtins;
 use crate::endpoints::{ENDPOINT_KEYS, StoreConfig, read_endpoints};
 use crate::event_broker::EventBrokerConfig;
 use crate::registry::Registry;
-
-/// A custom broker's factory.
-type BrokerFactory = Arc<dyn Fn(JsonMap) -> BrokerFuture + Send + Sync>;
-
-/// How an entry builds its broker.
-enum BrokerKind {
-    /// A built-in broker's registration (or one given to [`Registry::register_broker_backend`]).
-    Backend(BrokerRegistration),
-    /// A factory given to [`Registry::register_broker`].
-    Custom(BrokerFactory),
-}
-
-/// One registered broker type.
-pub(crate) struct BrokerEntry {
-    /// The type name, matched exactly.
-    name: String,
-    /// Further names that select it, matched case-insensitively.
-    aliases: &'static [&'static str],
-    /// Whether a section without a type selects it.
-    default: bool,
-    kind: BrokerKind,
-}
-
-impl BrokerEntry {
-    fn matches_alias(&self, name: &str) -> bool {
-        self.aliases
-            .iter()
-            .any(|alias| alias.eq_ignore_ascii_case(name))
-    }
-}
 
 impl Registry {
     /// Registers an event broker type: its name and aliases, whether a section without a type

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod broker_entry;
 mod broker_registry;
 mod builtins;
 mod endpoints;

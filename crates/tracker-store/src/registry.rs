@@ -5,7 +5,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tracker_core::{Error, JsonMap, RasaSource, Registration, Result, Store, StoreFuture};
 
-use crate::broker_registry::BrokerEntry;
+use crate::broker_entry::BrokerEntry;
 use crate::builtins::{self, BUILTINS};
 use crate::endpoints::{ENDPOINT_KEYS, StoreConfig};
 use crate::migrate::{self, SchemaSetup};
