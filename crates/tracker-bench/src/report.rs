@@ -419,8 +419,9 @@ impl Run {
         }
         let _ = writeln!(
             out,
-            "\n## 6. Bulk import\n\n{} conversations × 20 events, appended through the store \
-             (16 at a time), next to the raw driver's bulk path into the same layout.\n",
+            "\n## 6. Bulk import\n\n{} conversations × 20 events, copied through the store's \
+             bulk path (`import_batch`, 500 conversations a call), next to the raw driver's \
+             bulk path into the same layout.\n",
             s.bulk_conversations
         );
         let _ = writeln!(

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tracker_store::{Event, ReadScope, TrackerStore};
 
 use crate::Sizes;
@@ -294,60 +293,28 @@ async fn latest_session_read(
 ) -> Result<crate::report::Read, String> {
     let id = fresh("read");
     let (events, session_start_index) = long_conversation();
-    let mut version = 0;
-    for chunk in events.chunks(90) {
-        version = opened
-            .store
-            .append(&id, version, chunk)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    write_conversation(opened, &id, &events, 90).await?;
     let expected = events.len() - session_start_index;
-    let mut store_samples = Vec::with_capacity(reads);
-    let mut raw_samples = Vec::with_capacity(reads);
-    let mut raw_label = None;
-    // The store's read and the raw read alternate, under the same load.
-    for _ in 0..reads {
-        let started = Instant::now();
-        let read = opened
-            .store
-            .read(&id, ReadScope::LatestSession)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the conversation vanished")?;
-        store_samples.push(started.elapsed());
-        if read.events.len() != expected {
-            return Err(format!(
-                "read {} events, expected {expected}",
-                read.events.len()
-            ));
-        }
-        let started = Instant::now();
-        let rows = match &mut opened.raw {
-            Raw::None => continue,
-            Raw::Sql(raw) => {
-                raw_label = Some("one SQL query finding the session start itself");
-                raw.latest_session(&id).await?.len()
-            }
-            Raw::Redis(store) => {
-                raw_label = Some("LRANGE from an offset the client already knows");
-                redis_raw::latest_session(store, &id, session_start_index as u64 + 1)
-                    .await?
-                    .len()
-            }
-        };
-        raw_samples.push(started.elapsed());
-        if rows != expected {
-            return Err(format!("raw read {rows} rows, expected {expected}"));
-        }
-    }
-    opened.store.delete(&id).await.map_err(|e| e.to_string())?;
-    let store = latency(&store_samples);
-    let raw = raw_label.map(|how| Ratio {
-        raw: latency(&raw_samples),
-        how: how.to_owned(),
-    });
-    Ok(crate::report::Read { store, raw })
+    let offset = session_start_index as u64 + 1;
+    timed_reads(
+        opened,
+        &id,
+        ReadScope::LatestSession,
+        expected,
+        reads,
+        async |raw: &mut Raw| match raw {
+            Raw::None => Ok(None),
+            Raw::Sql(raw) => Ok(Some((
+                raw.latest_session(&id).await?.len(),
+                "one SQL query finding the session start itself",
+            ))),
+            Raw::Redis(store) => Ok(Some((
+                redis_raw::latest_session(store, &id, offset).await?.len(),
+                "LRANGE from an offset the client already knows",
+            ))),
+        },
+    )
+    .await
 }
 
 /// Scenario 3b: a whole conversation of `events` events, read `reads` times.
@@ -370,51 +337,86 @@ async fn full_read(
         .max_events_per_append
         .unwrap_or(500)
         .min(500);
+    write_conversation(opened, &id, &conversation, chunk).await?;
+    timed_reads(
+        opened,
+        &id,
+        ReadScope::All,
+        events,
+        reads,
+        async |raw: &mut Raw| match raw {
+            Raw::None => Ok(None),
+            Raw::Sql(raw) => Ok(Some((
+                raw.full(&id).await?.len(),
+                "one SQL query, the rows' `data` by `seq`",
+            ))),
+            Raw::Redis(store) => Ok(Some((
+                redis_raw::full(store, &id).await?.len(),
+                "LRANGE of the whole list",
+            ))),
+        },
+    )
+    .await
+}
+
+/// Appends `events` to a new conversation `id`, `chunk` events an append.
+async fn write_conversation(
+    opened: &Opened,
+    id: &str,
+    events: &[Event],
+    chunk: usize,
+) -> Result<(), String> {
     let mut version = 0;
-    for chunk in conversation.chunks(chunk) {
+    for chunk in events.chunks(chunk) {
         version = opened
             .store
-            .append(&id, version, chunk)
+            .append(id, version, chunk)
             .await
             .map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
+
+/// Reads `id` (`scope`, `expected` events) `reads` times through the store, each read
+/// followed by the raw driver's read (`raw_read`: the rows it read and how, or `None`
+/// without a raw baseline), so both run under the same load; then deletes the conversation.
+async fn timed_reads(
+    opened: &mut Opened,
+    id: &str,
+    scope: ReadScope,
+    expected: usize,
+    reads: usize,
+    mut raw_read: impl AsyncFnMut(&mut Raw) -> Result<Option<(usize, &'static str)>, String>,
+) -> Result<crate::report::Read, String> {
     let mut store_samples = Vec::with_capacity(reads);
     let mut raw_samples = Vec::with_capacity(reads);
     let mut raw_label = None;
-    // The store's read and the raw read alternate, under the same load.
     for _ in 0..reads {
         let started = Instant::now();
         let read = opened
             .store
-            .read(&id, ReadScope::All)
+            .read(id, scope)
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the conversation vanished")?;
         store_samples.push(started.elapsed());
-        if read.events.len() != events {
+        if read.events.len() != expected {
             return Err(format!(
-                "read {} events, expected {events}",
+                "read {} events, expected {expected}",
                 read.events.len()
             ));
         }
         let started = Instant::now();
-        let rows = match &mut opened.raw {
-            Raw::None => continue,
-            Raw::Sql(raw) => {
-                raw_label = Some("one SQL query, the rows' `data` by `seq`");
-                raw.full(&id).await?.len()
-            }
-            Raw::Redis(store) => {
-                raw_label = Some("LRANGE of the whole list");
-                redis_raw::full(store, &id).await?.len()
-            }
+        let Some((rows, how)) = raw_read(&mut opened.raw).await? else {
+            continue;
         };
         raw_samples.push(started.elapsed());
-        if rows != events {
-            return Err(format!("raw read {rows} rows, expected {events}"));
+        raw_label = Some(how);
+        if rows != expected {
+            return Err(format!("raw read {rows} rows, expected {expected}"));
         }
     }
-    opened.store.delete(&id).await.map_err(|e| e.to_string())?;
+    opened.store.delete(id).await.map_err(|e| e.to_string())?;
     Ok(crate::report::Read {
         store: latency(&store_samples),
         raw: raw_label.map(|how| Ratio {
@@ -424,7 +426,12 @@ async fn full_read(
     })
 }
 
-/// Scenario 4: `conversations` × 20 events through the store, and through the raw driver.
+/// Conversations per `import_batch` call in the bulk scenario (as `tracker import` and
+/// `migrate` batch them).
+const BULK_BATCH: usize = 500;
+
+/// Scenario 4: `conversations` × 20 events through the store's bulk copy
+/// ([`tracker_core::TrackerStore::import_batch`]), and through the raw driver.
 async fn bulk_import(
     opened: &mut Opened,
     conversations: usize,
@@ -441,17 +448,14 @@ async fn bulk_import(
         .collect();
 
     let started = Instant::now();
-    let results: Vec<_> = futures::stream::iter(ids.iter())
-        .map(|id| {
-            let store = opened.store.clone();
-            let events = conversation.clone();
-            async move { store.append(id, 0, &events).await }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    for result in results {
-        result.map_err(|e| e.to_string())?;
+    for chunk in ids.chunks(BULK_BATCH) {
+        let batch: Vec<(&str, &[Event])> = chunk
+            .iter()
+            .map(|id| (id.as_str(), conversation.as_slice()))
+            .collect();
+        for result in opened.store.import_batch(&batch).await {
+            result.map_err(|e| e.to_string())?;
+        }
     }
     let store_rate = (conversations * events_per) as f64 / started.elapsed().as_secs_f64();
     for chunk in ids.chunks(64) {

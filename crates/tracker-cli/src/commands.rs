@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use indicatif::ProgressBar;
 use serde_json::Value;
 use tracker_store::json::to_python_json;
 use tracker_store::{
@@ -320,6 +321,12 @@ fn parse_dialogue(line: &str) -> Result<(String, Vec<Event>)> {
     Ok((name, events))
 }
 
+/// Conversations `import` copies per batch, and the JSON text after which a batch is sent
+/// even if it has fewer: large enough that a batch costs few round trips and commits, small
+/// enough to hold in memory and to stay well inside every store's statement limits.
+const IMPORT_BATCH: usize = 256;
+const IMPORT_BATCH_BYTES: usize = 8 << 20;
+
 async fn import(store: &TrackerStore, file: &Path, quiet: bool) -> Result<ExitCode> {
     let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
@@ -330,30 +337,66 @@ async fn import(store: &TrackerStore, file: &Path, quiet: bool) -> Result<ExitCo
     };
     let bar = progress(0, quiet, "importing");
     let mut summary = Summary::start();
+    // Parsed conversations waiting for their batch: (line number, name, events).
+    let mut batch: Vec<(usize, String, Vec<Event>)> = Vec::new();
+    let mut batch_bytes = 0;
     for (number, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| Error::backend_with("reading the import", e))?;
         if line.trim().is_empty() {
             continue;
         }
         bar.inc(1);
-        let outcome = match parse_dialogue(&line) {
-            Ok((name, events)) => store.import(&name, &events).await,
-            Err(error) => Err(error),
-        };
-        match outcome {
-            Ok(imported) => {
-                summary.conversations += 1;
-                summary.events += imported.written;
+        match parse_dialogue(&line) {
+            Ok((name, events)) => {
+                // A conversation named again is copied after the first (and compared with it).
+                if batch.iter().any(|(_, queued, _)| *queued == name) {
+                    import_batch(store, &mut batch, &mut summary, &bar).await;
+                    batch_bytes = 0;
+                }
+                batch_bytes += line.len();
+                batch.push((number + 1, name, events));
             }
             Err(error) => {
                 bar.suspend(|| eprintln!("line {}: {}", number + 1, error_line(&error)));
                 summary.failed += 1;
             }
         }
+        if batch.len() >= IMPORT_BATCH || batch_bytes >= IMPORT_BATCH_BYTES {
+            import_batch(store, &mut batch, &mut summary, &bar).await;
+            batch_bytes = 0;
+        }
     }
+    import_batch(store, &mut batch, &mut summary, &bar).await;
     bar.finish_and_clear();
     summary.print("imported", quiet);
     Ok(exit_code(&summary))
+}
+
+/// Copies the parsed conversations of `batch` and empties it, counting each outcome.
+async fn import_batch(
+    store: &TrackerStore,
+    batch: &mut Vec<(usize, String, Vec<Event>)>,
+    summary: &mut Summary,
+    bar: &ProgressBar,
+) {
+    let conversations: Vec<(&str, &[Event])> = batch
+        .iter()
+        .map(|(_, name, events)| (name.as_str(), events.as_slice()))
+        .collect();
+    let results = store.import_batch(&conversations).await;
+    for ((number, _, _), outcome) in batch.iter().zip(results) {
+        match outcome {
+            Ok(imported) => {
+                summary.conversations += 1;
+                summary.events += imported.written;
+            }
+            Err(error) => {
+                bar.suspend(|| eprintln!("line {number}: {}", error_line(&error)));
+                summary.failed += 1;
+            }
+        }
+    }
+    batch.clear();
 }
 
 /// Failure when any conversation failed.

@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use futures::StreamExt;
+
 use tracker_store::sql::{Dialect, SqlConfig};
 use tracker_store::{
-    Domain, Error, Event, Imported, RasaSource, ReadScope, Registry, Result, StoreConfig,
-    TrackerStore, first_difference,
+    Domain, Error, Event, RasaSource, ReadScope, Registry, Result, StoreConfig, TrackerStore,
+    first_difference,
 };
 
 use crate::commands::{Access, exit_code, open};
@@ -21,6 +23,12 @@ pub struct Options {
     /// No progress bars and no summary.
     pub quiet: bool,
 }
+
+/// Conversations `migrate` copies per batch into the destination.
+const MIGRATE_BATCH: usize = 128;
+
+/// Conversations `migrate` reads from the source at once.
+const SOURCE_READS: usize = 8;
 
 /// Where `migrate` reads conversations.
 #[derive(Clone, Copy)]
@@ -51,18 +59,6 @@ impl Source<'_> {
                 .read(sender_id)
                 .await?
                 .map(|conversation| conversation.events)),
-        }
-    }
-
-    /// Copies one conversation into `destination`, resuming after what an earlier run
-    /// copied; `None` when the source has no such conversation.
-    async fn copy(self, destination: &TrackerStore, sender_id: &str) -> Result<Option<Imported>> {
-        match self {
-            Self::Store(_) => match self.read(sender_id).await? {
-                Some(events) => destination.import(sender_id, &events).await.map(Some),
-                None => Ok(None),
-            },
-            Self::Rasa(source) => destination.import_from(source, sender_id).await,
         }
     }
 }
@@ -223,19 +219,38 @@ async fn migrate(
     let ids = source.sender_ids().await?;
     let bar = progress(ids.len() as u64, quiet, what);
     let mut summary = Summary::start();
-    for id in &ids {
-        bar.inc(1);
-        match source.copy(destination, id).await {
-            Ok(Some(imported)) => {
-                summary.conversations += 1;
-                summary.events += imported.written;
-            }
-            Ok(None) => {}
-            Err(error) => {
-                bar.suspend(|| eprintln!("{}", conversation_error(id, &error)));
-                summary.failed += 1;
+    for chunk in ids.chunks(MIGRATE_BATCH) {
+        // Read the chunk from the source (a few conversations at a time), then copy what was
+        // read in one batch; a conversation the source no longer has is skipped.
+        let read: Vec<(&String, Result<Option<Vec<Event>>>)> = futures::stream::iter(chunk)
+            .map(|id| async move { (id, source.read(id).await) })
+            .buffered(SOURCE_READS)
+            .collect()
+            .await;
+        let mut copies: Vec<(&str, &[Event])> = Vec::with_capacity(read.len());
+        for (id, events) in &read {
+            match events {
+                Ok(Some(events)) => copies.push((id.as_str(), events.as_slice())),
+                Ok(None) => {}
+                Err(error) => {
+                    bar.suspend(|| eprintln!("{}", conversation_error(id, error)));
+                    summary.failed += 1;
+                }
             }
         }
+        for ((id, _), outcome) in copies.iter().zip(destination.import_batch(&copies).await) {
+            match outcome {
+                Ok(imported) => {
+                    summary.conversations += 1;
+                    summary.events += imported.written;
+                }
+                Err(error) => {
+                    bar.suspend(|| eprintln!("{}", conversation_error(id, &error)));
+                    summary.failed += 1;
+                }
+            }
+        }
+        bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     summary.print("migrated", quiet);

@@ -806,17 +806,17 @@ fn verbose_prints_the_stores_metrics() {
     assert!(stderr.contains("metrics:"), "{stderr}");
     assert!(
         stderr.contains(
-            "tracker_store_operations_total{store=\"sqlite\",operation=\"append\",outcome=\"ok\"}"
+            "tracker_store_operations_total{store=\"sqlite\",operation=\"append_batch\",outcome=\"ok\"}"
         ),
         "{stderr}"
     );
     assert!(
-        stderr.contains("tracker_store_events_total{store=\"sqlite\",operation=\"append\"} 118"),
+        stderr.contains("tracker_store_events_total{store=\"sqlite\",operation=\"append_batch\"} 118"),
         "{stderr}"
     );
     assert!(
         stderr.contains(
-            "tracker_store_operation_seconds{store=\"sqlite\",operation=\"append\"} count="
+            "tracker_store_operation_seconds{store=\"sqlite\",operation=\"append_batch\"} count="
         ),
         "{stderr}"
     );
