@@ -10,9 +10,11 @@
 //!    read of a 6,000-event conversation, next to the raw driver's best query;
 //! 4. bulk import, next to the raw driver's fastest bulk path;
 //!
-//! and the peak memory of the process during each.
+//! and the peak memory of the process during each; then the event model alone (CPU
+//! instructions per saved and per read event, see [`event_model`]).
 
 mod backends;
+mod event_model;
 mod report;
 mod scenarios;
 mod workload;
@@ -100,6 +102,9 @@ fn parse_args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if event_model::run_phase_from_args() {
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(error) => {
@@ -135,7 +140,15 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let run = report::Run::new(args.quick, sizes, results);
+    eprintln!("== event model");
+    let event_model = match event_model::measure() {
+        Ok(model) => Some(model),
+        Err(error) => {
+            eprintln!("   skipped: {error}");
+            None
+        }
+    };
+    let run = report::Run::new(args.quick, sizes, results, event_model);
     if let Err(error) = run.write(&args.markdown, &args.json) {
         eprintln!("error: writing the report: {error}");
         return ExitCode::FAILURE;

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::Sizes;
 use crate::backends::Backend;
+use crate::event_model::EventModel;
 
 /// Latency percentiles.
 #[derive(Debug, Clone)]
@@ -136,6 +137,7 @@ pub struct Run {
     machine: String,
     date: String,
     peak_rss_mib: Option<f64>,
+    event_model: Option<EventModel>,
 }
 
 /// What the store costs next to the raw driver, with the goal it is held to.
@@ -261,11 +263,17 @@ fn ms(latency: &Latency) -> String {
 
 impl Run {
     /// Collects a run's results with the machine's description and the date.
-    pub fn new(quick: bool, sizes: Sizes, results: Vec<BackendResult>) -> Self {
+    pub fn new(
+        quick: bool,
+        sizes: Sizes,
+        results: Vec<BackendResult>,
+        event_model: Option<EventModel>,
+    ) -> Self {
         Self {
             quick,
             sizes,
             results,
+            event_model,
             machine: machine(),
             date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
                 .unwrap_or_else(|| "unknown date".to_owned()),
@@ -450,6 +458,9 @@ impl Run {
             }
         }
         self.memory(&mut out);
+        if let Some(model) = &self.event_model {
+            model.markdown(&mut out);
+        }
         let _ = writeln!(out, "\n{}", WHERE_THE_TIME_GOES.trim_end());
         let _ = writeln!(out, "\n## Backends\n");
         for result in &self.results {
@@ -590,6 +601,7 @@ impl Run {
             "machine": self.machine,
             "quick": self.quick,
             "peak_rss_mib": self.peak_rss_mib,
+            "event_model": self.event_model.as_ref().map(EventModel::json),
             "sizes": {
                 "turns": self.sizes.turns,
                 "throughput_saves": self.sizes.throughput_saves,

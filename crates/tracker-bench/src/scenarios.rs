@@ -264,7 +264,7 @@ async fn saves_per_second(
 }
 
 /// A conversation of 1,000 events whose latest session has 50.
-fn long_conversation() -> (Vec<Event>, usize) {
+pub(crate) fn long_conversation() -> (Vec<Event>, usize) {
     let mut events = session_start(1_600_000_000.0);
     let mut n = 0;
     while events.len() < 944 {
