@@ -11,13 +11,14 @@ import pytest
 import support
 
 #: Backends the in-process tests run on: (name, the `backend` key's value).
-BACKENDS = ["memory", "sqlite", "postgres", "redis", "mongo", "dynamo"]
+BACKENDS = ["memory", "sqlite", "postgres", "mysql", "redis", "mongo", "dynamo"]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _cleanup() -> Iterator[None]:
     yield
     support.drop_postgres_databases(support.RUN)
+    support.drop_mysql_databases(support.RUN)
     support.delete_redis_keys(support.RUN)
     if os.environ.get("TRACKER_TEST_MONGO_URL"):
         import pymongo
@@ -49,6 +50,8 @@ def store_keys(backend: str, name: str, tmp_path_factory: Any) -> Dict[str, Any]
         return {"backend": "sql", "dialect": "sqlite", "db": str(path)}
     if backend == "postgres":
         return {"backend": "sql", **support.postgres_keys(namespace.lower())}
+    if backend == "mysql":
+        return {"backend": "sql", **support.mysql_keys(namespace.lower())}
     if backend == "redis":
         return {"backend": "redis", **support.redis_keys(namespace)}
     if backend == "mongo":

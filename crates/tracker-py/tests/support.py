@@ -116,6 +116,52 @@ def postgres_query(database: str, sql: str, *args: Any) -> List[tuple]:
     return rows
 
 
+# --- MySQL / MariaDB --------------------------------------------------------------------
+
+
+def _mysql(url: urllib.parse.ParseResult, sql: str) -> None:
+    """Runs `sql` on the test MySQL/MariaDB server with its command-line client (the Rasa
+    environment has no MySQL driver of its own)."""
+    command = ["mariadb", "-h", url.hostname or "127.0.0.1", "-P", str(url.port or 3306),
+               "-u", url.username or "root", "-e", sql]
+    environment = dict(os.environ)
+    if url.password:
+        environment["MYSQL_PWD"] = urllib.parse.unquote(url.password)
+    subprocess.run(command, check=True, env=environment, capture_output=True)
+
+
+def mysql_keys(database: str) -> Dict[str, Any]:
+    """Rasa's SQL keys for a database of the test MySQL/MariaDB server, created if missing."""
+    url = urllib.parse.urlparse(server_url("MYSQL"))
+    _mysql(url, f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    keys: Dict[str, Any] = {
+        "dialect": "mysql+pymysql",
+        "url": url.hostname,
+        "port": url.port or 3306,
+        "db": database,
+        "username": url.username or "root",
+    }
+    if url.password:
+        keys["password"] = urllib.parse.unquote(url.password)
+    return keys
+
+
+def drop_mysql_databases(prefix: str) -> None:
+    url = urllib.parse.urlparse(os.environ.get("TRACKER_TEST_MYSQL_URL", ""))
+    if not url.hostname:
+        return
+    command = ["mariadb", "-h", url.hostname, "-P", str(url.port or 3306),
+               "-u", url.username or "root", "-N", "-e",
+               f"SELECT schema_name FROM information_schema.schemata "
+               f"WHERE schema_name LIKE '{prefix}%'"]
+    environment = dict(os.environ)
+    if url.password:
+        environment["MYSQL_PWD"] = urllib.parse.unquote(url.password)
+    listed = subprocess.run(command, check=True, env=environment, capture_output=True, text=True)
+    for name in listed.stdout.split():
+        _mysql(url, f"DROP DATABASE IF EXISTS `{name}`")
+
+
 # --- Redis ------------------------------------------------------------------------------
 
 
