@@ -6,7 +6,7 @@
 #                       Python 3.10 and `pip install rasa==3.6.21` when it has no `rasa`
 #   TRACKER_PY_PROFILE  cargo profile of the wheel: dev (default, quick to build) or release
 #   CARGO_TARGET_DIR    cargo's target directory (default: the repository's target/)
-#   TRACKER_TEST_*_URL  the test servers (PostgreSQL, Redis, MongoDB, DynamoDB); when unset,
+#   TRACKER_TEST_*_URL  the test servers (PostgreSQL, MySQL/MariaDB, Redis, MongoDB, DynamoDB); when unset,
 #                       /var/tmp/test-env.sh is sourced if it exists. With CI=true a missing
 #                       server fails the tests that need it instead of skipping them.
 #
