@@ -15,7 +15,7 @@
 //!   conversation is deleted by putting the tombstone into its empty slot, the same atomic
 //!   step an adopter needs, so a delete and an adoption racing each other serialise there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use futures::TryStreamExt;
 use mongodb::Collection;
@@ -266,6 +266,53 @@ impl Adoption {
             page.extend(batch.iter().filter(|id| !taken.contains(*id)).cloned());
         }
         Ok(page.into_iter().take(limit.saturating_add(1)).collect())
+    }
+
+    /// For each of `sender_ids`, whether Rasa's collection has a document that may be its
+    /// conversation (by `sender_id` as text, or for an all-digit id as an integer, as
+    /// [`read_conversation`] looks them up), in one query. An append creating one of them
+    /// goes through [`append`](Self::append), which decides; the others cannot conflict with
+    /// a copy in Rasa's layout.
+    pub(crate) async fn held_by_rasa(&self, sender_ids: &[&str]) -> Result<Vec<bool>> {
+        let context = "looking up Rasa's conversations";
+        let mut keys = Vec::with_capacity(sender_ids.len());
+        for sender_id in sender_ids {
+            keys.push(Bson::String((*sender_id).to_owned()));
+            if let Some(number) = integer_sender_id(sender_id) {
+                keys.push(Bson::Int64(number));
+            }
+        }
+        let mut cursor = self
+            .rasa
+            .find(doc! { "sender_id": { "$in": keys } })
+            .projection(doc! { "_id": 0, "sender_id": 1 })
+            .await
+            .map_err(|e| driver_error(context, e))?;
+        let (mut texts, mut numbers) = (HashSet::new(), HashSet::new());
+        while let Some(document) = cursor
+            .try_next()
+            .await
+            .map_err(|e| driver_error(context, e))?
+        {
+            match document.get("sender_id") {
+                Some(Bson::String(text)) => {
+                    texts.insert(text.clone());
+                }
+                other => {
+                    if let Some(number) = sender_id_text(other).and_then(|t| t.parse::<i64>().ok())
+                    {
+                        numbers.insert(number);
+                    }
+                }
+            }
+        }
+        Ok(sender_ids
+            .iter()
+            .map(|sender_id| {
+                texts.contains(*sender_id)
+                    || integer_sender_id(sender_id).is_some_and(|n| numbers.contains(&n))
+            })
+            .collect())
     }
 
     /// Of `sender_ids`, those whose head slot holds anything (a conversation or a tombstone).

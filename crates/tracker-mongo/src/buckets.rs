@@ -65,18 +65,7 @@ impl Collections {
         let sender_id = append.sender_id().as_str();
         let expected = append.expected_version();
         let records = append.records();
-        let bytes: usize = records.iter().map(schema::encoded_len).sum();
-        if bytes > MAX_TAIL_BYTES {
-            return Err(Error::invalid_input(format!(
-                "an append of {} events takes about {bytes} bytes as BSON; a MongoDB document \
-                 holds at most {MAX_TAIL_BYTES} bytes of events",
-                records.len()
-            )));
-        }
-        let entries: Vec<Bson> = records
-            .iter()
-            .map(schema::event_entry)
-            .collect::<Result<_>>()?;
+        let (entries, bytes) = encode(append)?;
 
         let done = if expected == 0 {
             self.create(append, &entries, bytes, false).await?
@@ -124,17 +113,13 @@ impl Collections {
         let Some(document) = self
             .heads
             .find_one(doc! { "_id": schema::head_id(sender_id) })
-            .projection(doc! { head::SENDER_ID: 1, head::VERSION: 1, head::DELETED: 1 })
+            .projection(version_projection())
             .await
             .map_err(|e| driver_error("reading a conversation's version", e))?
         else {
             return Ok(Slot::Absent);
         };
-        check_owner(&document, head::SENDER_ID, sender_id, "head")?;
-        if schema::is_tombstone(&document) {
-            return Ok(Slot::Deleted);
-        }
-        get_u64(&document, head::VERSION, sender_id, "head").map(Slot::Live)
+        version_of(&document, sender_id)
     }
 
     /// One page of the ids of live heads after `cursor` in byte order: at most `limit` + 1
@@ -247,7 +232,7 @@ impl Collections {
 
     /// The head of a new conversation holding the append's events (pending in the outbox,
     /// when the store keeps one).
-    fn new_head(
+    pub(crate) fn new_head(
         &self,
         append: &Append,
         entries: &[Bson],
@@ -568,6 +553,41 @@ impl Collections {
             ))),
         }
     }
+}
+
+/// The entries of an append's events, and their estimated BSON bytes.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when they would not fit in one document.
+pub(crate) fn encode(append: &Append) -> Result<(Vec<Bson>, usize)> {
+    let records = append.records();
+    let bytes: usize = records.iter().map(schema::encoded_len).sum();
+    if bytes > MAX_TAIL_BYTES {
+        return Err(Error::invalid_input(format!(
+            "an append of {} events takes about {bytes} bytes as BSON; a MongoDB document \
+             holds at most {MAX_TAIL_BYTES} bytes of events",
+            records.len()
+        )));
+    }
+    let entries = records
+        .iter()
+        .map(schema::event_entry)
+        .collect::<Result<_>>()?;
+    Ok((entries, bytes))
+}
+
+/// The fields of a head that [`version_of`] reads.
+pub(crate) fn version_projection() -> Document {
+    doc! { head::SENDER_ID: 1, head::VERSION: 1, head::DELETED: 1 }
+}
+
+/// What a head document found in `sender_id`'s slot says of its version.
+pub(crate) fn version_of(document: &Document, sender_id: &str) -> Result<Slot<u64>> {
+    check_owner(document, head::SENDER_ID, sender_id, "head")?;
+    if schema::is_tombstone(document) {
+        return Ok(Slot::Deleted);
+    }
+    get_u64(document, head::VERSION, sender_id, "head").map(Slot::Live)
 }
 
 #[cfg(test)]

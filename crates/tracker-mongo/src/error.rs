@@ -1,11 +1,14 @@
 //! Driver errors as tracker-core errors: [`classify`] decides the kind, [`driver_error`]
 //! builds the error with the driver's error kept as the `source`.
 
-use mongodb::error::{Error as DriverError, ErrorKind as DriverKind, WriteFailure};
+use mongodb::error::{
+    Error as DriverError, ErrorKind as DriverKind, IndexedWriteError, InsertManyError, WriteError,
+    WriteFailure,
+};
 use tracker_core::{Error, ErrorKind};
 
 /// MongoDB's duplicate key error code.
-const DUPLICATE_KEY: i32 = 11000;
+pub(crate) const DUPLICATE_KEY: i32 = 11000;
 
 /// MongoDB's error code for a collection or database that does not exist.
 const NAMESPACE_NOT_FOUND: i32 = 26;
@@ -103,6 +106,29 @@ pub(crate) fn driver_error(context: impl Into<String>, error: DriverError) -> Er
 /// Whether the error is a duplicate key error (an insert whose `_id` exists).
 pub(crate) fn is_duplicate_key(error: &DriverError) -> bool {
     server_code(error) == Some(DUPLICATE_KEY)
+}
+
+/// The per-document errors of an unordered `insert_many` that failed only for some documents
+/// (the others were inserted); any other error (no write errors, a write-concern error, a
+/// network or server failure) is given back.
+pub(crate) fn insert_many_write_errors(
+    error: DriverError,
+) -> std::result::Result<Vec<IndexedWriteError>, DriverError> {
+    match error.kind.as_ref() {
+        DriverKind::InsertMany(InsertManyError {
+            write_errors: Some(write_errors),
+            write_concern_error: None,
+            ..
+        }) if !write_errors.is_empty() => Ok(write_errors.clone()),
+        _ => Err(error),
+    }
+}
+
+/// One document's error of an `insert_many` as a tracker-core error of its [`classify`] kind,
+/// with `context` as the message.
+pub(crate) fn indexed_write_error(context: impl Into<String>, error: IndexedWriteError) -> Error {
+    let failure = WriteFailure::WriteError(WriteError::from(error));
+    driver_error(context, DriverError::from(DriverKind::Write(failure)))
 }
 
 /// Whether the error says the collection does not exist (listing the indexes of a collection

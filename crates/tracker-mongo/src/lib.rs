@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod adopt;
+mod batch;
 mod buckets;
 mod config;
 mod error;

@@ -1,6 +1,7 @@
 //! The [`Store`] implementation: the store type, its constructors, and the trait operations,
 //! which run the bucket algorithm of `buckets.rs` on the store's collections — through the
-//! adoption of Rasa's conversations (`adopt.rs`) unless `adopt_rasa` is off.
+//! adoption of Rasa's conversations (`adopt.rs`) unless `adopt_rasa` is off. Appends, one or
+//! a batch, go through `batch.rs`.
 
 use std::fmt;
 
@@ -12,6 +13,7 @@ use tracker_core::{
 };
 
 use crate::adopt::Adoption;
+use crate::batch::Appender;
 use crate::buckets::Collections;
 use crate::config::{MongoConfig, validate_bucket, validate_collection_name, validate_db_name};
 use crate::error::driver_error;
@@ -206,6 +208,14 @@ impl MongoStore {
     pub fn buckets(&self) -> &Collection<Document> {
         &self.collections.events
     }
+
+    /// Where appends are written.
+    fn appender(&self) -> Appender<'_> {
+        Appender {
+            collections: &self.collections,
+            adoption: self.adoption.as_ref(),
+        }
+    }
 }
 
 #[async_trait]
@@ -239,10 +249,14 @@ impl Store for MongoStore {
     }
 
     async fn append(&self, append: &Append) -> Result<u64> {
-        match &self.adoption {
-            Some(adoption) => adoption.append(append).await,
-            None => self.collections.append(append).await,
-        }
+        self.appender().one(append).await
+    }
+
+    /// New conversations are created by one unordered insert of their heads; the other
+    /// appends run as single appends, several at a time. Each append stays one atomic
+    /// single-document write (see the README's "Appends and crashes").
+    async fn append_batch(&self, appends: &[Append]) -> Result<Vec<Result<u64>>> {
+        self.appender().batch(appends).await
     }
 
     async fn read(

@@ -105,6 +105,10 @@ impl Store for TestStore {
         self.store.append(append).await
     }
 
+    async fn append_batch(&self, appends: &[Append]) -> Result<Vec<Result<u64>>> {
+        self.store.append_batch(appends).await
+    }
+
     async fn read(
         &self,
         sender_id: &SenderId,
