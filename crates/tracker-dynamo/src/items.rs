@@ -2,7 +2,7 @@
 //! Rasa's item of it. [`Db`] is what every operation works on: the client and the tables.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -100,7 +100,7 @@ impl Db<'_> {
     /// The pending mark an append writes with the head (the time now, epoch milliseconds),
     /// when the store keeps an outbox.
     pub(crate) fn pending_mark(&self) -> Option<u64> {
-        self.outbox.then(crate::outbox::now_ms)
+        self.outbox.then(now_ms)
     }
 
     /// Whether `error`, of a request to this store's table, says the table does not exist
@@ -437,4 +437,13 @@ impl Db<'_> {
         }
         Ok(deleted)
     }
+}
+
+/// The time now, in milliseconds since the epoch (this process's clock).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }

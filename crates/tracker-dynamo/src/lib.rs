@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod append;
+mod batch;
 mod config;
 mod delete;
 mod error;

@@ -21,7 +21,7 @@
 //!   Relays' clocks must agree to well within a lease.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use tracker_core::{Error, Outbox, OutboxEntry, Result, SenderId, async_trait};
 
 use crate::error::{build_error, driver_error};
-use crate::items::{BATCH_GET_KEYS, Db};
+use crate::items::{BATCH_GET_KEYS, Db, now_ms};
 use crate::migrate::{IndexState, describe, missing_index, outbox_index_state};
 use crate::schema::{
     HASH_KEY, HEAD_SEQ, Item, OUTBOX_INDEX, OUTBOX_LEASE, OUTBOX_LEASE_UNTIL, OUTBOX_PENDING,
@@ -44,15 +44,6 @@ const MAX_LEASE_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 const CHECKPOINT_ATTEMPTS: usize = 5;
 /// The `Limit` of the index's queries by default: bounded, as one round rarely needs more.
 const MAX_INDEX_PAGE: usize = 1000;
-
-/// The time now, in milliseconds since the epoch (this process's clock).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
-}
 
 /// A head the index lists as pending: its mark, then its sender id (the order of
 /// [`Outbox::pending`]).

@@ -19,7 +19,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use tracker_core::{Append, Error, EventRecord, Result};
 
@@ -248,7 +249,8 @@ pub(crate) fn head_update(
 /// The update of a head item in `table` from version `expected` (`attribute_not_exists` for
 /// 0) to `new_version`, setting the session start when there is one. With `pending` (epoch
 /// milliseconds) it also marks the conversation pending in the outbox: [`OUTBOX_SHARD`],
-/// and [`OUTBOX_PENDING`] unless the mark is there already (it keeps the oldest time).
+/// and [`OUTBOX_PENDING`] unless the mark is there already (it keeps the oldest time). When
+/// its condition fails, the transaction's cancellation reason returns the head as it was.
 pub(crate) fn head_write(
     table: &str,
     sender_id: &str,
@@ -288,6 +290,7 @@ pub(crate) fn head_write(
     };
     let update = update
         .update_expression(expression)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .build()
         .map_err(build_error)?;
     Ok(TransactWriteItem::builder().update(update).build())
@@ -588,6 +591,10 @@ mod tests {
             "SET #v = :new, #s = :s, #osh = :osh, #op = if_not_exists(#op, :op)"
         );
         assert_eq!(update.condition_expression(), Some("#v = :expected"));
+        assert_eq!(
+            update.return_values_on_condition_check_failure(),
+            Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+        );
         let values = update.expression_attribute_values().expect("values");
         assert_eq!(values[":op"], number(1_700_000_000_000));
         assert_eq!(values[":osh"], number(outbox_shard("alice")));

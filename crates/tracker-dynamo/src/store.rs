@@ -12,6 +12,7 @@ use tracker_core::{
 };
 
 use crate::append;
+use crate::batch;
 use crate::config::{DynamoConfig, redact_url, validate_table_name};
 use crate::delete;
 use crate::items::Db;
@@ -354,6 +355,23 @@ impl Store for DynamoStore {
         self.check_writable(&format!("appending to {sender_id:?}"))
             .await?;
         append::append(&self.db().await?, append, &items).await
+    }
+
+    /// Packs the appends of several conversations into each `TransactWriteItems` (up to
+    /// DynamoDB's 100 actions and 4 MB), several transactions in flight at once; see the
+    /// crate documentation.
+    ///
+    /// # Errors
+    /// Besides a transaction whose outcome is unknown: the store's table not existing yet
+    /// (see [`DynamoStore::connect`]), or Rasa's table not answering for appends to new
+    /// conversations, before anything is written.
+    async fn append_batch(&self, appends: &[Append]) -> Result<Vec<Result<u64>>> {
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_writable(&format!("appending to {} conversations", appends.len()))
+            .await?;
+        batch::append_batch(&self.db().await?, appends).await
     }
 
     async fn read(

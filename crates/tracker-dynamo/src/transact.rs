@@ -2,21 +2,28 @@
 //! transaction is writing at the same moment, with the reason `TransactionConflict` for that
 //! item; such a transaction is sent again, at most [`CONFLICT_ATTEMPTS`] times in all, after a
 //! pause with full jitter. A transaction canceled because a condition failed is returned to the
-//! caller, which reads what changed; any other failure is an error.
+//! caller, which reads what changed; any other failure is an error, told apart by whether the
+//! transaction may have been applied all the same ([`Failed::maybe_applied`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::TransactWriteItem;
-use tracker_core::Result;
+use tracker_core::{Error, Result};
 
 use crate::error::{CONDITION_FAILED, cancellation_reasons, driver_error};
+use crate::schema::Item;
 
 /// The cancellation reason of an action whose item another transaction was writing.
 pub(crate) const TRANSACTION_CONFLICT: &str = "TransactionConflict";
 /// The error code of a single-item write that met a transaction on its item.
 const TRANSACTION_CONFLICT_EXCEPTION: &str = "TransactionConflictException";
+/// The error code of a transaction sent again with the client request token of one DynamoDB
+/// is still applying (an earlier attempt of the same request).
+const TRANSACTION_IN_PROGRESS_EXCEPTION: &str = "TransactionInProgressException";
 /// How many times a transaction is sent at most while it keeps meeting other transactions.
 pub(crate) const CONFLICT_ATTEMPTS: u32 = 8;
 /// The longest pause before the second attempt; it doubles for each further attempt.
@@ -35,6 +42,52 @@ pub(crate) enum Sent {
     /// It was canceled because of conflicting transactions at every attempt (nothing was
     /// written).
     StillConflicting,
+}
+
+/// What a canceled transaction says of one of its actions.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reason {
+    /// Whether the action's condition failed.
+    pub(crate) failed: bool,
+    /// The item as it was, for an action whose condition failed and that asked for it
+    /// (`ReturnValuesOnConditionCheckFailure`), when it existed.
+    pub(crate) item: Option<Item>,
+}
+
+/// A transaction that failed for another reason than its conditions or conflicting
+/// transactions.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    /// The error.
+    pub(crate) error: Error,
+    /// Whether it may have been applied all the same: the request may have reached DynamoDB
+    /// and no answer says it was not (a timeout, a lost connection, a server error).
+    pub(crate) maybe_applied: bool,
+}
+
+impl From<Error> for Failed {
+    /// An error after which nothing was written (a read, a refused request).
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            maybe_applied: false,
+        }
+    }
+}
+
+/// How a transaction ended, in full.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// It was applied.
+    Committed,
+    /// It was canceled because conditions failed (nothing was written): one reason per
+    /// action, in the request's order (as many as DynamoDB gave).
+    ConditionsFailed(Vec<Reason>),
+    /// It was canceled because of conflicting transactions at every attempt (nothing was
+    /// written).
+    StillConflicting,
+    /// It failed otherwise.
+    Failed(Failed),
 }
 
 /// What to do about a failed `TransactWriteItems`.
@@ -98,6 +151,23 @@ pub(crate) async fn transact(
     actions: &[TransactWriteItem],
     context: &(dyn Fn() -> String + Send + Sync),
 ) -> Result<Sent> {
+    match send_transaction(client, actions, context).await {
+        Ended::Committed => Ok(Sent::Committed),
+        Ended::ConditionsFailed(reasons) => Ok(Sent::ConditionsFailed(
+            reasons.iter().map(|reason| reason.failed).collect(),
+        )),
+        Ended::StillConflicting => Ok(Sent::StillConflicting),
+        Ended::Failed(failed) => Err(failed.error),
+    }
+}
+
+/// [`transact`], telling how it ended in full: the items returned with failed conditions,
+/// and for any other failure whether the transaction may have been applied.
+pub(crate) async fn send_transaction(
+    client: &Client,
+    actions: &[TransactWriteItem],
+    context: &(dyn Fn() -> String + Send + Sync),
+) -> Ended {
     for attempt in 0..CONFLICT_ATTEMPTS {
         let error = match client
             .transact_write_items()
@@ -105,12 +175,29 @@ pub(crate) async fn transact(
             .send()
             .await
         {
-            Ok(_) => return Ok(Sent::Committed),
+            Ok(_) => return Ended::Committed,
             Err(error) => error,
         };
         match verdict(cancellation_reasons(&error).as_deref(), error.code()) {
-            Verdict::ConditionsFailed(failed) => return Ok(Sent::ConditionsFailed(failed)),
-            Verdict::Failed => return Err(driver_error(context(), error)),
+            Verdict::ConditionsFailed(failed) => {
+                let mut items = cancellation_items(&error).into_iter();
+                return Ended::ConditionsFailed(
+                    failed
+                        .into_iter()
+                        .map(|failed| Reason {
+                            failed,
+                            item: items.next().flatten(),
+                        })
+                        .collect(),
+                );
+            }
+            Verdict::Failed => {
+                let maybe_applied = may_have_applied(&error);
+                return Ended::Failed(Failed {
+                    error: driver_error(context(), error),
+                    maybe_applied,
+                });
+            }
             Verdict::Conflicting => {
                 tracing::debug!(
                     attempt = attempt + 1,
@@ -123,7 +210,40 @@ pub(crate) async fn transact(
             }
         }
     }
-    Ok(Sent::StillConflicting)
+    Ended::StillConflicting
+}
+
+/// The items a `TransactionCanceledException` returned, one per action (`None` where it
+/// returned none), or nothing for other errors.
+fn cancellation_items(
+    error: &SdkError<TransactWriteItemsError, HttpResponse>,
+) -> Vec<Option<Item>> {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => canceled
+            .cancellation_reasons()
+            .iter()
+            .map(|reason| reason.item().filter(|item| !item.is_empty()).cloned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a failed `TransactWriteItems` may have been applied all the same. Not when it was
+/// never sent, nor when DynamoDB answered with a client error (a canceled transaction, a
+/// validation error, throttling, a missing table: the request was refused, and any earlier
+/// attempt of it the SDK made would have made a retry with the same client request token
+/// succeed), except that another attempt of it is still being applied. Otherwise (a server
+/// error, a timeout, a lost connection, an answer that could not be read) it may have been.
+pub(crate) fn may_have_applied(error: &SdkError<TransactWriteItemsError, HttpResponse>) -> bool {
+    match error {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
+        SdkError::ServiceError(failure) => {
+            failure.raw().status().is_server_error()
+                || failure.err().code() == Some(TRANSACTION_IN_PROGRESS_EXCEPTION)
+        }
+        _ => true,
+    }
 }
 
 /// The pause after attempt `attempt` (from 0): uniformly random up to
@@ -269,6 +389,35 @@ mod tests {
         }
         let error: TransactError = SdkError::timeout_error("timed out");
         assert_eq!(verdict_of(&error), Verdict::Failed);
+    }
+
+    #[test]
+    fn only_refusals_say_nothing_was_applied() {
+        let service = |code: &str, status: u16| -> TransactError {
+            SdkError::service_error(
+                TransactWriteItemsError::generic(ErrorMetadata::builder().code(code).build()),
+                HttpResponse::new(
+                    StatusCode::try_from(status).expect("status"),
+                    SdkBody::empty(),
+                ),
+            )
+        };
+        // DynamoDB answered that it did not apply it.
+        assert!(!may_have_applied(&canceled(&[Some(CONDITION_FAILED)])));
+        assert!(!may_have_applied(&canceled(&[Some("ThrottlingError")])));
+        assert!(!may_have_applied(&service("ValidationException", 400)));
+        assert!(!may_have_applied(&service("ThrottlingException", 400)));
+        assert!(!may_have_applied(&SdkError::construction_failure(
+            "no region"
+        )));
+        // No answer, or one that does not tell.
+        assert!(may_have_applied(&service("InternalServerError", 500)));
+        assert!(may_have_applied(&service("ServiceUnavailable", 503)));
+        assert!(may_have_applied(&service(
+            TRANSACTION_IN_PROGRESS_EXCEPTION,
+            400
+        )));
+        assert!(may_have_applied(&SdkError::timeout_error("timed out")));
     }
 
     #[test]

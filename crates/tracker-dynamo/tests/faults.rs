@@ -427,6 +427,90 @@ async fn leftover_items_are_overwritten_under_the_head_condition() {
     assert!(bodies[1].contains("attribute_not_exists"));
 }
 
+fn append_for(name: &str, expected: u64, events: usize) -> Append {
+    let events: Vec<Event> = (0..events)
+        .map(|n| Event::bot(format!("{n}")).at(1_700_000_000.0))
+        .collect();
+    Append::new(SenderId::new(name).expect("id"), expected, &events).expect("append")
+}
+
+#[tokio::test]
+async fn a_batch_whose_transaction_may_have_been_applied_fails_whole() {
+    let fake = FakeDynamo::start(|request| match request.operation.as_str() {
+        "TransactWriteItems" => (500, error_body("InternalServerError", "oops")),
+        _ => (400, error_body("ValidationException", "unexpected")),
+    })
+    .await;
+    let batch = [append_for("alice", 0, 2), append_for("bob", 0, 2)];
+    let error = fake
+        .store()
+        .append_batch(&batch)
+        .await
+        .expect_err("unknown");
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    // One transaction for both, sent three times by the SDK, never alone.
+    assert_eq!(fake.count("TransactWriteItems"), 3);
+}
+
+#[tokio::test]
+async fn a_refused_batch_transaction_is_sent_conversation_by_conversation() {
+    let fake = FakeDynamo::start(|request| match request.operation.as_str() {
+        "TransactWriteItems" if request.body.contains("alice") && request.body.contains("bob") => {
+            (400, error_body("ValidationException", "refused together"))
+        }
+        "TransactWriteItems" if request.body.contains("bob") => {
+            (400, error_body("ThrottlingException", "slow down"))
+        }
+        "TransactWriteItems" => (200, "{}".to_owned()),
+        _ => (400, error_body("ValidationException", "unexpected")),
+    })
+    .await;
+    let batch = [append_for("alice", 0, 2), append_for("bob", 0, 2)];
+    let results = fake.store().append_batch(&batch).await.expect("the batch");
+    assert_eq!(results[0].as_ref().ok(), Some(&2));
+    match &results[1] {
+        Err(error) => assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}"),
+        Ok(version) => panic!("written: {version}"),
+    }
+    // Together once, then alice alone, and bob alone three times (the SDK's retries).
+    assert_eq!(fake.count("TransactWriteItems"), 5);
+}
+
+#[tokio::test]
+async fn a_failed_head_condition_in_a_batch_returns_the_head_and_leaves_the_rest() {
+    let fake = FakeDynamo::start(|request| match request.operation.as_str() {
+        "TransactWriteItems" if request.body.contains("alice") => {
+            let (status, body) =
+                canceled(&["ConditionalCheckFailed", "None", "None", "None", "None"]);
+            // DynamoDB returns the head as it was (`ReturnValuesOnConditionCheckFailure`).
+            let mut body: serde_json::Value = serde_json::from_str(&body).expect("json");
+            body["CancellationReasons"][0]["Item"] = serde_json::json!({
+                "sender_id": {"S": "alice"}, "seq": {"N": "0"}, "version": {"N": "7"}
+            });
+            (status, body.to_string())
+        }
+        "TransactWriteItems" => (200, "{}".to_owned()),
+        _ => (400, error_body("ValidationException", "unexpected")),
+    })
+    .await;
+    let batch = [append_for("alice", 3, 1), append_for("bob", 0, 2)];
+    let results = fake.store().append_batch(&batch).await.expect("the batch");
+    match &results[0] {
+        Err(error) => {
+            assert_eq!(error.kind(), ErrorKind::Conflict, "{error}");
+            assert_eq!(error.current_version(), Some(7));
+        }
+        Ok(version) => panic!("written: {version}"),
+    }
+    assert_eq!(results[1].as_ref().ok(), Some(&2));
+    let bodies = fake.bodies("TransactWriteItems");
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies[0].contains("\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\""));
+    assert!(!bodies[1].contains("alice"), "{}", bodies[1]);
+    // The version came with the cancellation: nothing was read.
+    assert_eq!(fake.count("GetItem"), 0);
+}
+
 /// A store on a new table of the test server, reached through a proxy that cancels one in
 /// every `every` transactions for a conflicting transaction, as DynamoDB does when two meet on
 /// one item; `None` after a loud skip.
