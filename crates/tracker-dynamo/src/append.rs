@@ -8,9 +8,10 @@ use tracker_core::{Append, Error, Result};
 
 use crate::items::{Db, RasaCopy};
 use crate::schema::{
-    self, Item, MAX_ADOPTION_EVENTS, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, event_item, item_size,
+    Item, MAX_ADOPTION_EVENTS, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, event_item, item_size,
 };
 use crate::transact::{Ended, Failed, send_transaction};
+use crate::writes;
 
 /// How an append's transaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ pub(crate) async fn write(
     conditional: bool,
 ) -> Result<u64, Failed> {
     let sender_id = append.sender_id().as_str();
-    let guards = [schema::head_update(db.table, append, db.pending_mark())?];
+    let guards = [writes::head_update(db.table, append, db.pending_mark())?];
     if send(db, sender_id, &guards, items, conditional).await? == Applied::Done {
         return Ok(append.new_version());
     }
@@ -173,7 +174,7 @@ async fn adopt(
         .or_else(|| rasa.last_session_started());
     let new_version = append.new_version();
     let guards = [
-        schema::head_write(
+        writes::head_write(
             db.table,
             sender_id,
             0,
@@ -181,7 +182,7 @@ async fn adopt(
             session_start,
             db.pending_mark(),
         )?,
-        schema::rasa_check(rasa_table, sender_id, copy.entries)?,
+        writes::rasa_check(rasa_table, sender_id, copy.entries)?,
     ];
     if send(db, sender_id, &guards, &all, true).await? == Applied::Done {
         tracing::info!(
@@ -214,7 +215,7 @@ async fn send(
     loop {
         let mut actions = guards.to_vec();
         for item in items {
-            actions.push(schema::event_put(db.table, item.clone(), conditional)?);
+            actions.push(writes::event_put(db.table, item.clone(), conditional)?);
         }
         let failed = match send_transaction(db.client, &actions, &context).await {
             Ended::Committed => return Ok(Applied::Done),

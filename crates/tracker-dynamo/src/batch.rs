@@ -23,6 +23,7 @@ use crate::schema::{
     self, Item, MAX_TRANSACTION_ACTIONS, MAX_TRANSACTION_BYTES, VERSION, item_size, read_number,
 };
 use crate::transact::{Ended, Failed, Reason, send_transaction};
+use crate::writes;
 
 /// Most transactions of one batch in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 8;
@@ -45,7 +46,22 @@ struct Entry<'a> {
     conditional: bool,
 }
 
-impl Entry<'_> {
+impl<'a> Entry<'a> {
+    /// The entry of `append`, at `position` in the batch.
+    ///
+    /// # Errors
+    /// When the append is over DynamoDB's limits.
+    fn new(position: usize, append: &'a Append) -> Result<Self> {
+        let items = schema::append_items(append)?;
+        Ok(Self {
+            position,
+            append,
+            bytes: items.iter().map(item_size).sum(),
+            items,
+            conditional: true,
+        })
+    }
+
     /// Its actions in a transaction: the head's update, then one put per event.
     fn actions(&self) -> usize {
         self.items.len() + 1
@@ -77,20 +93,8 @@ pub(crate) async fn append_batch(db: &Db<'_>, appends: &[Append]) -> Result<Vec<
     let mut results: Vec<Option<Result<u64>>> = appends.iter().map(|_| None).collect();
     let mut entries = Vec::with_capacity(appends.len());
     for (position, append) in appends.iter().enumerate() {
-        let sender_id = append.sender_id().as_str();
-        let items: Vec<Item> = append
-            .records()
-            .iter()
-            .map(|record| schema::event_item(sender_id, record))
-            .collect();
-        match schema::check_append(append, &items) {
-            Ok(()) => entries.push(Entry {
-                position,
-                append,
-                bytes: items.iter().map(item_size).sum(),
-                items,
-                conditional: true,
-            }),
+        match Entry::new(position, append) {
+            Ok(entry) => entries.push(entry),
             Err(error) => results[position] = Some(Err(error)),
         }
     }
@@ -284,13 +288,13 @@ async fn send_group(db: &Db<'_>, mut group: Vec<Entry<'_>>) -> Result<Vec<Outcom
 /// keeps one), then one put per event.
 fn entry_actions(db: &Db<'_>, entry: &Entry<'_>) -> Result<Vec<TransactWriteItem>> {
     let mut actions = Vec::with_capacity(entry.actions());
-    actions.push(schema::head_update(
+    actions.push(writes::head_update(
         db.table,
         entry.append,
         db.pending_mark(),
     )?);
     for item in &entry.items {
-        actions.push(schema::event_put(
+        actions.push(writes::event_put(
             db.table,
             item.clone(),
             entry.conditional,
@@ -338,20 +342,7 @@ mod tests {
         appends
             .iter()
             .enumerate()
-            .map(|(position, append)| {
-                let items: Vec<Item> = append
-                    .records()
-                    .iter()
-                    .map(|record| schema::event_item(append.sender_id().as_str(), record))
-                    .collect();
-                Entry {
-                    position,
-                    append,
-                    bytes: items.iter().map(item_size).sum(),
-                    items,
-                    conditional: true,
-                }
-            })
+            .map(|(position, append)| Entry::new(position, append).expect("within the limits"))
             .collect()
     }
 

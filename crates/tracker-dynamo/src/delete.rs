@@ -7,8 +7,8 @@
 use tracker_core::{Error, ErrorKind, ExpectedVersion, Result};
 
 use crate::items::Db;
-use crate::schema;
 use crate::transact::{Sent, transact};
+use crate::writes;
 
 /// How many times a delete reads the conversation and sends its transaction while the
 /// conversation changes under it (each send itself retried while it meets other
@@ -77,10 +77,10 @@ pub(crate) async fn delete(
         match (own, &rasa) {
             (Own::At(version), _) => {
                 let at = matches!(expected, ExpectedVersion::Exact(_)).then_some(version);
-                actions.push(schema::head_delete(db.table, sender_id, at)?);
+                actions.push(writes::head_delete(db.table, sender_id, at)?);
             }
-            (Own::Unreadable, _) => actions.push(schema::head_delete(db.table, sender_id, None)?),
-            (Own::Absent, Some(_)) => actions.push(schema::head_absent(db.table, sender_id)?),
+            (Own::Unreadable, _) => actions.push(writes::head_delete(db.table, sender_id, None)?),
+            (Own::Absent, Some(_)) => actions.push(writes::head_absent(db.table, sender_id)?),
             (Own::Absent, None) => {
                 // Nothing to delete but what an interrupted delete may have left.
                 remove_events(db, sender_id).await;
@@ -88,7 +88,7 @@ pub(crate) async fn delete(
             }
         }
         if let (Some(entries), Some(table)) = (rasa, db.rasa_table) {
-            actions.push(schema::rasa_delete(table, sender_id, entries)?);
+            actions.push(writes::rasa_delete(table, sender_id, entries)?);
         }
         match transact(db.client, &actions, &context).await? {
             Sent::Committed => {

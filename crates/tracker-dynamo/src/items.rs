@@ -15,10 +15,11 @@ use crate::config::{RASA_EVENTS, RASA_HASH_KEY};
 use crate::error::{build_error, driver_error};
 use crate::rasa::parse_rasa_item;
 use crate::schema::{
-    self, DATA, HASH_KEY, HEAD_SEQ, Item, MAX_EVENTS_PER_APPEND, RANGE_KEY, SESSION_START, VERSION,
+    DATA, HASH_KEY, HEAD_SEQ, Item, MAX_EVENTS_PER_APPEND, RANGE_KEY, SESSION_START, VERSION,
     continuation, key, number, rasa_key, read_number,
 };
 use crate::transact::{Sent, transact};
+use crate::writes;
 
 /// Most keys of one `BatchGetItem`.
 pub(crate) const BATCH_GET_KEYS: usize = 100;
@@ -385,7 +386,7 @@ impl Db<'_> {
     /// no head. Returns false (deleting nothing) when it has one (it was created anew) or
     /// other transactions kept getting in the way.
     async fn delete_event_items(&self, sender_id: &str, seqs: &[u64]) -> Result<bool> {
-        let actions = schema::event_deletes(self.table, sender_id, seqs)?;
+        let actions = writes::event_deletes(self.table, sender_id, seqs)?;
         let context = || format!("deleting the events of {sender_id:?}");
         Ok(transact(self.client, &actions, &context).await? == Sent::Committed)
     }

@@ -15,6 +15,7 @@ mod registration;
 pub mod schema;
 mod store;
 mod transact;
+mod writes;
 
 pub use config::{DEFAULT_REGION, DEFAULT_TABLE_NAME, DynamoConfig, RASA_DEFAULT_TABLE_NAME};
 pub use migrate::Tables;

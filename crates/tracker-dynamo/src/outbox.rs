@@ -2,7 +2,7 @@
 //!
 //! - **Pending mark**: every append's head update — in the append's own `TransactWriteItems`,
 //!   an adoption's included — also sets [`OUTBOX_SHARD`] and, unless it is there already,
-//!   [`OUTBOX_PENDING`] (`schema::head_write`). An append and its mark are one atomic write;
+//!   [`OUTBOX_PENDING`] (`writes::head_write`). An append and its mark are one atomic write;
 //!   a failed append leaves neither.
 //! - **Finding pending heads**: the sparse global secondary index [`OUTBOX_INDEX`] holds the
 //!   marked heads only, spread over [`OUTBOX_SHARDS`] partitions. [`Outbox::pending`] queries

@@ -18,7 +18,7 @@ use crate::delete;
 use crate::items::Db;
 use crate::list;
 use crate::migrate::{self, Tables};
-use crate::schema::{self, Item, MAX_APPEND_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND};
+use crate::schema::{self, MAX_APPEND_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND};
 
 /// Attempts of a read whose head and events disagree (a delete ran in between).
 const READ_ATTEMPTS: usize = 3;
@@ -345,14 +345,8 @@ impl Store for DynamoStore {
     }
 
     async fn append(&self, append: &Append) -> Result<u64> {
-        let sender_id = append.sender_id().as_str();
-        let items: Vec<Item> = append
-            .records()
-            .iter()
-            .map(|record| schema::event_item(sender_id, record))
-            .collect();
-        schema::check_append(append, &items)?;
-        self.check_writable(&format!("appending to {sender_id:?}"))
+        let items = schema::append_items(append)?;
+        self.check_writable(&format!("appending to {:?}", append.sender_id().as_str()))
             .await?;
         append::append(&self.db().await?, append, &items).await
     }

@@ -8,37 +8,15 @@ mod common;
 use std::collections::{HashMap, HashSet};
 
 use common::conflicts::ConflictProxy;
+use common::items::{Item, delete_head, head_item, number, partition};
+use common::{bots, fresh_id, fresh_ids, texts};
 use tracker_core::{
     Append, BatchAppend, ErrorKind, Event, ReadScope, SenderId, Store, TrackerStore,
 };
-use tracker_dynamo::aws_sdk_dynamodb::Client;
 use tracker_dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use tracker_dynamo::schema::{
-    HASH_KEY, HEAD_SEQ, MAX_EVENTS_PER_APPEND, OUTBOX_PENDING, OUTBOX_SHARD, RANGE_KEY, VERSION,
-    outbox_shard,
+    MAX_EVENTS_PER_APPEND, OUTBOX_PENDING, OUTBOX_SHARD, VERSION, outbox_shard,
 };
-
-type Item = HashMap<String, AttributeValue>;
-
-fn fresh_id(case: &str) -> String {
-    format!(
-        "{case}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-fn number(item: &Item, name: &str) -> Option<u64> {
-    match item.get(name) {
-        Some(AttributeValue::N(text)) => Some(text.parse().expect("a number")),
-        _ => None,
-    }
-}
-
-fn bots(count: usize, tag: &str) -> Vec<Event> {
-    (0..count)
-        .map(|n| Event::bot(format!("{tag} {n}")).at(1_700_000_000.0 + n as f64))
-        .collect()
-}
 
 /// `count` events (at least 4) that open a session: `action_session_start`,
 /// `session_started`, a user message, then replies.
@@ -54,40 +32,13 @@ fn session(count: usize, tag: &str) -> Vec<Event> {
     events
 }
 
-fn texts(events: &[Event]) -> Vec<String> {
-    events.iter().map(Event::to_rasa_json).collect()
-}
-
-/// Every item of a conversation's partition in `table`, read straight from the table.
-async fn partition(client: &Client, table: &str, sender_id: &str) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let output = client
-            .query()
-            .table_name(table)
-            .consistent_read(true)
-            .key_condition_expression("#k = :k")
-            .expression_attribute_names("#k", HASH_KEY)
-            .expression_attribute_values(":k", AttributeValue::S(sender_id.to_owned()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("query the partition");
-        items.extend(output.items.unwrap_or_default());
-        start = output.last_evaluated_key.filter(|key| !key.is_empty());
-        if start.is_none() {
-            return items;
-        }
+/// The append of `events` to `sender_id` at `expected_version`, as an entry of a batch.
+fn entry<'a>(sender_id: &'a str, expected_version: u64, events: &'a [Event]) -> BatchAppend<'a> {
+    BatchAppend {
+        sender_id,
+        expected_version,
+        events,
     }
-}
-
-/// A conversation's head item, straight from `table`.
-async fn raw_head(client: &Client, table: &str, sender_id: &str) -> Option<Item> {
-    partition(client, table, sender_id)
-        .await
-        .into_iter()
-        .find(|item| number(item, RANGE_KEY) == Some(HEAD_SEQ))
 }
 
 /// Reads a conversation whole and checks it holds exactly `expected`.
@@ -124,15 +75,14 @@ async fn a_batch_of_150_conversations_keeps_each_one_apart() {
     let proxy = ConflictProxy::start(&common::url().await.expect("url"), usize::MAX).await;
     let store = TrackerStore::new(common::store_on(common::client_for(&proxy.url), &table));
 
-    let prefix = fresh_id("batch150");
-    let ids: Vec<String> = (0..150).map(|n| format!("{prefix}-{n:03}")).collect();
+    let ids = fresh_ids("batch150", 150);
     // Every third conversation exists before the batch; 6 and 141 were appended to since
     // the batch's writer read them. Every append of the batch is 24 events (25 actions), so
     // transactions hold four conversations each: 6 is in the second, 141 in the 36th.
     let stale = [6, 141];
     let mut before: Vec<Vec<Event>> = vec![Vec::new(); 150];
     for n in (0..150).step_by(3) {
-        before[n] = bots(n % 7 + 1, &format!("before {n}"));
+        before[n] = bots(0, n % 7 + 1, &format!("before {n}"));
         direct
             .append(&ids[n], 0, &before[n])
             .await
@@ -150,16 +100,12 @@ async fn a_batch_of_150_conversations_keeps_each_one_apart() {
             if n % 4 == 0 {
                 session(24, &format!("added {n}"))
             } else {
-                bots(24, &format!("added {n}"))
+                bots(0, 24, &format!("added {n}"))
             }
         })
         .collect();
     let batch: Vec<BatchAppend<'_>> = (0..150)
-        .map(|n| BatchAppend {
-            sender_id: &ids[n],
-            expected_version: before[n].len() as u64,
-            events: &added[n],
-        })
+        .map(|n| entry(&ids[n], before[n].len() as u64, &added[n]))
         .collect();
     let results = store.append_batch(&batch).await.expect("the batch");
     assert_eq!(results.len(), 150);
@@ -212,37 +158,21 @@ async fn a_conversation_that_fills_a_transaction_goes_alone() {
     let id = |name: &str| format!("{prefix}-{name}");
     let (full, nearly, stale) = (id("full"), id("nearly"), id("stale"));
     let small: Vec<String> = (0..5).map(|n| id(&format!("small-{n}"))).collect();
-    let existing = bots(3, "existing");
+    let existing = bots(0, 3, "existing");
     store.append(&nearly, 0, &existing).await.expect("append");
     store.append(&stale, 0, &existing).await.expect("append");
 
     // 99 events and the head: 100 actions, a transaction of its own; 98 events and the
     // head beside a conversation of two events; one at a stale version with 99 events.
-    let many = bots(MAX_EVENTS_PER_APPEND, "many");
-    let fewer = bots(MAX_EVENTS_PER_APPEND - 1, "fewer");
-    let two = bots(2, "two");
+    let many = bots(0, MAX_EVENTS_PER_APPEND, "many");
+    let fewer = bots(0, MAX_EVENTS_PER_APPEND - 1, "fewer");
+    let two = bots(0, 2, "two");
     let mut batch = vec![
-        BatchAppend {
-            sender_id: &full,
-            expected_version: 0,
-            events: &many,
-        },
-        BatchAppend {
-            sender_id: &nearly,
-            expected_version: 3,
-            events: &fewer,
-        },
-        BatchAppend {
-            sender_id: &stale,
-            expected_version: 2,
-            events: &many,
-        },
+        entry(&full, 0, &many),
+        entry(&nearly, 3, &fewer),
+        entry(&stale, 2, &many),
     ];
-    batch.extend(small.iter().map(|sender_id| BatchAppend {
-        sender_id,
-        expected_version: 0,
-        events: &two,
-    }));
+    batch.extend(small.iter().map(|sender_id| entry(sender_id, 0, &two)));
     let results = store.append_batch(&batch).await.expect("the batch");
     assert_eq!(results[0].as_ref().ok(), Some(&99));
     assert_eq!(results[1].as_ref().ok(), Some(&101));
@@ -260,7 +190,7 @@ async fn a_conversation_that_fills_a_transaction_goes_alone() {
 
     // Called directly, past the checks of `TrackerStore`: an append over the limit is that
     // conversation's error alone.
-    let over = bots(MAX_EVENTS_PER_APPEND + 1, "over");
+    let over = bots(0, MAX_EVENTS_PER_APPEND + 1, "over");
     let (big, fine) = (id("big"), id("fine"));
     let appends = [
         Append::new(SenderId::new(big.as_str()).expect("id"), 0, &over).expect("append"),
@@ -291,29 +221,15 @@ async fn items_an_interrupted_delete_left_are_overwritten_in_a_batch() {
     let table = dynamo.table_name().to_owned();
     let client = dynamo.client().clone();
     let store = TrackerStore::new(dynamo);
-    let prefix = fresh_id("leftovers");
-    let ids: Vec<String> = (0..4).map(|n| format!("{prefix}-{n}")).collect();
+    let ids = fresh_ids("leftovers", 4);
     store
-        .append(&ids[1], 0, &bots(10, "old"))
+        .append(&ids[1], 0, &bots(0, 10, "old"))
         .await
         .expect("append");
     // A delete that crashed right after removing the head: events 1..=10 are left.
-    client
-        .delete_item()
-        .table_name(&table)
-        .key(HASH_KEY, AttributeValue::S(ids[1].clone()))
-        .key(RANGE_KEY, AttributeValue::N("0".into()))
-        .send()
-        .await
-        .expect("delete the head");
-    let events: Vec<Vec<Event>> = (0..4).map(|n| bots(3, &format!("new {n}"))).collect();
-    let batch: Vec<BatchAppend<'_>> = (0..4)
-        .map(|n| BatchAppend {
-            sender_id: &ids[n],
-            expected_version: 0,
-            events: &events[n],
-        })
-        .collect();
+    delete_head(&client, &table, &ids[1]).await;
+    let events: Vec<Vec<Event>> = (0..4).map(|n| bots(0, 3, &format!("new {n}"))).collect();
+    let batch: Vec<BatchAppend<'_>> = (0..4).map(|n| entry(&ids[n], 0, &events[n])).collect();
     let results = store.append_batch(&batch).await.expect("the batch");
     for (n, result) in results.iter().enumerate() {
         assert_eq!(result.as_ref().ok(), Some(&3), "conversation {n}");
@@ -331,27 +247,22 @@ async fn a_batch_with_the_outbox_marks_every_conversation_pending() {
     let table = dynamo.table_name().to_owned();
     let client = dynamo.client().clone();
     let store = TrackerStore::new(dynamo.clone());
-    let prefix = fresh_id("outbox-batch");
-    let ids: Vec<String> = (0..30).map(|n| format!("{prefix}-{n:02}")).collect();
+    let ids = fresh_ids("outbox-batch", 30);
     // Ten exist already, with their pending mark.
     let mut marks = HashMap::new();
     for id in &ids[..10] {
         store
-            .append(id, 0, &bots(2, "before"))
+            .append(id, 0, &bots(0, 2, "before"))
             .await
             .expect("append");
-        let head = raw_head(&client, &table, id).await.expect("a head");
+        let head = head_item(&client, &table, id).await.expect("a head");
         marks.insert(id.clone(), number(&head, OUTBOX_PENDING).expect("a mark"));
     }
     let events = session(6, "batch");
     let batch: Vec<BatchAppend<'_>> = ids
         .iter()
         .enumerate()
-        .map(|(n, sender_id)| BatchAppend {
-            sender_id,
-            expected_version: if n < 10 { 2 } else { 0 },
-            events: &events,
-        })
+        .map(|(n, sender_id)| entry(sender_id, if n < 10 { 2 } else { 0 }, &events))
         .collect();
     let results = store.append_batch(&batch).await.expect("the batch");
     for (n, result) in results.iter().enumerate() {
@@ -359,7 +270,7 @@ async fn a_batch_with_the_outbox_marks_every_conversation_pending() {
         assert_eq!(result.as_ref().ok(), Some(&version), "conversation {n}");
     }
     for id in &ids {
-        let head = raw_head(&client, &table, id).await.expect("a head");
+        let head = head_item(&client, &table, id).await.expect("a head");
         let version = number(&head, VERSION).expect("a version");
         assert_eq!(number(&head, OUTBOX_SHARD), Some(outbox_shard(id)));
         let mark = number(&head, OUTBOX_PENDING).expect("pending");
@@ -369,14 +280,7 @@ async fn a_batch_with_the_outbox_marks_every_conversation_pending() {
         }
         assert_eq!(number(&head, "session_start"), Some(version - 4), "{id}");
     }
-    let outbox = dynamo.outbox().expect("an outbox");
-    let pending: HashSet<String> = outbox
-        .pending(100)
-        .await
-        .expect("pending")
-        .into_iter()
-        .map(|id| id.as_str().to_owned())
-        .collect();
+    let pending: HashSet<String> = common::pending(&dynamo, 100).await.into_iter().collect();
     for id in &ids {
         assert!(pending.contains(id), "{id} is pending");
     }
@@ -440,31 +344,15 @@ async fn a_batch_adopts_and_refuses_as_single_appends_do() {
         .expect("read")
         .expect("Rasa's copy");
     assert_eq!(rasas.version, 5);
-    let more = bots(2, "more");
+    let more = bots(0, 2, "more");
     let batch = [
         // At Rasa's version: moves into this store's table with the append.
-        BatchAppend {
-            sender_id: &adopted,
-            expected_version: 5,
-            events: &more,
-        },
+        entry(&adopted, 5, &more),
         // Rasa holds it: it is not new.
-        BatchAppend {
-            sender_id: &refused,
-            expected_version: 0,
-            events: &more,
-        },
+        entry(&refused, 0, &more),
         // Nobody holds it.
-        BatchAppend {
-            sender_id: &absent,
-            expected_version: 2,
-            events: &more,
-        },
-        BatchAppend {
-            sender_id: &new,
-            expected_version: 0,
-            events: &more,
-        },
+        entry(&absent, 2, &more),
+        entry(&new, 0, &more),
     ];
     let results = store.append_batch(&batch).await.expect("the batch");
     assert_eq!(results[0].as_ref().ok(), Some(&7));
@@ -495,18 +383,11 @@ async fn a_batch_whose_transactions_meet_others_is_written_whole() {
     // A third of all transactions canceled with DynamoDB's `TransactionConflict` reply.
     let proxy = ConflictProxy::start(&common::url().await.expect("url"), 3).await;
     let store = TrackerStore::new(common::store_on(common::client_for(&proxy.url), &table));
-    let prefix = fresh_id("meeting");
-    let ids: Vec<String> = (0..40).map(|n| format!("{prefix}-{n:02}")).collect();
+    let ids = fresh_ids("meeting", 40);
     let events: Vec<Vec<Event>> = (0..40)
-        .map(|n| bots(n % 9 + 1, &format!("meet {n}")))
+        .map(|n| bots(0, n % 9 + 1, &format!("meet {n}")))
         .collect();
-    let batch: Vec<BatchAppend<'_>> = (0..40)
-        .map(|n| BatchAppend {
-            sender_id: &ids[n],
-            expected_version: 0,
-            events: &events[n],
-        })
-        .collect();
+    let batch: Vec<BatchAppend<'_>> = (0..40).map(|n| entry(&ids[n], 0, &events[n])).collect();
     let results = store.append_batch(&batch).await.expect("the batch");
     for (n, result) in results.iter().enumerate() {
         assert_eq!(

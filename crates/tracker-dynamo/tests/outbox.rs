@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tracker_core::{ErrorKind, Event, Outbox, SenderId, Store, TrackerStore};
+use common::items::{Item, number};
+use common::{bots, fresh_id, pending};
+use tracker_core::{ErrorKind, Outbox, SenderId, Store, TrackerStore};
 use tracker_dynamo::aws_sdk_dynamodb::Client;
 use tracker_dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use tracker_dynamo::schema::{
@@ -19,16 +21,7 @@ use tracker_dynamo::schema::{
 };
 use tracker_dynamo::{DynamoConfig, DynamoStore};
 
-type Item = HashMap<String, AttributeValue>;
-
 const TTL: Duration = Duration::from_secs(30);
-
-fn fresh_id(case: &str) -> String {
-    format!(
-        "{case}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
 
 fn id(text: &str) -> SenderId {
     SenderId::new(text).expect("a valid id")
@@ -39,19 +32,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("after the epoch");
     u64::try_from(elapsed.as_millis()).expect("milliseconds")
-}
-
-fn number(item: &Item, name: &str) -> Option<u64> {
-    match item.get(name) {
-        Some(AttributeValue::N(text)) => Some(text.parse().expect("a number")),
-        _ => None,
-    }
-}
-
-fn events(count: usize, tag: &str) -> Vec<Event> {
-    (0..count)
-        .map(|n| Event::bot(format!("{tag} {n}")).at(1_700_000_000.0 + n as f64))
-        .collect()
 }
 
 fn outbox(store: &DynamoStore) -> &dyn Outbox {
@@ -72,16 +52,6 @@ async fn raw_head(store: &DynamoStore, sender_id: &str) -> Option<Item> {
         .await
         .expect("get the head")
         .item
-}
-
-async fn pending(store: &DynamoStore, limit: usize) -> Vec<String> {
-    outbox(store)
-        .pending(limit)
-        .await
-        .expect("pending")
-        .into_iter()
-        .map(|id| id.as_str().to_owned())
-        .collect()
 }
 
 /// The names of a table's global secondary indexes.
@@ -111,7 +81,7 @@ async fn without_the_outbox_nothing_more_is_written() {
     assert!(indexes(store.client(), &table).await.is_empty());
     let a = fresh_id("plain");
     TrackerStore::new(store.clone())
-        .append(&a, 0, &events(2, "a"))
+        .append(&a, 0, &bots(0, 2, "a"))
         .await
         .expect("append");
     let head = raw_head(&store, &a).await.expect("a head");
@@ -135,7 +105,7 @@ async fn the_head_carries_mark_lease_and_checkpoint() {
     let a = fresh_id("marked");
     let before = now_ms();
     trackers
-        .append(&a, 0, &events(3, "a"))
+        .append(&a, 0, &bots(0, 3, "a"))
         .await
         .expect("append");
     let head = raw_head(&store, &a).await.expect("a head");
@@ -147,11 +117,11 @@ async fn the_head_carries_mark_lease_and_checkpoint() {
 
     tokio::time::sleep(Duration::from_millis(5)).await;
     trackers
-        .append(&a, 3, &events(2, "b"))
+        .append(&a, 3, &bots(0, 2, "b"))
         .await
         .expect("append");
     let error = trackers
-        .append(&a, 3, &events(1, "stale"))
+        .append(&a, 3, &bots(0, 1, "stale"))
         .await
         .expect_err("stale");
     assert_eq!(error.kind(), ErrorKind::Conflict);
@@ -221,7 +191,7 @@ async fn pending_is_oldest_first_across_shards_and_pages() {
         .collect();
     for sender in &ids {
         trackers
-            .append(sender, 0, &events(1, sender))
+            .append(sender, 0, &bots(0, 1, sender))
             .await
             .expect("append");
         tokio::time::sleep(Duration::from_millis(3)).await;
@@ -337,7 +307,7 @@ async fn adopted_conversations_are_published_from_rasas_first_event() {
     let trackers = TrackerStore::new(store.clone());
     assert_eq!(trackers.version(&a).await.expect("version"), 2);
     trackers
-        .append(&a, 2, &events(1, "new"))
+        .append(&a, 2, &bots(0, 1, "new"))
         .await
         .expect("adopt");
     assert_eq!(pending(&store, 100).await, [a.as_str()]);
@@ -361,7 +331,7 @@ async fn the_index_is_added_to_an_existing_table() {
     let trackers = TrackerStore::new(plain.clone());
     let before = fresh_id("before");
     trackers
-        .append(&before, 0, &events(2, "before"))
+        .append(&before, 0, &bots(0, 2, "before"))
         .await
         .expect("append");
 
@@ -409,7 +379,7 @@ async fn the_index_is_added_to_an_existing_table() {
     let trackers = TrackerStore::new(store.clone());
     assert!(pending(&store, 100).await.is_empty());
     trackers
-        .append(&before, 2, &events(1, "after"))
+        .append(&before, 2, &bots(0, 1, "after"))
         .await
         .expect("append");
     assert_eq!(pending(&store, 100).await, [before.as_str()]);

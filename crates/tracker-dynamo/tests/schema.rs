@@ -12,13 +12,6 @@ use tracker_dynamo::aws_sdk_dynamodb::types::{
 };
 use tracker_dynamo::{DynamoConfig, DynamoStore};
 
-fn fresh_id(case: &str) -> String {
-    format!(
-        "{case}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
 async fn create_table(client: &Client, name: &str, keys: &[(&str, KeyType, ScalarAttributeType)]) {
     let mut request = client
         .create_table()
@@ -222,7 +215,7 @@ async fn connect_from_configuration() {
         .expect("connect and create");
     assert_eq!(store.table_name(), table);
     let store = TrackerStore::new(store);
-    let id = fresh_id("connected");
+    let id = common::fresh_id("connected");
     let mut tracker = store.get_or_create_tracker(&id).await.expect("create");
     tracker.update(Event::user("hi", "greet", 0.98));
     assert_eq!(store.save(&mut tracker).await.expect("save"), 1);

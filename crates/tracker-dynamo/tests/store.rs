@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
+use common::items::{delete_head, number, partition, seqs};
+use common::{bots, fresh_id, texts};
 use tracker_core::{ErrorKind, Event, ReadScope, SenderId, Store, TrackerStore};
-use tracker_dynamo::aws_sdk_dynamodb::Client;
 use tracker_dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use tracker_dynamo::schema::{
     DATA, HASH_KEY, HEAD_SEQ, MAX_APPEND_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_APPEND, RANGE_KEY,
@@ -29,63 +30,6 @@ fn the_readme_states_the_capabilities() {
         include_str!("../README.md"),
         &store.capabilities(),
     );
-}
-
-type Item = HashMap<String, AttributeValue>;
-
-fn fresh_id(case: &str) -> String {
-    format!(
-        "{case}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-fn number(item: &Item, name: &str) -> Option<u64> {
-    match item.get(name) {
-        Some(AttributeValue::N(text)) => Some(text.parse().expect("a number")),
-        _ => None,
-    }
-}
-
-/// Every item of a conversation's partition, read straight from the table.
-async fn partition(client: &Client, table: &str, sender_id: &str) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let output = client
-            .query()
-            .table_name(table)
-            .consistent_read(true)
-            .key_condition_expression("#k = :k")
-            .expression_attribute_names("#k", HASH_KEY)
-            .expression_attribute_values(":k", AttributeValue::S(sender_id.to_owned()))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("query the partition");
-        items.extend(output.items.unwrap_or_default());
-        start = output.last_evaluated_key.filter(|key| !key.is_empty());
-        if start.is_none() {
-            return items;
-        }
-    }
-}
-
-fn seqs(items: &[Item]) -> Vec<u64> {
-    items
-        .iter()
-        .map(|item| number(item, RANGE_KEY).expect("seq"))
-        .collect()
-}
-
-fn bots(from: usize, count: usize, tag: &str) -> Vec<Event> {
-    (from..from + count)
-        .map(|n| Event::bot(format!("{tag} {n}")).at(1_700_000_000.0 + n as f64))
-        .collect()
-}
-
-fn texts(events: &[Event]) -> Vec<String> {
-    events.iter().map(Event::to_rasa_json).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,14 +326,7 @@ async fn an_interrupted_delete_leaves_nothing_visible() {
         .await
         .expect("append");
     // A delete that crashed right after removing the head: events 1..=10 are left.
-    client
-        .delete_item()
-        .table_name(&table)
-        .key(HASH_KEY, AttributeValue::S(id.clone()))
-        .key(RANGE_KEY, AttributeValue::N("0".into()))
-        .send()
-        .await
-        .expect("delete the head");
+    delete_head(&client, &table, &id).await;
     assert_eq!(partition(&client, &table, &id).await.len(), 10);
     assert_eq!(store.version(&id).await.expect("version"), 0);
     assert!(
@@ -435,14 +372,7 @@ async fn an_interrupted_delete_leaves_nothing_visible() {
         .append(&orphan, 0, &bots(0, 3, "o"))
         .await
         .expect("append");
-    client
-        .delete_item()
-        .table_name(&table)
-        .key(HASH_KEY, AttributeValue::S(orphan.clone()))
-        .key(RANGE_KEY, AttributeValue::N("0".into()))
-        .send()
-        .await
-        .expect("delete the head");
+    delete_head(&client, &table, &orphan).await;
     assert!(!store.delete(&orphan).await.expect("delete"));
     assert!(partition(&client, &table, &orphan).await.is_empty());
 }
@@ -452,8 +382,7 @@ async fn listing_pages_never_overlap() {
     let Some(dynamo) = common::store().await else {
         return;
     };
-    let prefix = fresh_id("list");
-    let ids: Vec<String> = (0..40).map(|n| format!("{prefix}-{n:02}")).collect();
+    let ids = common::fresh_ids("list", 40);
     let store = TrackerStore::new(dynamo.clone());
     for (n, id) in ids.iter().enumerate() {
         // Conversations of 1 to 5 events, so heads are spread between event items.

@@ -7,7 +7,6 @@
 
 mod common;
 
-use futures::TryStreamExt;
 use serde_json::Value;
 use tracker_conformance::golden;
 use tracker_core::json::to_python_json;
@@ -105,20 +104,6 @@ async fn seed(store: &MongoStore) -> (MongoRasaSource, Vec<Value>) {
     (source, golden)
 }
 
-async fn rasa_documents(source: &MongoRasaSource) -> Vec<Document> {
-    use futures::TryStreamExt;
-
-    source
-        .collection()
-        .find(doc! {})
-        .sort(doc! { "_id": 1 })
-        .await
-        .expect("find")
-        .try_collect()
-        .await
-        .expect("read")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_rasa_documents() {
     let Some(store) = common::store().await else {
@@ -187,7 +172,7 @@ async fn imports_rasa_conversations() {
         return;
     };
     let (source, golden) = seed(&store).await;
-    let before = rasa_documents(&source).await;
+    let before = common::documents(source.collection()).await;
     let alice = source.read("alice").await.expect("read").expect("alice");
     let count = alice.events.len() as u64;
     let tracker_store = TrackerStore::new(store.clone());
@@ -259,7 +244,7 @@ async fn imports_rasa_conversations() {
         None
     );
     // Rasa's documents are left exactly as they were (the integer ids included).
-    assert_eq!(rasa_documents(&source).await, before);
+    assert_eq!(common::documents(source.collection()).await, before);
 }
 
 /// An import interrupted after its first batches resumes after them; a conversation the store
@@ -478,15 +463,8 @@ fn same_config(store: &MongoStore, bucket_events: usize) -> MongoConfig {
 /// Rasa's documents beside `store`, as their raw BSON bytes, in insertion order.
 async fn raw_documents(store: &MongoStore) -> Vec<Vec<u8>> {
     let raw: Collection<RawDocumentBuf> = store.database().collection(store.collection_name());
-    let documents: Vec<RawDocumentBuf> = raw
-        .find(doc! {})
-        .sort(doc! { "_id": 1 })
+    common::documents(&raw)
         .await
-        .expect("find")
-        .try_collect()
-        .await
-        .expect("read");
-    documents
         .into_iter()
         .map(|document| document.into_bytes())
         .collect()

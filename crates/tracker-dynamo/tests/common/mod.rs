@@ -1,9 +1,12 @@
-//! Clients and stores on the test server shared by the integration tests.
+//! Clients and stores on the test server shared by the integration tests, and the names and
+//! events their cases use.
 
 #![allow(dead_code)]
 
 pub mod conflicts;
+pub mod items;
 
+use tracker_core::{Event, Store};
 use tracker_dynamo::aws_sdk_dynamodb::Client;
 use tracker_dynamo::aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use tracker_dynamo::aws_sdk_dynamodb::types::{
@@ -44,10 +47,33 @@ pub async fn client() -> Option<Client> {
     Some(client_for(&url().await?))
 }
 
+/// A name no other test (or run) uses: `case`, then a random suffix.
+pub fn fresh_id(case: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{case}-{}", &id[..12])
+}
+
+/// `count` sender ids no other test (or run) uses, sharing a prefix made of `case`.
+pub fn fresh_ids(case: &str, count: usize) -> Vec<String> {
+    let prefix = fresh_id(case);
+    (0..count).map(|n| format!("{prefix}-{n:03}")).collect()
+}
+
 /// A table name no other test (or run) uses.
 pub fn fresh_table(prefix: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{prefix}-{}", &id[..12])
+    fresh_id(prefix)
+}
+
+/// `count` bot events numbered from `from`, one second apart.
+pub fn bots(from: usize, count: usize, tag: &str) -> Vec<Event> {
+    (from..from + count)
+        .map(|n| Event::bot(format!("{tag} {n}")).at(1_700_000_000.0 + n as f64))
+        .collect()
+}
+
+/// The events as Rasa's JSON text.
+pub fn texts(events: &[Event]) -> Vec<String> {
+    events.iter().map(Event::to_rasa_json).collect()
 }
 
 /// A store on `table` through `client`; nothing is sent.
@@ -83,6 +109,19 @@ pub async fn outbox_store_with_page_size(items: u32) -> Option<DynamoStore> {
 /// A store on a new table whose queries and scans return at most `items` items per page.
 pub async fn store_with_page_size(items: u32) -> Option<DynamoStore> {
     Some(store().await?.with_page_size(items))
+}
+
+/// The conversations `store`'s outbox has pending, oldest first, at most `limit`.
+pub async fn pending(store: &DynamoStore, limit: usize) -> Vec<String> {
+    store
+        .outbox()
+        .expect("the store keeps an outbox")
+        .pending(limit)
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|id| id.as_str().to_owned())
+        .collect()
 }
 
 /// Creates a table as Rasa's `DynamoTrackerStore` does at start-up: hash key `sender_id`

@@ -9,6 +9,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use serde::de::DeserializeOwned;
 use tracker_core::{
     Append, Capabilities, Event, ExpectedVersion, ListPage, ListRequest, ReadScope, Result,
     SenderId, Store, StoredConversation, TrackerStore, async_trait,
@@ -16,7 +17,7 @@ use tracker_core::{
 use tracker_mongo::mongodb::bson::oid::ObjectId;
 use tracker_mongo::mongodb::bson::{Bson, Document, doc};
 use tracker_mongo::mongodb::options::ClientOptions;
-use tracker_mongo::mongodb::{Client, Database};
+use tracker_mongo::mongodb::{Client, Collection, Database};
 use tracker_mongo::schema::{self, bucket};
 use tracker_mongo::{MongoConfig, MongoStore};
 use tracker_testkit::{Service, service_url};
@@ -260,6 +261,21 @@ pub async fn buckets_of(store: &MongoStore, sender: &str) -> Vec<Document> {
         .try_collect()
         .await
         .expect("read buckets")
+}
+
+/// Every document of `collection`, in insertion order (by `_id`).
+pub async fn documents<T>(collection: &Collection<T>) -> Vec<T>
+where
+    T: DeserializeOwned + Send + Sync,
+{
+    collection
+        .find(doc! {})
+        .sort(doc! { "_id": 1 })
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("read")
 }
 
 /// A counter field of a document, read as the store reads it.
