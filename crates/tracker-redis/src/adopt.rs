@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use fred::interfaces::KeysInterface;
+use fred::interfaces::{FredResult, KeysInterface};
 use fred::types::Value;
 use fred::types::scan::{ScanType, Scanner};
 use futures::{StreamExt, TryStreamExt};
@@ -15,7 +15,7 @@ use tracker_core::{
     Append, Error, Event, EventData, ReadScope, Result, SenderId, StoredConversation, StoredEvent,
 };
 
-use crate::connection::Connection;
+use crate::connection::{Command, Connection};
 use crate::error::{driver_error, is_corrupt_reply};
 use crate::schema::KeyLayout;
 
@@ -39,18 +39,56 @@ pub(crate) async fn fetch(
     sender_id: &str,
 ) -> Result<Fetched> {
     let key = layout.rasa(sender_id);
-    let value: Value = match connection
+    let reply = connection
         .on_key(&key, |client| {
             let key = key.clone();
-            async move { client.get(key).await }
+            async move { client.get::<Value, _>(key).await }
         })
+        .await;
+    fetched(sender_id, &key, reply)
+}
+
+/// `GET` of Rasa's keys of `sender_ids`, pipelined (see [`Connection::pipeline`]): what each
+/// holds, at its position, or the error of that key alone.
+///
+/// # Errors
+/// When a connection failed, for the whole batch.
+pub(crate) async fn fetch_each(
+    connection: &Connection,
+    layout: &KeyLayout,
+    sender_ids: &[&str],
+) -> Result<Vec<Result<Fetched>>> {
+    let commands: Vec<Command> = sender_ids
+        .iter()
+        .map(|id| {
+            let key = layout.rasa(id);
+            Command {
+                name: "GET",
+                args: vec![Value::from(key.as_str())],
+                key,
+            }
+        })
+        .collect();
+    let replies = connection
+        .pipeline(&commands)
         .await
-    {
+        .map_err(|e| driver_error("reading Rasa's keys", e))?;
+    Ok(sender_ids
+        .iter()
+        .zip(&commands)
+        .zip(replies)
+        .map(|((id, command), reply)| fetched(id, &command.key, reply))
+        .collect())
+}
+
+/// What a `GET` of Rasa's `key` found.
+fn fetched(sender_id: &str, key: &str, reply: FredResult<Value>) -> Result<Fetched> {
+    let value = match reply {
         Ok(value) => value,
         Err(error) if is_corrupt_reply(&error) => return Ok(Fetched::NotAString),
         Err(error) => return Err(driver_error(format!("reading Rasa's key {key:?}"), error)),
     };
-    match record_text(sender_id, &key, value)? {
+    match record_text(sender_id, key, value)? {
         Some(text) => Ok(Fetched::Text(text)),
         None => Ok(Fetched::Missing),
     }
@@ -173,84 +211,6 @@ impl RasaRecord {
             version: self.version(),
             events,
         })
-    }
-}
-
-/// What the append script is told about Rasa's record of the conversation.
-pub(crate) enum RasaArgs {
-    /// Adoption is off: only this store's layout counts.
-    Own,
-    /// Not read: the script asks for it when this store's layout lacks the conversation (and,
-    /// on a single server, Rasa's key holds events).
-    Probe,
-    /// Rasa's key holds no record.
-    Absent,
-    /// Rasa's record as read: its text's SHA-1, its events as JSON text, the seq of its last
-    /// `session_started`.
-    Adopt {
-        sha1: String,
-        version: u64,
-        texts: Vec<String>,
-        session: Option<u64>,
-    },
-}
-
-impl RasaArgs {
-    /// The arguments of the append script (see `scripts/append.lua`); `positions` are those
-    /// of its optional keys (index, Rasa's key, outbox hash, pending set; 0 when not given).
-    pub(crate) fn append_args(
-        &self,
-        append: &Append,
-        record_exp: Option<u64>,
-        positions: [usize; 4],
-    ) -> Vec<Value> {
-        let id = append.sender_id().as_str();
-        let (mode, sha1, texts, session) = match self {
-            RasaArgs::Own => ("own", "", &[][..], None),
-            RasaArgs::Probe => ("probe", "", &[][..], None),
-            RasaArgs::Absent => ("absent", "", &[][..], None),
-            RasaArgs::Adopt {
-                sha1,
-                texts,
-                session,
-                ..
-            } => ("adopt", sha1.as_str(), texts.as_slice(), *session),
-        };
-        let mut args = Vec::with_capacity(append.records().len() + texts.len() + 14);
-        args.push(Value::from(append.expected_version().to_string()));
-        args.push(Value::from(append.new_version().to_string()));
-        args.push(Value::from(
-            append
-                .last_session_started()
-                .map(|seq| seq.to_string())
-                .unwrap_or_default(),
-        ));
-        args.push(Value::from(
-            record_exp
-                .map(|seconds| seconds.to_string())
-                .unwrap_or_default(),
-        ));
-        args.push(Value::from(id));
-        args.push(Value::from(mode));
-        args.push(Value::from(sha1));
-        args.push(Value::from(texts.len().to_string()));
-        args.push(Value::from(
-            session.map(|seq| seq.to_string()).unwrap_or_default(),
-        ));
-        args.push(Value::from(KeyLayout::rasa_empty_record(id)));
-        args.extend(
-            positions
-                .iter()
-                .map(|position| Value::from(position.to_string())),
-        );
-        args.extend(texts.iter().map(|text| Value::from(text.as_str())));
-        args.extend(
-            append
-                .records()
-                .iter()
-                .map(|record| Value::from(record.json.as_str())),
-        );
-        args
     }
 }
 

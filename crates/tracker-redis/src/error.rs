@@ -2,6 +2,7 @@
 //! as the `source`.
 
 use fred::error::{Error as FredError, ErrorKind as FredKind};
+use fred::types::Value;
 use tracker_core::{Error, ErrorKind};
 
 /// Server replies after which the same command may succeed later: a server still loading its
@@ -99,6 +100,30 @@ pub(crate) fn is_corrupt_reply(error: &FredError) -> bool {
         || details.contains("WRONGTYPE ")
 }
 
+/// Whether a fred error says that a command's connection failed (I/O, timeout, cancelled,
+/// no route, fred's own connection failures) rather than that the server answered with an
+/// error: the command may or may not have run.
+pub(crate) fn is_connection_failure(error: &FredError) -> bool {
+    match error.kind() {
+        FredKind::IO
+        | FredKind::Timeout
+        | FredKind::Canceled
+        | FredKind::Routing
+        | FredKind::Backpressure => true,
+        FredKind::Unknown => CONNECTION_FAILURES
+            .iter()
+            .any(|failure| error.details().starts_with(failure)),
+        _ => false,
+    }
+}
+
+/// A reply of a script or command that is not of the expected shape.
+pub(crate) fn unexpected_reply(sender_id: &str, operation: &str, reply: &Value) -> Error {
+    Error::backend(format!(
+        "{operation} of conversation {sender_id:?}: unexpected reply {reply:?}"
+    ))
+}
+
 /// A fred error of a conversation's read or write: [`Error::Corrupt`] naming the conversation
 /// when its stored data is unreadable, else as [`driver_error`].
 pub(crate) fn conversation_error(sender_id: &str, operation: &str, error: FredError) -> Error {
@@ -167,6 +192,28 @@ mod tests {
         ];
         for error in backend {
             assert_eq!(classify(&error), ErrorKind::Backend, "{error}");
+        }
+    }
+
+    #[test]
+    fn connection_failures_are_told_from_replies() {
+        let failures = [
+            FredError::new(FredKind::IO, "connection reset"),
+            FredError::new(FredKind::Timeout, "Request timed out."),
+            FredError::new(FredKind::Canceled, "Canceled."),
+            FredError::new(FredKind::Unknown, "Too many failed write attempts."),
+        ];
+        for error in failures {
+            assert!(is_connection_failure(&error), "{error}");
+        }
+        let replies = [
+            reply("ERR user_script:1: CORRUPT the head has no version"),
+            reply("NOSCRIPT No matching script."),
+            reply("BUSY Redis is busy running a script."),
+            FredError::new(FredKind::Cluster, "MOVED 3999 127.0.0.1:7102"),
+        ];
+        for error in replies {
+            assert!(!is_connection_failure(&error), "{error}");
         }
     }
 

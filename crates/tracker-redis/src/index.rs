@@ -79,7 +79,7 @@ impl<'a> Index<'a> {
     }
 
     /// Adds ids to the index (with expiry hints when conversations expire) and returns up to
-    /// 16 ids whose expiry hint has passed.
+    /// 16 ids per id added whose expiry hint has passed.
     pub(crate) async fn touch(&self, sender_ids: &[&str]) -> Result<Vec<String>> {
         let mut args = Vec::with_capacity(sender_ids.len() + 1);
         args.push(self.record_exp_ms());

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod adopt;
+mod append;
 mod config;
 mod connection;
 mod delete;

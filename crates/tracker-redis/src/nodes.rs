@@ -96,13 +96,18 @@ impl Nodes {
     /// table; `None` when the table does not know the slot (or the connection cannot be
     /// built), and the cluster client should be used.
     pub(crate) fn for_key(&self, cluster: &Client, key: &str) -> Option<Client> {
+        self.route(cluster, key).map(|(_, client)| client)
+    }
+
+    /// As [`Nodes::for_key`], with the primary the connection goes to.
+    pub(crate) fn route(&self, cluster: &Client, key: &str) -> Option<(Server, Client)> {
         let routing = cluster.cached_cluster_state()?;
         let primary = routing.get_server(ClusterRouting::hash_key(key.as_bytes()))?;
         let mut clients = self.clients.lock().ok()?;
         if let Some(node) = clients.get(primary)
             && node.is_running()
         {
-            return Some(node.pool.next().clone());
+            return Some((primary.clone(), node.pool.next().clone()));
         }
         // First use, or the connection task ended (a reconnection policy that gives up).
         let node = match self.connect(primary) {
@@ -130,7 +135,7 @@ impl Nodes {
             }
             keep
         });
-        Some(client)
+        Some((primary.clone(), client))
     }
 
     fn connect(&self, primary: &Server) -> Result<Node, FredError> {

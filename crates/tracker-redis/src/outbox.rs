@@ -26,7 +26,7 @@ use fred::interfaces::SortedSetsInterface;
 use fred::types::Value;
 use tracker_core::{Error, Outbox, OutboxEntry, Result, SenderId, async_trait};
 
-use crate::error::{conversation_error, driver_error};
+use crate::error::{conversation_error, driver_error, unexpected_reply};
 use crate::schema::parse_version;
 use crate::scripts::{OUTBOX_CHECKPOINT, OUTBOX_LEASE, OUTBOX_STATUS, OUTBOX_UNSETTLED};
 use crate::store::RedisStore;
@@ -365,10 +365,4 @@ fn parse_checkpoint(sender_id: &str, value: &Value) -> Result<u64> {
                 format!("the stored outbox checkpoint {value:?} is not a number"),
             )
         })
-}
-
-fn unexpected_reply(sender_id: &str, operation: &str, reply: &Value) -> Error {
-    Error::backend(format!(
-        "{operation} of conversation {sender_id:?}: unexpected reply {reply:?}"
-    ))
 }

@@ -25,6 +25,16 @@ impl Script {
         }
     }
 
+    /// The script's SHA-1, for `EVALSHA`.
+    pub(crate) fn sha1(&self) -> &str {
+        &self.sha1
+    }
+
+    /// The script's text, for `EVAL`.
+    pub(crate) fn lua(&self) -> &'static str {
+        self.lua
+    }
+
     /// Runs the script: `EVALSHA`, then `EVAL` on `NOSCRIPT`.
     pub(crate) async fn run(
         &self,

@@ -11,14 +11,15 @@ use tracker_core::{
     ReadScope, Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
 };
 
-use crate::adopt::{Fetched, RasaArgs, RasaRecord, fetch, record_text};
+use crate::adopt::{RasaRecord, record_text};
+use crate::append::Appending;
 use crate::config::RedisConfig;
 use crate::connection::Connection;
 use crate::delete::Deletion;
-use crate::error::{conversation_error, driver_error};
+use crate::error::{conversation_error, driver_error, unexpected_reply};
 use crate::index::Index;
 use crate::schema::{KeyLayout, parse_version};
-use crate::scripts::{APPEND, OUTBOX_MARK, READ, ScriptKeys, VERSION};
+use crate::scripts::{READ, VERSION};
 
 /// Largest event and largest append this store accepts, in bytes of JSON text: 512 MiB, the
 /// largest string Redis takes (`proto-max-bulk-len`). A whole append is held to the same
@@ -27,9 +28,6 @@ pub const MAX_EVENT_BYTES: usize = 512 * 1024 * 1024;
 
 /// Most index entries a listing examines per round trip.
 const LIST_BATCH: usize = 1_000;
-
-/// Attempts of an append that adopts a Rasa record which keeps changing meanwhile.
-const ADOPT_ATTEMPTS: usize = 5;
 
 /// A conversation store on Redis, Redis Cluster or Redis Sentinel, through [fred].
 ///
@@ -222,76 +220,22 @@ impl RedisStore {
         RasaRecord::read(self.connection(), &self.inner.layout, sender_id).await
     }
 
-    /// The keys of the append script and the positions of its optional ones: in a cluster
-    /// only the conversation's own (with the outbox on, its outbox hash too); on a single
-    /// server the index too, with adoption Rasa's key, and with the outbox on the pending set.
-    fn append_keys(&self, id: &str) -> (Vec<String>, [usize; 4]) {
-        let layout = &self.inner.layout;
-        let single = !self.is_clustered();
-        let outbox = self.inner.outbox;
-        let mut keys = ScriptKeys::new(vec![layout.events(id), layout.head(id)]);
-        let positions = [
-            keys.optional(single.then(|| layout.index())),
-            keys.optional((single && self.inner.adopt).then(|| layout.rasa(id))),
-            keys.optional(outbox.then(|| layout.outbox(id))),
-            keys.optional((single && outbox).then(|| layout.outbox_pending())),
-        ];
-        (keys.into_keys(), positions)
+    /// What an append works with.
+    fn appending(&self) -> Appending<'_> {
+        Appending {
+            connection: self.connection(),
+            layout: &self.inner.layout,
+            index: self.index(),
+            record_exp: self.inner.record_exp,
+            adopt: self.inner.adopt,
+            outbox: self.inner.outbox,
+        }
     }
 
     /// Adds conversations to the outbox's pending set, keeping the place of those already in
     /// it (in a cluster, where the append script cannot reach the set).
     pub(crate) async fn mark_pending(&self, sender_ids: &[&str]) -> Result<()> {
-        let pending = self.inner.layout.outbox_pending();
-        let args = sender_ids.iter().map(|id| Value::from(*id)).collect();
-        self.connection()
-            .run(&OUTBOX_MARK, vec![pending], args)
-            .await
-            .map_err(|e| driver_error("marking conversations pending in the outbox", e))?;
-        Ok(())
-    }
-
-    /// Reads Rasa's record for an append that may adopt it.
-    async fn rasa_args(&self, sender_id: &SenderId) -> Result<RasaArgs> {
-        Ok(match self.rasa_record(sender_id.as_str()).await? {
-            None => RasaArgs::Absent,
-            Some(record) => {
-                let (texts, session) = record.texts(sender_id)?;
-                RasaArgs::Adopt {
-                    sha1: record.sha1,
-                    version: texts.len() as u64,
-                    texts,
-                    session,
-                }
-            }
-        })
-    }
-
-    /// In a cluster this store cannot check inside the script that Rasa's record is unchanged
-    /// since it was read (it lives in another slot): check afterwards, and warn.
-    async fn check_adopted(&self, id: &str, sha1: &str) {
-        let changed = match fetch(self.connection(), &self.inner.layout, id).await {
-            Ok(Fetched::Text(text)) => fred::util::sha1_hash(&text) != sha1,
-            Ok(Fetched::Missing | Fetched::NotAString) => true,
-            Err(error) => {
-                tracing::debug!(
-                    store = "redis",
-                    sender_id = id,
-                    %error,
-                    "could not read Rasa's record again after adopting it"
-                );
-                false
-            }
-        };
-        if changed {
-            tracing::warn!(
-                store = "redis",
-                sender_id = id,
-                key = self.inner.layout.rasa(id),
-                "Rasa's record changed while this store adopted the conversation: its change \
-                 is not in this store (is Rasa still writing to this Redis?)"
-            );
-        }
+        self.appending().mark_pending(sender_ids).await
     }
 }
 
@@ -408,132 +352,13 @@ impl Store for RedisStore {
     }
 
     async fn append(&self, append: &Append) -> Result<u64> {
-        let sender_id = append.sender_id();
-        let id = sender_id.as_str();
-        let clustered = self.is_clustered();
-        let expected = append.expected_version();
-        let (keys, positions) = self.append_keys(id);
-        // In a cluster the script cannot see Rasa's key (another slot): a conversation is
-        // created only after Rasa's record was read. On a single server the script looks.
-        let mut rasa = if !self.inner.adopt {
-            RasaArgs::Own
-        } else if clustered && expected == 0 {
-            self.rasa_args(sender_id).await?
-        } else {
-            RasaArgs::Probe
-        };
-        // With the outbox on in a cluster, the pending set lives in another slot than the
-        // conversation, so the append script cannot mark the conversation pending: mark it
-        // before the append, so that the set holds every conversation with events to publish
-        // (a failed append leaves an entry with nothing to publish, which the outbox's
-        // `pending` takes off). The README's outbox section explains the second mark below.
-        let mark = clustered && self.inner.outbox;
-        if mark {
-            self.mark_pending(&[id]).await?;
-        }
-        let mut indexed = false;
-        for _ in 0..ADOPT_ATTEMPTS {
-            // The index lives in another slot in a cluster: add the id before the
-            // conversation can come into being in this layout, so the index always holds
-            // every conversation. (On a single server the script adds it.)
-            let creates = match &rasa {
-                RasaArgs::Adopt { version, .. } => *version == expected,
-                _ => expected == 0,
-            };
-            if clustered && creates && !indexed {
-                self.index().touch(&[id]).await?;
-                indexed = true;
-            }
-            let reply = self
-                .connection()
-                .run(
-                    &APPEND,
-                    keys.clone(),
-                    rasa.append_args(append, self.inner.record_exp, positions),
-                )
-                .await
-                .map_err(|e| conversation_error(id, "append", e))?;
-            let Value::Array(items) = &reply else {
-                return Err(unexpected_reply(id, "append", &reply));
-            };
-            match items.first().and_then(Value::as_i64) {
-                Some(1) => {}
-                Some(0) => {
-                    let actual = items
-                        .get(1)
-                        .ok_or_else(|| unexpected_reply(id, "append", &reply))
-                        .and_then(|version| parse_version(id, version))?;
-                    tracing::debug!(
-                        store = "redis",
-                        sender_id = id,
-                        expected,
-                        actual,
-                        "append conflicts"
-                    );
-                    return Err(Error::conflict(id, expected, actual));
-                }
-                // Rasa's record is needed, or changed since it was read: read it (again).
-                Some(2 | 3) => {
-                    rasa = self.rasa_args(sender_id).await?;
-                    continue;
-                }
-                _ => return Err(unexpected_reply(id, "append", &reply)),
-            }
-            let version = items
-                .get(1)
-                .ok_or_else(|| unexpected_reply(id, "append", &reply))
-                .and_then(|version| parse_version(id, version))?;
-            let created = items.get(2).and_then(Value::as_i64) == Some(1);
-            if mark && items.get(3).and_then(Value::as_i64) == Some(1) {
-                // The conversation was published up to its version before this append: a
-                // relay that checkpointed it there may be taking it off the pending set right
-                // now, after our first mark. Mark it again, now that the events are stored.
-                if let Err(error) = self.mark_pending(&[id]).await {
-                    tracing::warn!(
-                        store = "redis",
-                        sender_id = id,
-                        %error,
-                        "could not mark the conversation pending again after an append; if a \
-                         relay took it off the pending set meanwhile, the events wait for the \
-                         conversation's next append"
-                    );
-                }
-            }
-            if created
-                && clustered
-                && let RasaArgs::Adopt {
-                    sha1,
-                    version: adopted,
-                    ..
-                } = &rasa
-                && *adopted > 0
-            {
-                self.check_adopted(id, sha1).await;
-            }
-            if created && (clustered || self.inner.record_exp.is_some()) {
-                // The append is stored. Set the expiry hint, and in a cluster add the id again
-                // in case a listing pruned it between our first add and the append; then
-                // check a few conversations that may have expired.
-                let index = self.index();
-                match index.touch(&[id]).await {
-                    Ok(candidates) => index.prune(candidates).await,
-                    Err(error) => tracing::warn!(
-                        store = "redis",
-                        sender_id = id,
-                        %error,
-                        "could not update the index after creating a conversation"
-                    ),
-                }
-            }
-            return Ok(version);
-        }
-        // Rasa's record changed every time it was read: report its last version, for the
-        // caller to read again.
-        let actual = match rasa {
-            RasaArgs::Adopt { version, .. } => version,
-            _ => 0,
-        };
-        Err(Error::conflict(id, expected, actual))
+        self.appending().one(append).await
+    }
+
+    /// Appends to every conversation of the batch with one pipeline of append scripts (one
+    /// per primary in a cluster); see the crate documentation.
+    async fn append_batch(&self, appends: &[Append]) -> Result<Vec<Result<u64>>> {
+        self.appending().batch(appends).await
     }
 
     async fn read(
@@ -651,12 +476,6 @@ impl Store for RedisStore {
         .run(sender_id.as_str(), expected)
         .await
     }
-}
-
-fn unexpected_reply(sender_id: &str, operation: &str, reply: &Value) -> Error {
-    Error::backend(format!(
-        "{operation} of conversation {sender_id:?}: unexpected reply {reply:?}"
-    ))
 }
 
 /// The ids of one listing round: the index batch and the batch of Rasa's ids merged, up to

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{LocalServers, free_port, redis_cli};
-use tracker_core::{ErrorKind, Event, EventKind, ReadScope, TrackerStore};
+use tracker_core::{BatchAppend, ErrorKind, Event, EventKind, ReadScope, TrackerStore};
 use tracker_redis::{RedisConfig, RedisStore, tracker_core};
 
 /// The store's `timeout` (seconds) in these tests.
@@ -881,5 +881,130 @@ async fn cluster_slot_moved_under_the_store() {
     assert!(
         redis_cli(from, &["exists", &head]).trim() != "1",
         "the conversation left the old master"
+    );
+}
+
+/// A server killed while batches of appends run: a batch whose pipeline the kill cut is an
+/// `Unavailable` error for the whole batch (never a wrong per-conversation result), and every
+/// conversation of every batch is afterwards stored whole or not at all; the same store
+/// writes batches again after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_server_killed_mid_batch() {
+    let Some(mut servers) = LocalServers::new("redis-batch-faults", &["redis-server", "redis-cli"])
+    else {
+        return;
+    };
+    let port = free_port();
+    let args = durable_server(port, &servers.dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = servers.spawn("redis-server", &args, port);
+    let store = RedisStore::connect(&store_config(format!("redis://127.0.0.1:{port}")))
+        .await
+        .expect("connect");
+    let api = TrackerStore::new(store);
+    let events: Vec<Event> = (0..20)
+        .map(|n| Event::bot(format!("event {n}")).at(1_700_000_000.0 + f64::from(n)))
+        .collect();
+    // Batch number -> its ids and what it returned (per conversation, or the whole batch's
+    // error).
+    type Outcome = Result<Vec<Result<u64, ErrorKind>>, (bool, String)>;
+    type Batches = Arc<Mutex<Vec<(Vec<String>, Outcome)>>>;
+    let done: Batches = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let (api, events, done, stop) = (api.clone(), events.clone(), done.clone(), stop.clone());
+        tokio::spawn(async move {
+            for round in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let ids: Vec<String> = (0..200).map(|n| format!("b{round}-{n}")).collect();
+                let batch: Vec<BatchAppend<'_>> = ids
+                    .iter()
+                    .map(|id| BatchAppend {
+                        sender_id: id,
+                        expected_version: 0,
+                        events: &events,
+                    })
+                    .collect();
+                let outcome = bounded("a batch", api.append_batch(&batch))
+                    .await
+                    .map(|results| {
+                        results
+                            .into_iter()
+                            .map(|result| result.map_err(|e| e.kind()))
+                            .collect()
+                    })
+                    .map_err(|error| (error.is_temporary(), format!("{error:?}")));
+                done.lock().expect("log").push((ids, outcome));
+            }
+        })
+    };
+    let settled = |from: usize, count: usize| {
+        let done = done.clone();
+        async move {
+            let deadline = Instant::now() + PROGRESS;
+            while done.lock().expect("log")[from..]
+                .iter()
+                .filter(|(_, outcome)| outcome.is_ok())
+                .count()
+                < count
+            {
+                assert!(Instant::now() < deadline, "no progress");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    settled(0, 3).await;
+    tokio::task::block_in_place(|| servers.kill(server));
+    tokio::time::sleep(MIN_OUTAGE).await;
+    tokio::task::block_in_place(|| servers.restart(server));
+    let after = done.lock().expect("log").len();
+    settled(after, 3).await;
+    stop.store(true, Ordering::SeqCst);
+    runner.await.expect("the batches");
+
+    let done = std::mem::take(&mut *done.lock().expect("log"));
+    let whole_failures: Vec<&(bool, String)> = done
+        .iter()
+        .filter_map(|(_, outcome)| outcome.as_ref().err())
+        .collect();
+    assert!(
+        !whole_failures.is_empty(),
+        "no batch failed while the server was down"
+    );
+    for (temporary, error) in &whole_failures {
+        assert!(temporary, "not temporary: {error}");
+    }
+    let (mut stored, mut absent) = (0, 0);
+    for (ids, outcome) in &done {
+        for (n, id) in ids.iter().enumerate() {
+            let read = bounded("a read", api.read(id, ReadScope::All))
+                .await
+                .expect("read");
+            match &read {
+                Some(conversation) => {
+                    assert_eq!(conversation.events, events, "{id} is not whole");
+                    stored += 1;
+                }
+                None => absent += 1,
+            }
+            if let Ok(results) = outcome {
+                match &results[n] {
+                    Ok(version) => {
+                        assert_eq!(*version, 20);
+                        assert!(read.is_some(), "{id} was acknowledged but is not stored");
+                    }
+                    // A reply lost in the kill: the resent script found the append done.
+                    Err(ErrorKind::Conflict) => assert!(read.is_some(), "{id}"),
+                    Err(kind) => assert_eq!(*kind, ErrorKind::Unavailable, "{id}"),
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{} batches, {} failed whole; {stored} conversations stored, {absent} not",
+        done.len(),
+        whole_failures.len()
     );
 }

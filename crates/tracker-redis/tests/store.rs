@@ -6,12 +6,15 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{TestStore, eventually, keys_of, store, store_with};
-use tracker_core::{Error, ErrorKind, Event, ReadScope, Store, TrackerStore};
+use common::{TestStore, eventually, keys_of, store, store_configured, store_with};
+use tracker_core::json::to_python_json;
+use tracker_core::{
+    BatchAppend, Error, ErrorKind, Event, ReadScope, SenderId, Store, TrackerStore,
+};
 use tracker_redis::fred::prelude::*;
 use tracker_redis::fred::types::{ClusterHash, CustomCommand};
 use tracker_redis::fred::util::redis_keyslot;
-use tracker_redis::{MAX_EVENT_BYTES, RedisConfig, RedisStore, hash_tag, tracker_core};
+use tracker_redis::{KeyLayout, MAX_EVENT_BYTES, RedisConfig, RedisStore, hash_tag, tracker_core};
 use tracker_testkit::Service;
 
 on_both!(
@@ -25,6 +28,9 @@ on_both!(
     existing_client_and_pool,
     ensure_schema_changes_nothing,
     readme_states_the_capabilities,
+    batch_writes_each_conversation_alone,
+    batch_adopts_rasa_records,
+    batch_corrupt_conversation_is_its_own_error,
 );
 
 fn session(t: f64) -> Vec<Event> {
@@ -66,6 +72,14 @@ async fn in_index(store: &RedisStore, id: &str) -> (bool, bool) {
         .await
         .expect("ZSCORE");
     (ids.is_some(), hint.is_some())
+}
+
+async fn pending_score(store: &RedisStore, id: &str) -> Option<f64> {
+    store
+        .client()
+        .zscore(store.layout().outbox_pending(), id)
+        .await
+        .expect("ZSCORE")
 }
 
 async fn all_ids(api: &TrackerStore) -> Vec<String> {
@@ -556,4 +570,292 @@ async fn bad_configuration_is_config() {
     let config = tracker_redis::RedisConfig::new().with_key_prefix("tracker");
     let error = RedisStore::connect(&config).await.expect_err("bad prefix");
     assert_eq!(error.kind(), ErrorKind::Config);
+}
+
+/// The conversations of a batch test: `count` ids, and for each 20 events of its own.
+fn batch_of(prefix: &str, count: usize) -> (Vec<String>, Vec<Vec<Event>>) {
+    let ids = (0..count).map(|n| format!("{prefix} {{{n:03}}}")).collect();
+    let events = (0..count)
+        .map(|n| {
+            let t = 1_700_100_000.0 + n as f64;
+            let mut events = session(t);
+            for turn in 0..5 {
+                let at = t + 2.0 + f64::from(turn);
+                events.push(Event::user(format!("turn {turn} of {n}"), "inform", 0.8).at(at));
+                events.push(Event::action("utter_ok").at(at + 0.1));
+                events.push(Event::bot(format!("reply {turn} to {n}")).at(at + 0.2));
+            }
+            events
+        })
+        .collect();
+    (ids, events)
+}
+
+/// A batch of 300 conversations with `record_exp` and the outbox on: 200 new ones, 99 that
+/// exist at the version the batch expects, one at another version. Every right append is
+/// written whole with the expiry on every key, the conflicting one is its own `Conflict` and
+/// is left untouched, the listing finds them all and the outbox lists them all.
+async fn batch_writes_each_conversation_alone(service: Service) {
+    let Some(store) = store_configured(service, |config| {
+        config.record_exp = Some(600);
+        config.outbox = true;
+    })
+    .await
+    else {
+        return;
+    };
+    let api = api(&store);
+    let (ids, added) = batch_of("batch", 300);
+    let before = session(1_700_000_000.0);
+    for id in &ids[200..] {
+        assert_eq!(api.append(id, 0, &before).await.expect("existing"), 5);
+    }
+    let stale = 299;
+    let meanwhile = [Event::bot("written meanwhile").at(1_700_000_050.0)];
+    api.append(&ids[stale], 5, &meanwhile)
+        .await
+        .expect("a write the batch has not seen");
+    let stale_raw = raw(&store, &ids[stale]).await;
+    // A relay's lease gives a conversation its outbox hash, which the batch's append renews.
+    let outbox = store.outbox().expect("the outbox is on");
+    let leased = 250;
+    let lease = outbox
+        .lease(
+            &SenderId::new(ids[leased].as_str()).expect("valid"),
+            "relay",
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("lease");
+    assert!(lease.is_some());
+    let batch: Vec<BatchAppend<'_>> = ids
+        .iter()
+        .zip(&added)
+        .enumerate()
+        .map(|(n, (id, events))| BatchAppend {
+            sender_id: id,
+            expected_version: if n < 200 { 0 } else { 5 },
+            events,
+        })
+        .collect();
+
+    let results = api.append_batch(&batch).await.expect("the batch");
+    assert_eq!(results.len(), 300);
+    for (n, result) in results.iter().enumerate() {
+        match result {
+            Ok(version) => {
+                assert_ne!(n, stale, "the stale append succeeded");
+                assert_eq!(*version, if n < 200 { 20 } else { 25 }, "{}", ids[n]);
+            }
+            Err(error) => {
+                assert_eq!(n, stale, "{}: {error:?}", ids[n]);
+                assert!(
+                    matches!(
+                        error,
+                        Error::Conflict { sender_id, expected: 5, actual: 6, .. }
+                            if *sender_id == ids[stale]
+                    ),
+                    "{error:?}"
+                );
+            }
+        }
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let read = api
+            .read(id, ReadScope::All)
+            .await
+            .expect("read")
+            .expect("exists");
+        let expected: Vec<Event> = match n {
+            n if n < 200 => added[n].clone(),
+            n if n == stale => [&before[..], &meanwhile[..]].concat(),
+            n => [&before[..], &added[n][..]].concat(),
+        };
+        assert_eq!(read.events, expected, "{id}");
+        if n != stale {
+            for key in conversation_keys(&store, id) {
+                let ttl = pttl(&store, &key).await;
+                assert!(ttl > 590_000 && ttl <= 600_000, "{key}: PTTL {ttl}");
+            }
+            // The outbox hash comes with a relay's first lease.
+            let key = store.layout().outbox(id);
+            let ttl = pttl(&store, &key).await;
+            if n == leased {
+                assert!(ttl > 590_000 && ttl <= 600_000, "{key}: PTTL {ttl}");
+            } else {
+                assert_eq!(ttl, -2, "{key}");
+            }
+        }
+    }
+    let untouched = raw(&store, &ids[stale]).await;
+    assert_eq!(untouched.events, stale_raw.events);
+    assert_eq!(untouched.head, stale_raw.head);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut listed = all_ids(&api).await;
+    listed.sort();
+    assert_eq!(listed, sorted);
+    // `pending` leaves out the conversation a relay holds the lease of; it is marked all the
+    // same.
+    let pending: Vec<String> = outbox
+        .pending(1_000)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|id| id.as_str().to_owned())
+        .collect();
+    let missing: Vec<&String> = sorted
+        .iter()
+        .filter(|id| **id != ids[leased] && !pending.contains(id))
+        .collect();
+    assert!(missing.is_empty(), "not pending: {missing:?}");
+    assert_eq!(pending.len(), 299);
+    let marked = pending_score(&store, &ids[leased]).await;
+    assert!(marked.is_some(), "the leased conversation is not marked");
+}
+
+/// Rasa's exact text of a conversation.
+fn rasa_record(sender_id: &str, events: &[Event]) -> String {
+    let values: Vec<serde_json::Value> = events
+        .iter()
+        .map(|event| serde_json::from_str(&event.to_rasa_json()).expect("JSON"))
+        .collect();
+    to_python_json(&serde_json::json!({"events": values, "name": sender_id})).expect("renders")
+}
+
+/// Inside a batch, a conversation only Rasa holds is adopted by an append at Rasa's version
+/// (Rasa's key left byte for byte), one appended at version 0 conflicts with Rasa's version
+/// and writes nothing, and one whose Rasa record holds no events is created as new.
+async fn batch_adopts_rasa_records(service: Service) {
+    let Some(store) = store(service).await else {
+        return;
+    };
+    let api = api(&store);
+    let client = store.client();
+    let (ids, added) = batch_of("rasa", 40);
+    let rasa = session(1_600_000_000.0);
+    let (adopted, stale, empty) = (3, 17, 29);
+    let mut records = Vec::new();
+    for n in [adopted, stale, empty] {
+        let text = if n == empty {
+            KeyLayout::rasa_empty_record(&ids[n])
+        } else {
+            rasa_record(&ids[n], &rasa)
+        };
+        let key = store.layout().rasa(&ids[n]);
+        let () = client
+            .set(&key, text.as_str(), None, None, false)
+            .await
+            .expect("SET");
+        records.push((key, text));
+    }
+    let batch: Vec<BatchAppend<'_>> = ids
+        .iter()
+        .zip(&added)
+        .enumerate()
+        .map(|(n, (id, events))| BatchAppend {
+            sender_id: id,
+            expected_version: if n == adopted { 5 } else { 0 },
+            events,
+        })
+        .collect();
+
+    let results = api.append_batch(&batch).await.expect("the batch");
+    for (n, result) in results.iter().enumerate() {
+        match n {
+            n if n == stale => assert_eq!(
+                result
+                    .as_ref()
+                    .expect_err("Rasa holds it")
+                    .current_version(),
+                Some(5)
+            ),
+            n if n == adopted => assert_eq!(*result.as_ref().expect("adopted"), 25),
+            _ => assert_eq!(*result.as_ref().expect("new"), 20, "{}", ids[n]),
+        }
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let read = api
+            .read(id, ReadScope::All)
+            .await
+            .expect("read")
+            .expect("exists");
+        let expected = match n {
+            n if n == adopted => [&rasa[..], &added[n][..]].concat(),
+            n if n == stale => rasa.clone(),
+            n => added[n].clone(),
+        };
+        assert_eq!(read.events, expected, "{id}");
+        assert_eq!(exists(&store, &store.layout().head(id)).await, n != stale);
+    }
+    for (key, text) in records {
+        let now: Option<String> = client.get(&key).await.expect("GET");
+        assert_eq!(now.as_deref(), Some(text.as_str()), "{key}");
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut listed = all_ids(&api).await;
+    listed.sort();
+    assert_eq!(listed, sorted);
+}
+
+/// A conversation whose stored data is corrupt is its own `Corrupt` inside a batch, and the
+/// others are written, also when the servers must first be sent the script (their script
+/// cache flushed).
+async fn batch_corrupt_conversation_is_its_own_error(service: Service) {
+    let Some(store) = store(service).await else {
+        return;
+    };
+    let api = api(&store);
+    let client = store.client();
+    let events = session(1_700_000_000.0);
+    let ids: Vec<String> = (0..30).map(|n| format!("conversation {n}")).collect();
+    for id in &ids[..20] {
+        api.append(id, 0, &events).await.expect("append");
+    }
+    // A head that is not a number, a list shorter than the head says (the script's error
+    // reply) and a list that is a string (an error raised inside the script).
+    let bad = [7, 8, 9];
+    let layout = store.layout();
+    let () = client
+        .hset(layout.head(&ids[bad[0]]), ("version", "five"))
+        .await
+        .expect("HSET");
+    let _: String = client
+        .rpop(layout.events(&ids[bad[1]]), None)
+        .await
+        .expect("RPOP");
+    let _: i64 = client.del(layout.events(&ids[bad[2]])).await.expect("DEL");
+    let () = client
+        .set(layout.events(&ids[bad[2]]), "a string", None, None, false)
+        .await
+        .expect("SET");
+    if store.is_clustered() {
+        client
+            .script_flush_cluster(false)
+            .await
+            .expect("SCRIPT FLUSH");
+    } else {
+        client.script_flush(false).await.expect("SCRIPT FLUSH");
+    }
+    let batch: Vec<BatchAppend<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| BatchAppend {
+            sender_id: id,
+            expected_version: if n < 20 { 5 } else { 0 },
+            events: &events,
+        })
+        .collect();
+    let results = api.append_batch(&batch).await.expect("the batch");
+    for (n, result) in results.into_iter().enumerate() {
+        if bad.contains(&n) {
+            corrupt(result, &ids[n], "batch append");
+        } else {
+            assert_eq!(result.expect("written"), if n < 20 { 10 } else { 5 });
+        }
+    }
+    for n in bad {
+        corrupt(api.read(&ids[n], ReadScope::All).await, &ids[n], "read");
+    }
 }

@@ -1,5 +1,6 @@
 -- Adds sender ids to the index, with an expiry hint when conversations expire, and returns
--- up to 16 ids whose hint has passed: conversations that may have expired, to be checked.
+-- up to 16 ids per id added whose hint has passed: conversations that may have expired, to be
+-- checked.
 -- KEYS[1] index ids, KEYS[2] index expiry hints
 -- ARGV[1] record_exp in milliseconds or '', ARGV[2..] sender ids
 local hint = nil
@@ -18,4 +19,4 @@ end
 if not now then
   return {}
 end
-return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 16)
+return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 16 * (#ARGV - 1))

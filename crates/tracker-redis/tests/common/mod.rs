@@ -63,6 +63,13 @@ impl Store for TestStore {
         self.0.append(append).await
     }
 
+    async fn append_batch(
+        &self,
+        appends: &[Append],
+    ) -> tracker_core::Result<Vec<tracker_core::Result<u64>>> {
+        self.0.append_batch(appends).await
+    }
+
     async fn read(
         &self,
         sender_id: &SenderId,
