@@ -48,11 +48,18 @@ macro_rules! delete_in_transaction {
                 };
                 if version == 0 {
                     if expect == Expect::Current {
-                        // Nothing numbered; rows of an append that has not committed stay.
-                        let deleted =
-                            diesel::delete(events::table.filter(events::sender_id.eq(sender_id)))
-                                .execute(conn)
-                                .await?;
+                        // Nothing numbered: only rows without a position go. Rows numbered
+                        // since the version was read belong to appends this delete comes
+                        // before; deleting those its snapshot sees could leave the rest of a
+                        // later append behind (PostgreSQL deletes what its snapshot saw once
+                        // the append holding the rows' lock commits).
+                        let deleted = diesel::delete(
+                            events::table
+                                .filter(events::sender_id.eq(sender_id))
+                                .filter(events::seq.is_null().or(events::seq.lt(1_i64))),
+                        )
+                        .execute(conn)
+                        .await?;
                         return Ok(deleted > 0);
                     }
                     let current = current_version!(conn, sender_id);
