@@ -100,16 +100,24 @@ impl Layout {
 
 /// A new row of the `events` table.
 pub(crate) struct NewEvent {
-    // PostgreSQL binds the conversation and the positions once per append, not per row.
-    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
     pub(crate) sender_id: String,
     pub(crate) type_name: String,
     pub(crate) timestamp: Option<f64>,
     pub(crate) intent_name: Option<String>,
     pub(crate) action_name: Option<String>,
     pub(crate) data: Option<String>,
-    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
     pub(crate) seq: Option<i64>,
+}
+
+impl NewEvent {
+    /// Bytes of text the row carries (its JSON and names), for sizing statements.
+    pub(crate) fn text_bytes(&self) -> usize {
+        self.sender_id.len()
+            + self.type_name.len()
+            + self.intent_name.as_ref().map_or(0, String::len)
+            + self.action_name.as_ref().map_or(0, String::len)
+            + self.data.as_ref().map_or(0, String::len)
+    }
 }
 
 /// The rows of an append, as Rasa fills its columns.

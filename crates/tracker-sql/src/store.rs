@@ -17,11 +17,13 @@ use tracker_core::{
 use crate::append::{TxError, version_query};
 use crate::config::{Dialect, SqlConfig};
 use crate::delete::Expect;
-use crate::error::{driver_error, is_deadlock, is_seq_conflict};
+use crate::error::{driver_error, is_deadlock};
 use crate::migrate::Found;
 use crate::pool::{Connections, SqlClient, with_connection};
-use crate::schema::{Layout, check_column_widths, events, missing_seq, new_rows, to_u64};
+use crate::schema::{Layout, events, missing_seq, to_u64};
 use crate::target::Target;
+
+mod append;
 
 /// How often a delete of whatever the conversation holds looks again when appends keep
 /// landing between its version read and its lock.
@@ -219,7 +221,7 @@ impl SqlStore {
     /// outbox's table and triggers exist, so that no event is stored without being recorded
     /// for the relay (looked at again if not, since another process may have migrated it
     /// meanwhile).
-    async fn check_writable(&self) -> Result<()> {
+    pub(crate) async fn check_writable(&self) -> Result<()> {
         let migrated =
             Layout::from_u8(AtomicU8::load(&self.layout, Ordering::Relaxed)) == Layout::Sequenced;
         if migrated && (!self.outbox || AtomicBool::load(&self.outbox_ready, Ordering::Relaxed)) {
@@ -344,7 +346,7 @@ impl SqlStore {
         Ok(applied)
     }
 
-    async fn current_version(&self, sender_id: &SenderId) -> Result<u64> {
+    pub(crate) async fn current_version(&self, sender_id: &SenderId) -> Result<u64> {
         let context = "reading a conversation's version";
         let version: Option<Option<i64>> = with_connection!(self.connections, context, |conn| {
             version_query!(sender_id.as_str())
@@ -405,26 +407,6 @@ impl SqlStore {
             .await
             .map_err(|e| driver_error("explain", e))
     }
-
-    fn finish_append(
-        &self,
-        append: &Append,
-        outcome: std::result::Result<(), TxError>,
-    ) -> std::result::Result<u64, Option<Error>> {
-        match outcome {
-            Ok(()) => Ok(append.new_version()),
-            Err(TxError::Stale(actual)) => Err(Some(Error::conflict(
-                append.sender_id().as_str(),
-                append.expected_version(),
-                actual,
-            ))),
-            // Another writer came first: report its version.
-            Err(TxError::Changed) => Err(None),
-            Err(TxError::Query(error)) if is_seq_conflict(&error) => Err(None),
-            Err(TxError::Query(error)) => Err(Some(driver_error("appending events", error))),
-            Err(TxError::Invalid(error)) => Err(Some(error)),
-        }
-    }
 }
 
 #[async_trait]
@@ -459,34 +441,14 @@ impl Store for SqlStore {
     }
 
     async fn append(&self, append: &Append) -> Result<u64> {
-        check_column_widths(append)?;
-        let rows = new_rows(append)?;
-        self.check_writable().await?;
-        let rows = Arc::new(rows);
-        let mut attempts = 0;
-        let outcome = loop {
-            attempts += 1;
-            match crate::append::run(&self.connections, append, &rows).await? {
-                // Rolled back whole by the server (InnoDB, when a Rasa insert or a delete
-                // races the append): once more, to find out what the other writer did.
-                Err(TxError::Query(error)) if is_deadlock(&error) && attempts < TX_ATTEMPTS => {
-                    tracing::debug!(attempts, %error, "an append was a deadlock victim; again");
-                }
-                outcome => break outcome,
-            }
-        };
-        match self.finish_append(append, outcome) {
-            Ok(version) => Ok(version),
-            Err(Some(error)) => Err(error),
-            Err(None) => {
-                let actual = self.current_version(append.sender_id()).await?;
-                Err(Error::conflict(
-                    append.sender_id().as_str(),
-                    append.expected_version(),
-                    actual,
-                ))
-            }
-        }
+        self.append_one(append).await
+    }
+
+    /// Many conversations in one transaction, committed once, with statements that each
+    /// cover many conversations (see the crate README's "How it works"); each append is still
+    /// checked against its own version and written whole or not at all.
+    async fn append_batch(&self, appends: &[Append]) -> Result<Vec<Result<u64>>> {
+        self.append_many(appends).await
     }
 
     async fn read(

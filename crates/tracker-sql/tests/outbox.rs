@@ -9,7 +9,8 @@
 //!   before is then published whole; a store with `outbox: false` on the same database is
 //!   recorded too;
 //! - an append between a lease and a checkpoint at the leased version keeps the
-//!   conversation pending, from that checkpoint; pending conversations come oldest first.
+//!   conversation pending, from that checkpoint; pending conversations come oldest first;
+//! - a batch of appends marks every conversation it wrote to, and only those.
 
 mod common;
 
@@ -20,7 +21,8 @@ use common::outbox::{Isolated, rasa_mysql, rasa_postgres, rasa_sqlite};
 use common::rasa::{Dialect, rasa_row, rasa_save};
 use serde_json::Value;
 use tracker_core::{
-    ChannelBroker, ErrorKind, Event, Relay, RelayOptions, SenderId, Store, TrackerStore,
+    BatchAppend, ChannelBroker, ErrorKind, Event, Relay, RelayOptions, SenderId, Store,
+    TrackerStore,
 };
 use tracker_sql::SqlStore;
 
@@ -409,5 +411,111 @@ async fn appends_between_lease_and_checkpoint_mysql() {
 async fn appends_between_lease_and_checkpoint_sqlite() {
     if let Some(store) = common::outbox::sqlite_file().await {
         appends_between_lease_and_checkpoint(store).await;
+    }
+}
+
+/// A batch (one transaction, statements across conversations) marks in the outbox every
+/// conversation it wrote to, at its new version and from its last checkpoint, and none it
+/// did not: 20 new conversations, 10 existing ones already published, and one at a stale
+/// version.
+async fn batches_mark_every_conversation(store: Isolated) {
+    const EXISTING: usize = 11;
+    const STALE: usize = 10;
+    let outbox = store.outbox().expect("the outbox is on");
+    let trackers = TrackerStore::new(store.store.clone());
+    let prefix = fresh("outbox-batch");
+    let ids: Vec<String> = (0..31).map(|n| format!("{prefix}-{n:02}")).collect();
+    let bots = |tag: &str, count: usize| -> Vec<Event> {
+        (0..count)
+            .map(|n| Event::bot(format!("{tag} {n}")).at(1.0 + n as f64))
+            .collect()
+    };
+    for sender in &ids[..EXISTING] {
+        trackers
+            .append(sender, 0, &bots("before", 3))
+            .await
+            .expect("append");
+    }
+    for sender in pending(&store).await {
+        let entry = outbox
+            .lease(&id(&sender), "relay-1", TTL)
+            .await
+            .expect("lease")
+            .expect("free");
+        outbox
+            .checkpoint(&id(&sender), "relay-1", entry.published, entry.version)
+            .await
+            .expect("checkpoint");
+    }
+    assert!(pending(&store).await.is_empty(), "all published");
+
+    let events: Vec<Vec<Event>> = (0..31).map(|n| bots("batch", 1 + n % 4)).collect();
+    let batch: Vec<BatchAppend<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, sender_id)| BatchAppend {
+            sender_id,
+            expected_version: match n {
+                STALE => 2,
+                0..EXISTING => 3,
+                _ => 0,
+            },
+            events: &events[n],
+        })
+        .collect();
+    let results = trackers.append_batch(&batch).await.expect("the batch");
+    for (n, result) in results.iter().enumerate() {
+        match (n, result) {
+            (STALE, Err(error)) => assert_eq!(error.kind(), ErrorKind::Conflict, "{error}"),
+            (STALE, Ok(version)) => panic!("a stale append was written: {version}"),
+            (_, result) => assert!(result.is_ok(), "conversation {n}: {result:?}"),
+        }
+    }
+    let mut marked = pending(&store).await;
+    marked.sort();
+    let mut written: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|&(n, _)| n != STALE)
+        .map(|(_, sender)| sender.clone())
+        .collect();
+    written.sort();
+    assert_eq!(marked, written, "the conversations the batch wrote to");
+    for (n, sender) in ids.iter().enumerate().filter(|&(n, _)| n != STALE) {
+        let entry = outbox
+            .lease(&id(sender), "relay-1", TTL)
+            .await
+            .expect("lease")
+            .expect("free");
+        let before = if n < EXISTING { 3 } else { 0 };
+        assert_eq!(
+            (entry.version, entry.published),
+            (before + events[n].len() as u64, before),
+            "conversation {n}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_mark_every_conversation_postgres() {
+    if let Some(store) = common::outbox::postgres().await {
+        batches_mark_every_conversation(store).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_mark_every_conversation_mysql() {
+    if let Some(store) = common::outbox::mysql().await {
+        batches_mark_every_conversation(store).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_mark_every_conversation_sqlite() {
+    if let Some(store) = common::outbox::sqlite_file().await {
+        batches_mark_every_conversation(store).await;
+    }
+    if let Some(store) = common::outbox::sqlite_memory().await {
+        batches_mark_every_conversation(store).await;
     }
 }

@@ -118,6 +118,13 @@ impl Store for Isolated {
         self.store.append(append).await
     }
 
+    async fn append_batch(
+        &self,
+        appends: &[Append],
+    ) -> tracker_core::Result<Vec<tracker_core::Result<u64>>> {
+        self.store.append_batch(appends).await
+    }
+
     async fn read(
         &self,
         sender_id: &SenderId,
