@@ -811,7 +811,9 @@ fn verbose_prints_the_stores_metrics() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("tracker_store_events_total{store=\"sqlite\",operation=\"append_batch\"} 118"),
+        stderr.contains(
+            "tracker_store_events_total{store=\"sqlite\",operation=\"append_batch\"} 118"
+        ),
         "{stderr}"
     );
     assert!(
