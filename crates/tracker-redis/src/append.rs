@@ -14,7 +14,7 @@ use tracker_core::{Append, Error, Result, SenderId};
 
 use crate::adopt::{Fetched, RasaRecord, fetch, fetch_each};
 use crate::connection::Connection;
-use crate::error::{conversation_error, driver_error, unexpected_reply};
+use crate::error::{conflict, conversation_error, driver_error, unexpected_reply};
 use crate::index::Index;
 use crate::schema::{KeyLayout, parse_version};
 use crate::scripts::{APPEND, OUTBOX_MARK, ScriptKeys};
@@ -119,7 +119,7 @@ impl Appending<'_> {
                     self.finish(&[written]).await;
                     return Ok(version);
                 }
-                Reply::Conflict(actual) => return Err(conflict(id, expected, actual)),
+                Reply::Conflict(actual) => return Err(conflict(id, "append", expected, actual)),
                 // Rasa's record is needed, or changed since it was read: read it (again).
                 Reply::ReadRasa => rasa = self.rasa_args(sender_id).await?,
             }
@@ -238,7 +238,12 @@ impl Appending<'_> {
                         });
                     }
                     Ok(Reply::Conflict(actual)) => {
-                        results[i] = Some(Err(conflict(id, append.expected_version(), actual)));
+                        results[i] = Some(Err(conflict(
+                            id,
+                            "append",
+                            append.expected_version(),
+                            actual,
+                        )));
                     }
                     Ok(Reply::ReadRasa) => again.push(i),
                     Err(error) => results[i] = Some(Err(error)),
@@ -409,18 +414,6 @@ fn sender_ids<'a>(appends: &'a [Append], positions: &[usize]) -> Vec<&'a str> {
         .iter()
         .map(|&i| appends[i].sender_id().as_str())
         .collect()
-}
-
-/// A conflict: the conversation is at `actual`, not `expected`.
-fn conflict(id: &str, expected: u64, actual: u64) -> Error {
-    tracing::debug!(
-        store = "redis",
-        sender_id = id,
-        expected,
-        actual,
-        "append conflicts"
-    );
-    Error::conflict(id, expected, actual)
 }
 
 /// The append script's reply (see `scripts/append.lua`).

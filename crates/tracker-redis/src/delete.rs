@@ -239,14 +239,7 @@ fn conflict(id: &str, expected: ExpectedVersion, actual: u64) -> Error {
         ExpectedVersion::Exact(version) => version,
         ExpectedVersion::Any => actual,
     };
-    tracing::debug!(
-        store = "redis",
-        sender_id = id,
-        expected,
-        actual,
-        "delete conflicts"
-    );
-    Error::conflict(id, expected, actual)
+    crate::error::conflict(id, "delete", expected, actual)
 }
 
 /// Rasa's record changed every time it was read: report the last version seen, for the

@@ -124,6 +124,19 @@ pub(crate) fn unexpected_reply(sender_id: &str, operation: &str, reply: &Value) 
     ))
 }
 
+/// A conflict of a conversation's `operation` (`"append"`, `"delete"`): it is at `actual`,
+/// not `expected`.
+pub(crate) fn conflict(sender_id: &str, operation: &str, expected: u64, actual: u64) -> Error {
+    tracing::debug!(
+        store = "redis",
+        sender_id,
+        expected,
+        actual,
+        "{operation} conflicts"
+    );
+    Error::conflict(sender_id, expected, actual)
+}
+
 /// A fred error of a conversation's read or write: [`Error::Corrupt`] naming the conversation
 /// when its stored data is unreadable, else as [`driver_error`].
 pub(crate) fn conversation_error(sender_id: &str, operation: &str, error: FredError) -> Error {

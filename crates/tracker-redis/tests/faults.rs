@@ -484,21 +484,26 @@ fn store_config(url: String) -> RedisConfig {
     config
 }
 
+/// Starts a durable single server (see [`durable_server`]) among `servers`; returns it and a
+/// store on it.
+async fn durable_single(servers: &mut LocalServers) -> (usize, TrackerStore) {
+    let port = free_port();
+    let args = durable_server(port, &servers.dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = servers.spawn("redis-server", &args, port);
+    let store = RedisStore::connect(&store_config(format!("redis://127.0.0.1:{port}")))
+        .await
+        .expect("connect");
+    (server, TrackerStore::new(store))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn single_server_killed_mid_run() {
     let Some(mut servers) = LocalServers::new("redis-faults", &["redis-server", "redis-cli"])
     else {
         return;
     };
-    let port = free_port();
-    let args = durable_server(port, &servers.dir);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = servers.spawn("redis-server", &args, port);
-
-    let store = RedisStore::connect(&store_config(format!("redis://127.0.0.1:{port}")))
-        .await
-        .expect("connect");
-    let api = TrackerStore::new(store);
+    let (server, api) = durable_single(&mut servers).await;
     let ids: Vec<String> = (0..8).map(|i| format!("writer{i}")).collect();
     let run = Run::start(&api, &ids);
 
@@ -894,14 +899,7 @@ async fn single_server_killed_mid_batch() {
     else {
         return;
     };
-    let port = free_port();
-    let args = durable_server(port, &servers.dir);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = servers.spawn("redis-server", &args, port);
-    let store = RedisStore::connect(&store_config(format!("redis://127.0.0.1:{port}")))
-        .await
-        .expect("connect");
-    let api = TrackerStore::new(store);
+    let (server, api) = durable_single(&mut servers).await;
     let events: Vec<Event> = (0..20)
         .map(|n| Event::bot(format!("event {n}")).at(1_700_000_000.0 + f64::from(n)))
         .collect();

@@ -246,6 +246,22 @@ async fn stale_append_writes_nothing(service: Service) {
     assert_eq!(in_index(&store, absent).await, (false, false));
 }
 
+/// Corrupts three stored conversations: the head of `bad_version` holds no number, the list of
+/// `short` is a row shorter than its head says, and that of `wrong_type` is a string.
+async fn corrupt_stored(store: &RedisStore, bad_version: &str, short: &str, wrong_type: &str) {
+    let (client, layout) = (store.client(), store.layout());
+    let () = client
+        .hset(layout.head(bad_version), ("version", "five"))
+        .await
+        .expect("HSET");
+    let _: String = client.rpop(layout.events(short), None).await.expect("RPOP");
+    let _: i64 = client.del(layout.events(wrong_type)).await.expect("DEL");
+    let () = client
+        .set(layout.events(wrong_type), "a string", None, None, false)
+        .await
+        .expect("SET");
+}
+
 fn corrupt<T: std::fmt::Debug>(result: tracker_core::Result<T>, id: &str, what: &str) {
     match result {
         Err(Error::Corrupt { sender_id, .. }) => assert_eq!(sender_id, id, "{what}"),
@@ -344,19 +360,7 @@ async fn corrupt_data_is_corrupt_for_that_conversation_only(service: Service) {
         .lset(layout.events("bad event"), 3, "{not json")
         .await
         .expect("LSET");
-    let () = client
-        .hset(layout.head("bad version"), ("version", "five"))
-        .await
-        .expect("HSET");
-    let _: i64 = client.del(layout.events("wrong type")).await.expect("DEL");
-    let () = client
-        .set(layout.events("wrong type"), "a string", None, None, false)
-        .await
-        .expect("SET");
-    let _: String = client
-        .rpop(layout.events("short list"), None)
-        .await
-        .expect("RPOP");
+    corrupt_stored(&store, "bad version", "short list", "wrong type").await;
 
     match api.read("bad event", ReadScope::All).await {
         Err(Error::Corrupt {
@@ -816,20 +820,7 @@ async fn batch_corrupt_conversation_is_its_own_error(service: Service) {
     // A head that is not a number, a list shorter than the head says (the script's error
     // reply) and a list that is a string (an error raised inside the script).
     let bad = [7, 8, 9];
-    let layout = store.layout();
-    let () = client
-        .hset(layout.head(&ids[bad[0]]), ("version", "five"))
-        .await
-        .expect("HSET");
-    let _: String = client
-        .rpop(layout.events(&ids[bad[1]]), None)
-        .await
-        .expect("RPOP");
-    let _: i64 = client.del(layout.events(&ids[bad[2]])).await.expect("DEL");
-    let () = client
-        .set(layout.events(&ids[bad[2]]), "a string", None, None, false)
-        .await
-        .expect("SET");
+    corrupt_stored(&store, &ids[bad[0]], &ids[bad[1]], &ids[bad[2]]).await;
     if store.is_clustered() {
         client
             .script_flush_cluster(false)

@@ -64,9 +64,7 @@ pub(crate) use shared::{Item, Outcome, TxError, version_query};
 pub(crate) use shared::{current_version, lock_row, lost};
 
 use crate::error::{classify, is_deadlock, is_seq_conflict};
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-use crate::pool::bounded;
-use crate::pool::{Connections, SqlClient, acquire};
+use crate::pool::{Connections, write_with_connection};
 use crate::schema::NewEvent;
 
 /// How often a batch's transaction runs when another writer made it collide on the unique
@@ -88,46 +86,11 @@ pub(crate) async fn run(
     let context = "appending events";
     let expected = crate::schema::to_i64(append.expected_version())?;
     let sender_id = append.sender_id().as_str();
-    Ok(match &connections.client {
-        #[cfg(feature = "postgres")]
-        SqlClient::Postgres(pool) => {
-            let conn = acquire(pool, context).await?;
-            bounded!(
-                connections.query_timeout,
-                conn,
-                context,
-                connections.pg_cancel(&conn),
-                async {
-                    lost(
-                        context,
-                        postgres::append(&mut conn, sender_id, expected, rows).await,
-                    )
-                }
-            )?
-        }
-        #[cfg(feature = "mysql")]
-        SqlClient::Mysql(pool) => {
-            let conn = acquire(pool, context).await?;
-            bounded!(
-                connections.query_timeout,
-                conn,
-                context,
-                Connections::mysql_cancel(&conn),
-                async {
-                    lost(
-                        context,
-                        mysql::append(&mut conn, sender_id, expected, rows).await,
-                    )
-                }
-            )?
-        }
-        #[cfg(feature = "sqlite")]
-        SqlClient::Sqlite(pool) => {
-            let _writer = connections.sqlite_writer.lock().await;
-            let mut conn = acquire(pool, context).await?;
-            sqlite::append(&mut conn, sender_id.to_owned(), expected, rows.clone()).await
-        }
-    })
+    Ok(write_with_connection!(connections, context, |conn| {
+        postgres: postgres::append(&mut conn, sender_id, expected, rows).await,
+        mysql: mysql::append(&mut conn, sender_id, expected, rows).await,
+        sqlite: sqlite::append(&mut conn, sender_id.to_owned(), expected, rows.clone()).await,
+    }))
 }
 
 /// Appends each of `items` that is at its expected version, in one transaction (see the
@@ -181,34 +144,9 @@ async fn batch_once(
     items: &Arc<Vec<Item>>,
     context: &str,
 ) -> Result<std::result::Result<Vec<Outcome>, TxError>> {
-    Ok(match &connections.client {
-        #[cfg(feature = "postgres")]
-        SqlClient::Postgres(pool) => {
-            let conn = acquire(pool, context).await?;
-            bounded!(
-                connections.query_timeout,
-                conn,
-                context,
-                connections.pg_cancel(&conn),
-                async { lost(context, postgres::batch(&mut conn, items).await) }
-            )?
-        }
-        #[cfg(feature = "mysql")]
-        SqlClient::Mysql(pool) => {
-            let conn = acquire(pool, context).await?;
-            bounded!(
-                connections.query_timeout,
-                conn,
-                context,
-                Connections::mysql_cancel(&conn),
-                async { lost(context, mysql::batch(&mut conn, items).await) }
-            )?
-        }
-        #[cfg(feature = "sqlite")]
-        SqlClient::Sqlite(pool) => {
-            let _writer = connections.sqlite_writer.lock().await;
-            let mut conn = acquire(pool, context).await?;
-            sqlite::batch(&mut conn, items.clone()).await
-        }
-    })
+    Ok(write_with_connection!(connections, context, |conn| {
+        postgres: postgres::batch(&mut conn, items).await,
+        mysql: mysql::batch(&mut conn, items).await,
+        sqlite: sqlite::batch(&mut conn, items.clone()).await,
+    }))
 }

@@ -16,10 +16,8 @@ use tracker_core::Result;
 
 use crate::append::TxError;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-use crate::append::{current_version, lock_row, lost, version_query};
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-use crate::pool::bounded;
-use crate::pool::{Connections, SqlClient, acquire};
+use crate::append::{current_version, lock_row, version_query};
+use crate::pool::{Connections, write_with_connection};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use crate::schema::events;
 
@@ -96,36 +94,11 @@ pub(crate) async fn run(
     expect: Expect,
 ) -> Result<std::result::Result<bool, TxError>> {
     let context = "deleting a conversation";
-    Ok(match &connections.client {
-        #[cfg(feature = "postgres")]
-        SqlClient::Postgres(pool) => {
-            let conn = acquire(pool, context).await?;
-            bounded!(
-                connections.query_timeout,
-                conn,
-                context,
-                connections.pg_cancel(&conn),
-                async { lost(context, delete_in_transaction!(conn, sender_id, expect)) }
-            )?
-        }
-        #[cfg(feature = "mysql")]
-        SqlClient::Mysql(pool) => {
-            let conn = acquire(pool, context).await?;
-            bounded!(
-                connections.query_timeout,
-                conn,
-                context,
-                Connections::mysql_cancel(&conn),
-                async { lost(context, delete_in_transaction!(conn, sender_id, expect)) }
-            )?
-        }
-        #[cfg(feature = "sqlite")]
-        SqlClient::Sqlite(pool) => {
-            let _writer = connections.sqlite_writer.lock().await;
-            let mut conn = acquire(pool, context).await?;
-            sqlite::delete(&mut conn, sender_id.to_owned(), expect).await
-        }
-    })
+    Ok(write_with_connection!(connections, context, |conn| {
+        postgres: delete_in_transaction!(conn, sender_id, expect),
+        mysql: delete_in_transaction!(conn, sender_id, expect),
+        sqlite: sqlite::delete(&mut conn, sender_id.to_owned(), expect).await,
+    }))
 }
 
 /// The SQLite delete, with diesel's synchronous query methods in scope.

@@ -510,3 +510,52 @@ macro_rules! with_connection {
     };
 }
 pub(crate) use with_connection;
+
+/// Runs a write with `$conn` bound to a pooled connection of `$connections` (a
+/// [`Connections`]): `$postgres` or `$mysql` bounded by the query timeout, with a temporary
+/// driver error as the outer error (`lost`: the connection is dropped); `$sqlite` holding the
+/// store's writer lock (`Connections::sqlite_writer`), so that its writers queue in the
+/// process. Each body is the write's outcome, `Result<T, TxError>`.
+macro_rules! write_with_connection {
+    (
+        $connections:expr,
+        $context:expr,
+        |$conn:ident| {
+            postgres: $postgres:expr,
+            mysql: $mysql:expr,
+            sqlite: $sqlite:expr $(,)?
+        }
+    ) => {
+        match &$connections.client {
+            #[cfg(feature = "postgres")]
+            crate::pool::SqlClient::Postgres(pool) => {
+                let $conn = crate::pool::acquire(pool, $context).await?;
+                crate::pool::bounded!(
+                    $connections.query_timeout,
+                    $conn,
+                    $context,
+                    $connections.pg_cancel(&$conn),
+                    async { crate::append::lost($context, $postgres) }
+                )?
+            }
+            #[cfg(feature = "mysql")]
+            crate::pool::SqlClient::Mysql(pool) => {
+                let $conn = crate::pool::acquire(pool, $context).await?;
+                crate::pool::bounded!(
+                    $connections.query_timeout,
+                    $conn,
+                    $context,
+                    crate::pool::Connections::mysql_cancel(&$conn),
+                    async { crate::append::lost($context, $mysql) }
+                )?
+            }
+            #[cfg(feature = "sqlite")]
+            crate::pool::SqlClient::Sqlite(pool) => {
+                let _writer = $connections.sqlite_writer.lock().await;
+                let mut $conn = crate::pool::acquire(pool, $context).await?;
+                $sqlite
+            }
+        }
+    };
+}
+pub(crate) use write_with_connection;

@@ -14,20 +14,16 @@ use tracker_core::{
     Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
 };
 
-use crate::append::{TxError, version_query};
+use crate::append::version_query;
 use crate::config::{Dialect, SqlConfig};
-use crate::delete::Expect;
-use crate::error::{driver_error, is_deadlock};
+use crate::error::driver_error;
 use crate::migrate::Found;
 use crate::pool::{Connections, SqlClient, with_connection};
 use crate::schema::{Layout, events, missing_seq, to_u64};
 use crate::target::Target;
 
 mod append;
-
-/// How often a delete of whatever the conversation holds looks again when appends keep
-/// landing between its version read and its lock.
-const DELETE_ATTEMPTS: usize = 20;
+mod delete;
 
 /// How often a write transaction the server rolled back to break a deadlock is run.
 const TX_ATTEMPTS: usize = 5;
@@ -361,37 +357,6 @@ impl SqlStore {
         }
     }
 
-    /// Deletes if the version is as `expect` says; conflicts carry the version found.
-    async fn delete_expecting(&self, sender_id: &SenderId, expect: Expect) -> Result<bool> {
-        let expected = match expect {
-            Expect::Version(version) => version,
-            Expect::Current => 0,
-        };
-        let mut attempts = 0;
-        let outcome = loop {
-            attempts += 1;
-            match crate::delete::run(&self.connections, sender_id.as_str(), expect).await? {
-                Err(TxError::Query(error)) if is_deadlock(&error) && attempts < TX_ATTEMPTS => {
-                    tracing::debug!(attempts, %error, "a delete was a deadlock victim; again");
-                }
-                outcome => break outcome,
-            }
-        };
-        match outcome {
-            Ok(deleted) => Ok(deleted),
-            Err(TxError::Stale(actual)) => {
-                Err(Error::conflict(sender_id.as_str(), expected, actual))
-            }
-            Err(TxError::Changed) => Err(Error::conflict(
-                sender_id.as_str(),
-                expected,
-                self.current_version(sender_id).await?,
-            )),
-            Err(TxError::Query(error)) => Err(driver_error("deleting a conversation", error)),
-            Err(TxError::Invalid(error)) => Err(error),
-        }
-    }
-
     /// PostgreSQL's `EXPLAIN ANALYZE` of the query a read with `scope` runs, one line per
     /// plan line. For checking that latest-session reads use the indexes.
     #[cfg(feature = "postgres")]
@@ -556,34 +521,7 @@ impl Store for SqlStore {
     }
 
     async fn delete(&self, sender_id: &SenderId, expected: ExpectedVersion) -> Result<bool> {
-        self.check_writable().await?;
-        match expected {
-            ExpectedVersion::Exact(version) => {
-                self.delete_expecting(sender_id, Expect::Version(version))
-                    .await
-            }
-            ExpectedVersion::Any => {
-                let mut attempts = 0;
-                loop {
-                    attempts += 1;
-                    match self.delete_expecting(sender_id, Expect::Current).await {
-                        Err(error)
-                            if error.kind() == tracker_core::ErrorKind::Conflict
-                                && attempts < DELETE_ATTEMPTS =>
-                        {
-                            tracing::debug!(attempts, "appends landed during a delete; again");
-                        }
-                        Err(error) if error.kind() == tracker_core::ErrorKind::Conflict => {
-                            return Err(Error::unavailable(format!(
-                                "deleting a conversation: appends kept landing during \
-                                 {attempts} attempts"
-                            )));
-                        }
-                        outcome => return outcome,
-                    }
-                }
-            }
-        }
+        self.delete_one(sender_id, expected).await
     }
 }
 

@@ -254,7 +254,7 @@ async fn crosses_the_bind_parameter_limit_postgres() {
     };
     crosses_the_bind_parameter_limit!(
         common::connect(&service.url).await,
-        diesel_async::AsyncPgConnection::establish(&service.url).map(|c| c.expect("connect"))
+        common::rasa::connect_postgres(&service.url)
     );
 }
 
@@ -265,7 +265,7 @@ async fn crosses_the_bind_parameter_limit_mysql() {
     };
     crosses_the_bind_parameter_limit!(
         common::connect(&service.url).await,
-        diesel_async::AsyncMysqlConnection::establish(&service.url).map(|c| c.expect("connect"))
+        common::rasa::connect_mysql(&service.url)
     );
 }
 

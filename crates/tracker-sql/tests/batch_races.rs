@@ -7,10 +7,7 @@ use std::collections::HashMap;
 
 use common::batch::{assert_conflict, batch, bots, fresh, label, stored, texts};
 use common::rasa::{Dialect, RasaRow, rasa_row, rasa_save, rasa_select, select_all};
-use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-use futures::FutureExt;
 use tracker_core::{BatchAppend, ErrorKind, Event, ReadScope, TrackerStore};
-use tracker_sql::diesel_async;
 use tracker_testkit::{Service, service_url};
 
 /// Two batches over overlapping conversations (new ones and existing ones, at the same
@@ -326,7 +323,7 @@ async fn rasa_saves_race_batches_postgres() {
     rasa_saves_race_batches!(
         Dialect::Postgres,
         common::connect(&service.url).await,
-        diesel_async::AsyncPgConnection::establish(&service.url).map(|c| c.expect("connect"))
+        common::rasa::connect_postgres(&service.url)
     );
 }
 
@@ -338,7 +335,7 @@ async fn rasa_saves_race_batches_mysql() {
     rasa_saves_race_batches!(
         Dialect::Mysql,
         common::connect(&service.url).await,
-        diesel_async::AsyncMysqlConnection::establish(&service.url).map(|c| c.expect("connect"))
+        common::rasa::connect_mysql(&service.url)
     );
 }
 
@@ -348,14 +345,5 @@ async fn rasa_saves_race_batches_sqlite() {
     let store = tracker_sql::SqlStore::connect(&tracker_sql::SqlConfig::sqlite(&path))
         .await
         .expect("open");
-    rasa_saves_race_batches!(Dialect::Sqlite, store, async {
-        let mut conn = tracker_sql::SqliteConnection::establish(&path)
-            .await
-            .expect("open");
-        // pysqlite's default: wait up to 5 s for the lock.
-        conn.batch_execute("PRAGMA busy_timeout = 5000")
-            .await
-            .expect("busy timeout");
-        conn
-    });
+    rasa_saves_race_batches!(Dialect::Sqlite, store, common::rasa::connect_sqlite(&path));
 }

@@ -17,9 +17,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::batch::{fresh, label};
 use common::outbox::{Isolated, rasa_mysql, rasa_postgres, rasa_sqlite};
 use common::rasa::{Dialect, rasa_row, rasa_save};
-use serde_json::Value;
 use tracker_core::{
     BatchAppend, ChannelBroker, ErrorKind, Event, Relay, RelayOptions, SenderId, Store,
     TrackerStore,
@@ -30,21 +30,6 @@ const TTL: Duration = Duration::from_secs(30);
 
 fn id(text: &str) -> SenderId {
     SenderId::new(text).expect("a valid id")
-}
-
-/// A fresh sender id.
-fn fresh(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// What an event says: a bot event's text, another event's name.
-fn label(value: &Value) -> String {
-    value
-        .get("text")
-        .or_else(|| value.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// The store's pending conversations, in the order it gives them.

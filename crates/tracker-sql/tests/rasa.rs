@@ -10,12 +10,12 @@
 
 mod common;
 
+use common::batch::label;
 use common::rasa::{
     self as r, Dialect, RasaRow, rasa_count, rasa_insert, rasa_keys, rasa_row, rasa_save,
     rasa_select,
 };
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-use futures::FutureExt;
 use serde_json::Value;
 use tracker_conformance::golden;
 use tracker_core::{ErrorKind, Event, EventVerbosity, RasaSource, ReadScope, TrackerStore};
@@ -513,16 +513,6 @@ async fn login_created(url: &str, database: &str) -> String {
     url.to_owned()
 }
 
-/// What an event says: a bot event's text, another event's name.
-fn label(value: &Value) -> String {
-    value
-        .get("text")
-        .or_else(|| value.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// Rasa's saves (its own statements: the count, then one INSERT per event, in one
 /// transaction) race this store's appends on one conversation: whatever succeeds is stored
 /// once, whole and in order, Rasa's order (`id`) and the store's (`seq`) agree, a failed write
@@ -688,7 +678,7 @@ async fn rasa_saves_race_appends_postgres() {
     rasa_races_appends!(
         Dialect::Postgres,
         SqlConfig::from_url(&service.url),
-        diesel_async::AsyncPgConnection::establish(&service.url).map(|c| c.expect("connect"))
+        common::rasa::connect_postgres(&service.url)
     );
 }
 
@@ -700,23 +690,18 @@ async fn rasa_saves_race_appends_mysql() {
     rasa_races_appends!(
         Dialect::Mysql,
         SqlConfig::from_url(&service.url),
-        diesel_async::AsyncMysqlConnection::establish(&service.url).map(|c| c.expect("connect"))
+        common::rasa::connect_mysql(&service.url)
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rasa_saves_race_appends_sqlite() {
     let path = common::temp_sqlite_path();
-    rasa_races_appends!(Dialect::Sqlite, SqlConfig::sqlite(&path), async {
-        let mut conn = tracker_sql::SqliteConnection::establish(&path)
-            .await
-            .expect("open");
-        // pysqlite's default: wait up to 5 s for the lock.
-        conn.batch_execute("PRAGMA busy_timeout = 5000")
-            .await
-            .expect("busy timeout");
-        conn
-    });
+    rasa_races_appends!(
+        Dialect::Sqlite,
+        SqlConfig::sqlite(&path),
+        common::rasa::connect_sqlite(&path)
+    );
 }
 
 /// After a race on a store with its outbox on: every conversation is pending, and its outbox

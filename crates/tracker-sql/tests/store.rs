@@ -3,26 +3,15 @@
 
 mod common;
 
+use common::batch::{fresh, session_saying};
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use tracker_core::{ErrorKind, Event, ReadScope, TrackerStore};
 use tracker_sql::{SqlConfig, SqlStore, diesel_async};
 use tracker_testkit::{Service, service_url};
 
-fn fresh(name: &str) -> String {
-    format!("{name}-{}", uuid::Uuid::new_v4().simple())
-}
-
+/// A session: its start, then `turns` user and bot turns.
 fn session(t: f64, turns: usize) -> Vec<Event> {
-    let mut events = vec![
-        Event::action("action_session_start").at(t),
-        Event::session_started().at(t),
-        Event::action("action_listen").at(t),
-    ];
-    for turn in 0..turns {
-        events.push(Event::user(format!("turn {turn}"), "greet", 0.9).at(t + turn as f64));
-        events.push(Event::bot(format!("reply {turn}")).at(t + turn as f64 + 0.5));
-    }
-    events
+    session_saying(t, turns, "turn", "reply")
 }
 
 /// Corrupts one row of `bad` through `$conn`, then checks that only `bad` is affected.

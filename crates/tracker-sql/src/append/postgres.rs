@@ -11,12 +11,28 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use super::shared::{Item, Outcome, TxError, by_sender, statements, written_rows};
 use crate::schema::NewEvent;
 
-/// The statement: lock the row at the expected version, read the version, insert the
-/// rows if both agree; returns the rows inserted and the version read. Its text is fixed
-/// (the rows are bound as one array per column), so diesel keeps it prepared, by type.
-struct AppendStatement<'a> {
-    sender_id: &'a str,
-    expected: i64,
+/// Makes `$statement` a query whose text is the same for every value bound, so that diesel
+/// keeps it prepared: its cache key is its own type. With `=> $sql_type`, it returns rows of
+/// that type.
+macro_rules! fixed_text {
+    ($statement:ident) => {
+        impl QueryId for $statement<'_> {
+            type QueryId = $statement<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+    };
+    ($statement:ident => $sql_type:ty) => {
+        fixed_text!($statement);
+
+        impl Query for $statement<'_> {
+            type SqlType = $sql_type;
+        }
+    };
+}
+
+/// The columns of inserted rows that hold what the caller gives, one array per column, bound
+/// in the order `type_name, timestamp, intent_name, action_name, data`.
+struct Columns<'a> {
     type_names: Vec<&'a str>,
     timestamps: Vec<Option<f64>>,
     intent_names: Vec<Option<&'a str>>,
@@ -24,17 +40,42 @@ struct AppendStatement<'a> {
     data: Vec<Option<&'a str>>,
 }
 
-/// The statement's cache key: one text for every append.
-struct AppendStatementId;
-
-impl QueryId for AppendStatement<'_> {
-    type QueryId = AppendStatementId;
-    const HAS_STATIC_QUERY_ID: bool = true;
+impl<'a> Columns<'a> {
+    fn new(rows: impl Iterator<Item = &'a NewEvent> + Clone) -> Self {
+        Self {
+            type_names: rows.clone().map(|row| row.type_name.as_str()).collect(),
+            timestamps: rows.clone().map(|row| row.timestamp).collect(),
+            intent_names: rows.clone().map(|row| row.intent_name.as_deref()).collect(),
+            action_names: rows.clone().map(|row| row.action_name.as_deref()).collect(),
+            data: rows.map(|row| row.data.as_deref()).collect(),
+        }
+    }
 }
 
-impl Query for AppendStatement<'_> {
-    type SqlType = (BigInt, Nullable<BigInt>);
+impl QueryFragment<Pg> for Columns<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        out.push_bind_param::<Array<Text>, _>(&self.type_names)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.timestamps)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.intent_names)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.action_names)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.data)
+    }
 }
+
+/// The statement: lock the row at the expected version, read the version, insert the
+/// rows if both agree; returns the rows inserted and the version read. Its text is fixed
+/// (the rows are bound as one array per column), so diesel keeps it prepared, by type.
+struct AppendStatement<'a> {
+    sender_id: &'a str,
+    expected: i64,
+    columns: Columns<'a>,
+}
+
+fixed_text!(AppendStatement => (BigInt, Nullable<BigInt>));
 
 impl QueryFragment<Pg> for AppendStatement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
@@ -55,15 +96,7 @@ impl QueryFragment<Pg> for AppendStatement<'_> {
         out.push_sql(", r.type_name, r.timestamp, r.intent_name, r.action_name, r.data, ");
         out.push_bind_param::<BigInt, _>(&self.expected)?;
         out.push_sql(" + r.n FROM unnest(");
-        out.push_bind_param::<Array<Text>, _>(&self.type_names)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.timestamps)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.intent_names)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.action_names)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.data)?;
+        self.columns.walk_ast(out.reborrow())?;
         out.push_sql(
             ") WITH ORDINALITY AS r (type_name, timestamp, intent_name, action_name, data, \
              n) WHERE coalesce((SELECT seq FROM head), 0) = ",
@@ -89,11 +122,7 @@ pub(crate) async fn append(
     let statement = AppendStatement {
         sender_id,
         expected,
-        type_names: rows.iter().map(|row| row.type_name.as_str()).collect(),
-        timestamps: rows.iter().map(|row| row.timestamp).collect(),
-        intent_names: rows.iter().map(|row| row.intent_name.as_deref()).collect(),
-        action_names: rows.iter().map(|row| row.action_name.as_deref()).collect(),
-        data: rows.iter().map(|row| row.data.as_deref()).collect(),
+        columns: Columns::new(rows.iter()),
     };
     let (inserted, head): (i64, Option<i64>) = statement.get_result(conn).await?;
     if usize::try_from(inserted).is_ok_and(|inserted| inserted == rows.len()) {
@@ -124,17 +153,7 @@ struct LockStatement<'a> {
     seqs: Vec<i64>,
 }
 
-/// The lock statement's cache key: one text for every batch.
-struct LockStatementId;
-
-impl QueryId for LockStatement<'_> {
-    type QueryId = LockStatementId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for LockStatement<'_> {
-    type SqlType = Text;
-}
+fixed_text!(LockStatement => Text);
 
 impl QueryFragment<Pg> for LockStatement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
@@ -156,17 +175,7 @@ struct HeadsStatement<'a> {
     sender_ids: Vec<&'a str>,
 }
 
-/// The heads statement's cache key: one text for every batch.
-struct HeadsStatementId;
-
-impl QueryId for HeadsStatement<'_> {
-    type QueryId = HeadsStatementId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for HeadsStatement<'_> {
-    type SqlType = (Text, Nullable<BigInt>);
-}
+fixed_text!(HeadsStatement => (Text, Nullable<BigInt>));
 
 impl QueryFragment<Pg> for HeadsStatement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
@@ -184,11 +193,7 @@ impl QueryFragment<Pg> for HeadsStatement<'_> {
 /// order.
 struct InsertStatement<'a> {
     sender_ids: Vec<&'a str>,
-    type_names: Vec<&'a str>,
-    timestamps: Vec<Option<f64>>,
-    intent_names: Vec<Option<&'a str>>,
-    action_names: Vec<Option<&'a str>>,
-    data: Vec<Option<&'a str>>,
+    columns: Columns<'a>,
     seqs: Vec<Option<i64>>,
 }
 
@@ -196,23 +201,13 @@ impl<'a> InsertStatement<'a> {
     fn new(rows: &[&'a NewEvent]) -> Self {
         Self {
             sender_ids: rows.iter().map(|row| row.sender_id.as_str()).collect(),
-            type_names: rows.iter().map(|row| row.type_name.as_str()).collect(),
-            timestamps: rows.iter().map(|row| row.timestamp).collect(),
-            intent_names: rows.iter().map(|row| row.intent_name.as_deref()).collect(),
-            action_names: rows.iter().map(|row| row.action_name.as_deref()).collect(),
-            data: rows.iter().map(|row| row.data.as_deref()).collect(),
+            columns: Columns::new(rows.iter().copied()),
             seqs: rows.iter().map(|row| row.seq).collect(),
         }
     }
 }
 
-/// The insert statement's cache key: one text for every batch.
-struct InsertStatementId;
-
-impl QueryId for InsertStatement<'_> {
-    type QueryId = InsertStatementId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+fixed_text!(InsertStatement);
 
 impl QueryFragment<Pg> for InsertStatement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
@@ -222,15 +217,7 @@ impl QueryFragment<Pg> for InsertStatement<'_> {
         );
         out.push_bind_param::<Array<Text>, _>(&self.sender_ids)?;
         out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.type_names)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.timestamps)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.intent_names)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.action_names)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.data)?;
+        self.columns.walk_ast(out.reborrow())?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.seqs)?;
         out.push_sql(")");

@@ -12,14 +12,20 @@ pub fn fresh(prefix: &str) -> String {
 
 /// A session: its start, then `turns` user and bot turns labelled with `tag`.
 pub fn session(t: f64, turns: usize, tag: &str) -> Vec<Event> {
+    session_saying(t, turns, tag, &format!("{tag} reply"))
+}
+
+/// A session: its start, then `turns` user turns saying `user` and bot turns saying `bot`,
+/// each followed by the turn's number.
+pub fn session_saying(t: f64, turns: usize, user: &str, bot: &str) -> Vec<Event> {
     let mut events = vec![
         Event::action("action_session_start").at(t),
         Event::session_started().at(t),
         Event::action("action_listen").at(t),
     ];
     for turn in 0..turns {
-        events.push(Event::user(format!("{tag} {turn}"), "greet", 0.9).at(t + turn as f64));
-        events.push(Event::bot(format!("{tag} reply {turn}")).at(t + turn as f64 + 0.5));
+        events.push(Event::user(format!("{user} {turn}"), "greet", 0.9).at(t + turn as f64));
+        events.push(Event::bot(format!("{bot} {turn}")).at(t + turn as f64 + 0.5));
     }
     events
 }

@@ -253,9 +253,7 @@ pub async fn rasa_postgres(place: &Place) -> diesel_async::AsyncPgConnection {
     let Place::Postgres { url, schema } = place else {
         panic!("not PostgreSQL: {place:?}");
     };
-    let mut conn = diesel_async::AsyncPgConnection::establish(url)
-        .await
-        .expect("connect");
+    let mut conn = super::rasa::connect_postgres(url).await;
     conn.batch_execute(&format!("SET search_path TO \"{schema}\""))
         .await
         .expect("search path");
@@ -268,23 +266,14 @@ pub async fn rasa_mysql(place: &Place) -> diesel_async::AsyncMysqlConnection {
     let Place::Mysql { url, .. } = place else {
         panic!("not MySQL: {place:?}");
     };
-    diesel_async::AsyncMysqlConnection::establish(url)
-        .await
-        .expect("connect")
+    super::rasa::connect_mysql(url).await
 }
 
 /// A connection as Rasa's (pysqlite's 5 s busy timeout) to an isolated SQLite store's file.
 #[cfg(feature = "sqlite")]
 pub async fn rasa_sqlite(place: &Place) -> tracker_sql::SqliteConnection {
-    use tracker_sql::diesel_async::{AsyncConnection, SimpleAsyncConnection};
     let Place::Sqlite { path } = place else {
         panic!("not SQLite: {place:?}");
     };
-    let mut conn = tracker_sql::SqliteConnection::establish(path)
-        .await
-        .expect("open");
-    conn.batch_execute("PRAGMA busy_timeout = 5000")
-        .await
-        .expect("busy timeout");
-    conn
+    super::rasa::connect_sqlite(path).await
 }

@@ -285,3 +285,35 @@ macro_rules! rasa_keys {
     }};
 }
 pub(crate) use rasa_keys;
+
+/// A connection as Rasa's to the PostgreSQL database at `url`.
+#[cfg(feature = "postgres")]
+pub async fn connect_postgres(url: &str) -> tracker_sql::diesel_async::AsyncPgConnection {
+    use tracker_sql::diesel_async::AsyncConnection;
+    tracker_sql::diesel_async::AsyncPgConnection::establish(url)
+        .await
+        .expect("connect")
+}
+
+/// A connection as Rasa's to the MariaDB/MySQL database at `url`.
+#[cfg(feature = "mysql")]
+pub async fn connect_mysql(url: &str) -> tracker_sql::diesel_async::AsyncMysqlConnection {
+    use tracker_sql::diesel_async::AsyncConnection;
+    tracker_sql::diesel_async::AsyncMysqlConnection::establish(url)
+        .await
+        .expect("connect")
+}
+
+/// A connection as Rasa's (pysqlite's 5 s busy timeout) to the SQLite file at `path`.
+#[cfg(feature = "sqlite")]
+pub async fn connect_sqlite(path: &str) -> tracker_sql::SqliteConnection {
+    use tracker_sql::diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    let mut conn = tracker_sql::SqliteConnection::establish(path)
+        .await
+        .expect("open");
+    // pysqlite's default: wait up to 5 s for the lock.
+    conn.batch_execute("PRAGMA busy_timeout = 5000")
+        .await
+        .expect("busy timeout");
+    conn
+}
