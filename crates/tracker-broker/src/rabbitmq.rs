@@ -6,6 +6,14 @@
 //! first and in order, the messages not yet confirmed, so a message may reach the queues
 //! twice (its confirmation was lost with the connection); the `sender_id` and `seq` headers
 //! let a consumer drop the copy.
+//!
+//! Up to 500 messages are in flight before their confirmations are awaited. When RabbitMQ
+//! refuses one (a `nack`, e.g. a queue at its `max-length` with `overflow: reject-publish`)
+//! it may still accept those sent after it, if the queue made room in between, and the
+//! refused one would arrive after them. So after a refusal the task publishes one message at
+//! a time, each confirmed before the next is sent, until 500 in a row were accepted: while a
+//! broker keeps refusing, every conversation's messages arrive in order. Only the first
+//! refusal of such a spell can let a later message overtake the refused one.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -32,6 +40,8 @@ const CLIENT_CERTIFICATE_ENV: &str = "RABBITMQ_SSL_CLIENT_CERTIFICATE";
 const CLIENT_KEY_ENV: &str = "RABBITMQ_SSL_CLIENT_KEY";
 /// Messages published before their confirmations are awaited.
 const IN_FLIGHT: usize = 500;
+/// After a refusal, messages confirmed one at a time in a row before [`IN_FLIGHT`] resumes.
+const CAREFUL_AFTER_REFUSAL: usize = 500;
 
 /// Publishes to a RabbitMQ fanout exchange as Rasa's `PikaEventBroker` does: exchange
 /// `rasa-exchange` (non-durable, as Rasa declares it), durable queues bound with routing key
@@ -143,6 +153,8 @@ impl RabbitBroker {
             retry_delay: config.retry_delay().max(Duration::from_millis(10)),
             timeout: config.publish_timeout().max(Duration::from_millis(100)),
             max_pending: config.max_unpublished_messages.max(1),
+            window: IN_FLIGHT,
+            accepted_since_refusal: 0,
         };
         tokio::spawn(worker.run(receiver));
         Ok(Self {
@@ -329,6 +341,11 @@ struct Worker {
     retry_delay: Duration,
     timeout: Duration,
     max_pending: usize,
+    /// Messages sent before their confirmations are awaited: [`IN_FLIGHT`], or 1 after a
+    /// refusal.
+    window: usize,
+    /// Messages confirmed since the last refusal while `window` is 1.
+    accepted_since_refusal: usize,
 }
 
 impl Worker {
@@ -430,7 +447,7 @@ impl Worker {
             let Some(link) = &self.link else {
                 continue;
             };
-            let count = self.pending.len().min(IN_FLIGHT);
+            let count = self.pending.len().min(self.window);
             let mut confirms = Vec::with_capacity(count);
             for pending in self.pending.iter().take(count) {
                 let confirm = link
@@ -452,7 +469,17 @@ impl Worker {
                     .map_err(|_| Error::unavailable("RabbitMQ did not confirm in time"))?
                     .map_err(|e| Error::unavailable_with("waiting for RabbitMQ's confirm", e))?;
                 if confirmation.is_nack() {
+                    // Messages sent after this one may have been accepted and will arrive
+                    // again; from here on, one at a time keeps the order.
+                    self.window = 1;
+                    self.accepted_since_refusal = 0;
                     return Err(Error::unavailable("RabbitMQ refused a message (nack)"));
+                }
+                if self.window < IN_FLIGHT {
+                    self.accepted_since_refusal += 1;
+                    if self.accepted_since_refusal >= CAREFUL_AFTER_REFUSAL {
+                        self.window = IN_FLIGHT;
+                    }
                 }
                 if let Some(pending) = self.pending.pop_front() {
                     pending.confirmed.fetch_add(1, Ordering::SeqCst);

@@ -219,6 +219,72 @@ async fn every_message_arrives_in_order_across_a_dropped_connection() {
     names.delete(&connection).await;
 }
 
+/// A queue limited to 3 messages that refuses more (`overflow: reject-publish`), drained by a
+/// consumer while the broker publishes: every refused message is published again, and every
+/// conversation's messages arrive in order once repeats are dropped.
+#[tokio::test]
+async fn refused_messages_arrive_in_order_while_the_queue_drains() {
+    let Some(connection) = rabbitmq::connect().await else {
+        return;
+    };
+    let names = Names::new(1);
+    let queue = names.queues[0].clone();
+    let policy = common::unique("tb_refuse");
+    rabbitmq::ctl(&[
+        "set_policy",
+        "--apply-to",
+        "queues",
+        &policy,
+        &format!("^{queue}$"),
+        r#"{"max-length":3,"overflow":"reject-publish"}"#,
+    ]);
+    let broker = tracker_broker::connect(names.section(
+        &rabbitmq::url(),
+        json!({"retry_delay_in_seconds": 0.01, "publish_timeout_in_seconds": 60}),
+    ))
+    .await
+    .expect("connects");
+    let messages = stream(150);
+    let publisher = {
+        let broker = broker.clone();
+        let messages = messages.clone();
+        tokio::spawn(async move {
+            for batch in messages.chunks(25) {
+                broker.publish(batch).await.expect("published in the end");
+            }
+        })
+    };
+    // The queue fills up and RabbitMQ refuses the rest; then a consumer drains it as fast as
+    // it can while the broker keeps publishing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let consumer = connection.create_channel().await.expect("channel");
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !publisher.is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "publishing stalled");
+        received.extend(rabbitmq::waiting(&consumer, &queue).await);
+    }
+    publisher.await.expect("publisher task");
+    received.extend(rabbitmq::drain(&connection, &queue, 0, Duration::from_millis(200)).await);
+    rabbitmq::ctl(&["clear_policy", &policy]);
+    let outcome = rabbitmq::deduplicate(received);
+    assert_eq!(
+        outcome.unique.len(),
+        messages.len(),
+        "every message arrived"
+    );
+    for (sent, got) in messages.iter().zip(&outcome.unique) {
+        assert_eq!(
+            got.body,
+            tracker_broker::body_text(sent).expect("body"),
+            "order and body of {}#{}",
+            sent.sender_id,
+            sent.seq
+        );
+    }
+    names.delete(&connection).await;
+}
+
 #[tokio::test]
 async fn kept_messages_go_out_first_after_a_long_outage() {
     let Some(connection) = rabbitmq::connect().await else {

@@ -482,19 +482,6 @@ per_backend!(killed_relay:
 // -------------------------------------------------------------------------------------------
 // The broker refusing messages.
 
-/// `rabbitmqctl` with `args`, which must succeed.
-fn rabbitmqctl(args: &[&str]) {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl (the test server's control tool) runs");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 async fn refused(kind: Kind) {
     let Some(server) = rabbitmq::connect().await else {
         return;
@@ -505,7 +492,7 @@ async fn refused(kind: Kind) {
     let queue = Queue::new();
     let broker = queue.broker(&rabbitmq::url()).await;
     let policy = unique("relay_refuse");
-    rabbitmqctl(&[
+    rabbitmq::ctl(&[
         "set_policy",
         "--apply-to",
         "queues",
@@ -537,7 +524,7 @@ async fn refused(kind: Kind) {
         received.extend(rabbitmq::drain(&server, &queue.queue, 3, Duration::from_secs(10)).await);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    rabbitmqctl(&["clear_policy", &policy]);
+    rabbitmq::ctl(&["clear_policy", &policy]);
     drained(&backend.store).await;
     running.stop().await;
     received.extend(rabbitmq::drain(&server, &queue.queue, 0, Duration::from_secs(2)).await);

@@ -50,6 +50,20 @@ pub async fn connect() -> Option<Connection> {
     }
 }
 
+/// Runs `rabbitmqctl` (the test server's control tool, on the same machine) with `args`;
+/// panics unless it succeeds. Tests use it for policies such as a queue length limit.
+pub fn ctl(args: &[&str]) {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl (the test server's control tool) runs");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Deletes a test's queues and exchange (what is already gone is fine).
 pub async fn delete(connection: &Connection, exchange: &str, queues: &[String]) {
     let Ok(channel) = connection.create_channel().await else {
@@ -103,6 +117,23 @@ impl Received {
     pub fn key(&self) -> (String, u64) {
         (self.text_header("sender_id"), self.seq())
     }
+}
+
+/// The messages waiting in `queue` now, taken on `channel` (several calls can share one
+/// channel, e.g. a consumer polling while a test publishes).
+pub async fn waiting(channel: &lapin::Channel, queue: &str) -> Vec<Received> {
+    let mut received = Vec::new();
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        received.push(Received {
+            body: String::from_utf8(message.delivery.data.clone()).expect("UTF-8 body"),
+            properties: message.delivery.properties.clone(),
+        });
+    }
+    received
 }
 
 /// Every message in `queue`, taken until `at_least` arrived and none came for a moment, or
