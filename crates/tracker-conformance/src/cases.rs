@@ -324,6 +324,36 @@ pub async fn latest_session_and_full_reads<S: Store + 'static>(store: S) {
     let latest = latest_tracker(&store, &bare).await;
     assert_eq!(texts(latest.events()), texts(&events[2..]));
     assert_eq!(latest.first_seq(), 3);
+
+    for id in [&id, &plain, &bare] {
+        read_json_as_read(&store, id).await;
+    }
+    assert!(
+        store
+            .read_json(&fresh("absent"), ReadScope::All)
+            .await
+            .expect("read_json")
+            .is_none()
+    );
+}
+
+/// Both scopes of [`TrackerStore::read_json`] give what [`TrackerStore::read`] gives, as
+/// Rasa's JSON text.
+async fn read_json_as_read(store: &TrackerStore, id: &str) {
+    for scope in [ReadScope::All, ReadScope::LatestSession] {
+        let read = store.read(id, scope).await.expect("read").expect("exists");
+        let json = store
+            .read_json(id, scope)
+            .await
+            .expect("read_json")
+            .expect("exists");
+        assert_eq!(
+            (json.version, json.first_seq),
+            (read.version, read.first_seq),
+            "{id} {scope:?}"
+        );
+        assert_eq!(json.events, texts(&read.events), "{id} {scope:?}");
+    }
 }
 
 /// The `action_session_start` / `session_started` pair split over two appends still opens the

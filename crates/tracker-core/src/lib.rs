@@ -35,7 +35,7 @@ pub use store::{
     MAX_SENDER_ID_BYTES, ReadScope, SenderId, Store, StoredConversation, StoredEvent,
 };
 pub use tracker::{ActiveLoop, EventVerbosity, LatestAction, Tracker};
-pub use tracker_store::{Conversation, TrackerStore};
+pub use tracker_store::{Conversation, ConversationJson, TrackerStore};
 
 /// Re-exported so stores implement [`Store`] with the same `async_trait` version.
 pub use async_trait::async_trait;

@@ -32,6 +32,22 @@ pub struct Conversation {
     pub events: Vec<Event>,
 }
 
+/// Events of a conversation read from a store as Rasa's JSON text, checked as
+/// [`TrackerStore::read`] checks them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationJson {
+    /// The conversation.
+    pub sender_id: SenderId,
+    /// Its version: its total number of events.
+    pub version: u64,
+    /// Sequence number of the first event in `events` (1 for a full read).
+    pub first_seq: u64,
+    /// Each event's JSON object, as the store holds it when it holds text (Rasa's
+    /// `json.dumps(event.as_dict())`, or what Rasa itself wrote), otherwise as
+    /// [`Event::to_rasa_json`] writes it.
+    pub events: Vec<String>,
+}
+
 /// Rasa's tracker store API (`save`, `retrieve`, `retrieve_full_tracker`, `keys`, `exists`,
 /// `delete`) on top of any [`Store`], with the domain whose slots trackers start with.
 ///
@@ -222,6 +238,43 @@ impl TrackerStore {
         .await
     }
 
+    /// Reads a conversation's events as JSON text, or `None` if it does not exist: what a
+    /// reader that passes the events on (to Python, over HTTP) needs. Every event is parsed
+    /// and checked as [`read`](Self::read) does, so corrupt data is the same
+    /// [`Error::Corrupt`], but the text is the stored one, not written again.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub async fn read_json(
+        &self,
+        sender_id: &str,
+        scope: ReadScope,
+    ) -> Result<Option<ConversationJson>> {
+        let operation = Operation {
+            store: self.store.name(),
+            name: match scope {
+                ReadScope::All => "read_json",
+                ReadScope::LatestSession => "read_json_latest_session",
+            },
+            sender_id: Some(sender_id),
+            events: 0,
+        };
+        observe(operation, async {
+            let sender_id = SenderId::new(sender_id)?;
+            let Some(stored) = self.store.read(&sender_id, scope).await? else {
+                return Ok(None);
+            };
+            let checked = check_conversation(&sender_id, stored, scope, true)?;
+            Ok(Some(ConversationJson {
+                sender_id,
+                version: checked.version,
+                first_seq: checked.first_seq,
+                events: checked.texts,
+            }))
+        })
+        .await
+    }
+
     /// The tracker of the conversation's latest session, or `None` if it does not exist
     /// (Rasa's `retrieve`). Saving it appends after the stored events; earlier sessions stay.
     pub async fn retrieve(&self, sender_id: &str) -> Result<Option<Tracker>> {
@@ -375,6 +428,15 @@ impl Outcome for Conversation {
     }
 }
 
+impl Outcome for ConversationJson {
+    fn version(&self) -> Option<u64> {
+        Some(self.version)
+    }
+    fn events(&self) -> usize {
+        self.events.len()
+    }
+}
+
 pub(crate) fn check_limits(capabilities: &Capabilities, append: &Append) -> Result<()> {
     if let Some(max) = capabilities.max_events_per_append
         && append.records().len() > max
@@ -412,6 +474,34 @@ pub(crate) fn parse_conversation(
     stored: StoredConversation,
     scope: ReadScope,
 ) -> Result<Conversation> {
+    let checked = check_conversation(&sender_id, stored, scope, false)?;
+    Ok(Conversation {
+        sender_id,
+        version: checked.version,
+        first_seq: checked.first_seq,
+        events: checked.events,
+    })
+}
+
+/// A stored conversation, parsed and checked.
+struct Checked {
+    version: u64,
+    first_seq: u64,
+    events: Vec<Event>,
+    /// Each event's JSON text, when asked for: the stored text, or the event written again
+    /// when the store keeps documents.
+    texts: Vec<String>,
+}
+
+/// Parses every event of `stored` (corrupt data is [`Error::Corrupt`] naming the event),
+/// checks that sequence numbers are contiguous and end at the version, and trims a
+/// latest-session read to the session boundary; with `keep_texts`, also the events' text.
+fn check_conversation(
+    sender_id: &SenderId,
+    stored: StoredConversation,
+    scope: ReadScope,
+    keep_texts: bool,
+) -> Result<Checked> {
     let StoredConversation { version, events } = stored;
     let first_seq = events.first().map_or(version + 1, |event| event.seq);
     if scope == ReadScope::All && !events.is_empty() && first_seq != 1 {
@@ -422,6 +512,7 @@ pub(crate) fn parse_conversation(
         ));
     }
     let mut parsed = Vec::with_capacity(events.len());
+    let mut texts = Vec::with_capacity(if keep_texts { events.len() } else { 0 });
     for (offset, stored_event) in events.into_iter().enumerate() {
         let expected_seq = first_seq + offset as u64;
         if stored_event.seq != expected_seq {
@@ -431,9 +522,9 @@ pub(crate) fn parse_conversation(
                 format!("expected event {expected_seq}; events are missing or out of order"),
             ));
         }
-        let result = match stored_event.data {
-            EventData::Text(text) => Event::from_json(&text),
-            EventData::Json(value) => Event::from_value(value),
+        let (result, text) = match stored_event.data {
+            EventData::Text(text) => (Event::from_json(&text), Some(text)),
+            EventData::Json(value) => (Event::from_value(value), None),
         };
         let event = result.map_err(|e| {
             Error::corrupt_with(
@@ -443,6 +534,9 @@ pub(crate) fn parse_conversation(
                 e,
             )
         })?;
+        if keep_texts {
+            texts.push(text.unwrap_or_else(|| event.to_rasa_json()));
+        }
         parsed.push(event);
     }
     let last_seq = first_seq + parsed.len() as u64 - 1;
@@ -455,16 +549,20 @@ pub(crate) fn parse_conversation(
             ),
         ));
     }
-    let (first_seq, events) = if scope == ReadScope::LatestSession {
-        let start = latest_session_start(&parsed);
-        (first_seq + start as u64, parsed.split_off(start))
-    } else {
-        (first_seq, parsed)
+    let start = match scope {
+        ReadScope::LatestSession => latest_session_start(&parsed),
+        ReadScope::All => 0,
     };
-    Ok(Conversation {
-        sender_id,
+    if start > 0 {
+        parsed.drain(..start);
+        if keep_texts {
+            texts.drain(..start);
+        }
+    }
+    Ok(Checked {
         version,
-        first_seq,
-        events,
+        first_seq: first_seq + start as u64,
+        events: parsed,
+        texts,
     })
 }

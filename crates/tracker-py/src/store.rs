@@ -69,15 +69,16 @@ fn parse_events(events_json: &str) -> Result<Vec<Event>, Error> {
         .collect()
 }
 
-/// The JSON text of a list of events, each exactly as Rasa writes it.
-fn events_json(events: &[Event]) -> String {
-    let mut text = String::with_capacity(events.len() * 256 + 2);
+/// The JSON array of events given as their JSON texts.
+fn json_array(events: &[String]) -> String {
+    let length = events.iter().map(|event| event.len() + 2).sum::<usize>();
+    let mut text = String::with_capacity(length + 2);
     text.push('[');
     for (index, event) in events.iter().enumerate() {
         if index > 0 {
             text.push_str(", ");
         }
-        text.push_str(&event.to_rasa_json());
+        text.push_str(event);
     }
     text.push(']');
     text
@@ -213,14 +214,14 @@ impl NativeStore {
             ReadScope::LatestSession
         };
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let conversation = save::with_retry(retry, || store.read(&sender_id, scope))
+            let conversation = save::with_retry(retry, || store.read_json(&sender_id, scope))
                 .await
                 .map_err(|error| errors::to_py(&error))?;
             Ok(conversation.map(|conversation| {
                 (
                     conversation.version,
                     conversation.first_seq,
-                    events_json(&conversation.events),
+                    json_array(&conversation.events),
                 )
             }))
         })
@@ -333,7 +334,8 @@ mod tests {
         // Python: json.dumps([BotUttered("hi", timestamp=1700000000.5).as_dict()]) in Rasa 3.6.
         let text = r#"[{"event": "bot", "timestamp": 1700000000.5, "text": "hi", "data": {}, "metadata": {}}]"#;
         let events = parse_events(text).expect("parses");
-        assert_eq!(events_json(&events), text);
+        let texts: Vec<String> = events.iter().map(Event::to_rasa_json).collect();
+        assert_eq!(json_array(&texts), text);
     }
 
     #[test]

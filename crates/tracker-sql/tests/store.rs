@@ -37,6 +37,8 @@ macro_rules! corrupt_rows_are_reported {
             other => panic!("expected Corrupt, got {other:?}"),
         }
         assert_eq!(store.retrieve(&bad).await.expect_err("corrupt").kind(), ErrorKind::Corrupt);
+        let error = store.read_json(&bad, ReadScope::All).await.expect_err("corrupt row");
+        assert!(matches!(error, tracker_core::Error::Corrupt { position: Some(4), .. }), "{error}");
         let intact = store.read(&good, ReadScope::All).await.expect("read").expect("exists");
         assert_eq!(intact.events.len(), 7);
 
