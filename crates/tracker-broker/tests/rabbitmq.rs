@@ -144,6 +144,21 @@ fn stream(count: usize) -> Vec<BrokerMessage> {
         .collect()
 }
 
+/// Checks that `received`, once repeats are dropped, is `messages` in order, body for body.
+fn arrived_in_order(messages: &[BrokerMessage], received: Vec<rabbitmq::Received>) {
+    let unique = rabbitmq::deduplicate(received).unique;
+    assert_eq!(unique.len(), messages.len(), "every message arrived");
+    for (sent, got) in messages.iter().zip(&unique) {
+        assert_eq!(
+            got.body,
+            tracker_broker::body_text(sent).expect("body"),
+            "order and body of {}#{}",
+            sent.sender_id,
+            sent.seq
+        );
+    }
+}
+
 #[tokio::test]
 async fn every_message_arrives_in_order_across_a_dropped_connection() {
     let Some(connection) = rabbitmq::connect().await else {
@@ -204,17 +219,7 @@ async fn every_message_arrives_in_order_across_a_dropped_connection() {
         .message_count() as usize;
     assert!(queued >= messages.len(), "{queued} queued");
     let received = rabbitmq::take(&connection, &names.queues[0], queued).await;
-    let unique = rabbitmq::deduplicate(received).unique;
-    assert_eq!(unique.len(), messages.len(), "every message published");
-    for (sent, got) in messages.iter().zip(&unique) {
-        assert_eq!(
-            got.body,
-            tracker_broker::body_text(sent).expect("body"),
-            "order and body of {}#{}",
-            sent.sender_id,
-            sent.seq
-        );
-    }
+    arrived_in_order(&messages, received);
     proxy.kill();
     names.delete(&connection).await;
 }
@@ -267,21 +272,7 @@ async fn refused_messages_arrive_in_order_while_the_queue_drains() {
     publisher.await.expect("publisher task");
     received.extend(rabbitmq::drain(&connection, &queue, 0, Duration::from_millis(200)).await);
     rabbitmq::ctl(&["clear_policy", &policy]);
-    let outcome = rabbitmq::deduplicate(received);
-    assert_eq!(
-        outcome.unique.len(),
-        messages.len(),
-        "every message arrived"
-    );
-    for (sent, got) in messages.iter().zip(&outcome.unique) {
-        assert_eq!(
-            got.body,
-            tracker_broker::body_text(sent).expect("body"),
-            "order and body of {}#{}",
-            sent.sender_id,
-            sent.seq
-        );
-    }
+    arrived_in_order(&messages, received);
     names.delete(&connection).await;
 }
 
