@@ -11,6 +11,7 @@ mod index;
 mod nodes;
 mod outbox;
 mod rasa;
+mod read;
 mod registration;
 mod schema;
 mod scripts;

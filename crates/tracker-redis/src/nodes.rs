@@ -30,12 +30,17 @@ pub(crate) fn reconnect_policy() -> ReconnectPolicy {
     ReconnectPolicy::new_exponential(0, 100, 5_000, 2)
 }
 
+/// fred's error for a transaction that met more redirections than it may follow. On a
+/// connection to one primary fred cannot follow them: it reconnects to the same primary and
+/// sends the transaction again, which meets the same `MOVED`.
+const TRANSACTION_REDIRECTED: &str = "Max redirections exceeded";
+
 /// Whether a fred error is a cluster redirection: the slot is served elsewhere now.
 pub(crate) fn is_redirection(error: &FredError) -> bool {
     matches!(
         error.details().split_whitespace().next(),
         Some("MOVED" | "ASK")
-    )
+    ) || error.details().starts_with(TRANSACTION_REDIRECTED)
 }
 
 /// Connections to each primary of a cluster, opened on first use.
@@ -162,6 +167,32 @@ impl Drop for Nodes {
             for node in clients.values() {
                 node.abort();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fred::error::ErrorKind as FredKind;
+
+    #[test]
+    fn redirections_are_told_from_other_errors() {
+        let redirections = [
+            FredError::new(FredKind::Cluster, "MOVED 3999 127.0.0.1:7102"),
+            FredError::new(FredKind::Cluster, "ASK 3999 127.0.0.1:7102"),
+            FredError::new(FredKind::Unknown, "Max redirections exceeded"),
+        ];
+        for error in redirections {
+            assert!(is_redirection(&error), "{error}");
+        }
+        let others = [
+            FredError::new(FredKind::Unknown, "ERR unknown command"),
+            FredError::new(FredKind::Cluster, "CLUSTERDOWN The cluster is down"),
+            FredError::new(FredKind::IO, "connection reset"),
+        ];
+        for error in others {
+            assert!(!is_redirection(&error), "{error}");
         }
     }
 }

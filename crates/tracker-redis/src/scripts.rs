@@ -79,7 +79,8 @@ macro_rules! with_outbox_helpers {
 pub(crate) static APPEND: LazyLock<Script> =
     LazyLock::new(|| Script::new("append", with_rasa_helpers!("scripts/append.lua")));
 
-/// Reads the version and the events from a position, atomically, or Rasa's record.
+/// Reads the version and the events of a scope, atomically, when they are few (else only where
+/// they start), or Rasa's record.
 pub(crate) static READ: LazyLock<Script> =
     LazyLock::new(|| Script::new("read", include_str!("scripts/read.lua")));
 

@@ -7,8 +7,8 @@ use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, HashesInterface, SortedSetsInterface};
 use fred::types::Value;
 use tracker_core::{
-    Append, Capabilities, Error, EventData, ExpectedVersion, ListPage, ListRequest, Outbox,
-    ReadScope, Result, SenderId, Store, StoredConversation, StoredEvent, async_trait,
+    Append, Capabilities, Error, ExpectedVersion, ListPage, ListRequest, Outbox, ReadScope, Result,
+    SenderId, Store, StoredConversation, async_trait,
 };
 
 use crate::adopt::{RasaRecord, record_text};
@@ -18,8 +18,9 @@ use crate::connection::Connection;
 use crate::delete::Deletion;
 use crate::error::{conversation_error, driver_error, unexpected_reply};
 use crate::index::Index;
+use crate::read::Reading;
 use crate::schema::{KeyLayout, parse_version};
-use crate::scripts::{READ, VERSION};
+use crate::scripts::VERSION;
 
 /// Largest event and largest append this store accepts, in bytes of JSON text: 512 MiB, the
 /// largest string Redis takes (`proto-max-bulk-len`). A whole append is held to the same
@@ -32,10 +33,11 @@ const LIST_BATCH: usize = 1_000;
 /// A conversation store on Redis, Redis Cluster or Redis Sentinel, through [fred].
 ///
 /// Each conversation is a list of its events' JSON text and a small head hash (version and
-/// last session start) in one cluster slot; appends and reads are single Lua scripts, so they
-/// are atomic and take one round trip. Conversations that only Rasa's own store holds under
-/// the same prefix are read from Rasa's record and adopted into this layout on their first
-/// append (unless `adopt_rasa` is off). With `outbox` on, it keeps what a relay needs to
+/// last session start) in one cluster slot; an append is one Lua script, a read one
+/// transaction (`MULTI`/`EXEC`) or one script (a short latest session) or both (a long one),
+/// so both are atomic. Conversations that only Rasa's own store holds under the same prefix
+/// are read from Rasa's record and adopted into this layout on their first append (unless
+/// `adopt_rasa` is off). With `outbox` on, it keeps what a relay needs to
 /// publish every event to a broker (its [`Outbox`] implementation). Cloning is cheap and
 /// shares the connections. See the crate documentation for the key layout, the adoption and
 /// the outbox.
@@ -239,55 +241,6 @@ impl RedisStore {
     }
 }
 
-/// A conversation as this store's read script returns it: `{version, first seq, events}`.
-fn own_conversation(id: &str, items: Vec<Value>) -> Result<StoredConversation> {
-    let mut items = items.into_iter();
-    let (Some(version), Some(first), Some(texts)) = (items.next(), items.next(), items.next())
-    else {
-        return Err(Error::corrupt(id, None, "read: unexpected reply"));
-    };
-    let version = parse_version(id, &version)?;
-    let first = first.as_u64().filter(|first| *first >= 1).ok_or_else(|| {
-        Error::corrupt(id, None, "read: the first sequence number is not a number")
-    })?;
-    let texts = match texts {
-        Value::Array(texts) => texts,
-        Value::Null => Vec::new(),
-        other => return Err(unexpected_reply(id, "read", &other)),
-    };
-    let expected = (version + 1).saturating_sub(first);
-    if texts.len() as u64 != expected {
-        return Err(Error::corrupt(
-            id,
-            None,
-            format!(
-                "the head says version {version} but {} events were found from event {first}",
-                texts.len()
-            ),
-        ));
-    }
-    let mut events = Vec::with_capacity(texts.len());
-    for (text, seq) in texts.into_iter().zip(first..) {
-        let text = match text {
-            Value::String(text) => text.to_string(),
-            Value::Bytes(bytes) => String::from_utf8(bytes.to_vec())
-                .map_err(|e| Error::corrupt_with(id, Some(seq), "the event is not UTF-8", e))?,
-            other => {
-                return Err(Error::corrupt(
-                    id,
-                    Some(seq),
-                    format!("the event is not text: {other:?}"),
-                ));
-            }
-        };
-        events.push(StoredEvent {
-            seq,
-            data: EventData::Text(text),
-        });
-    }
-    Ok(StoredConversation { version, events })
-}
-
 #[async_trait]
 impl Store for RedisStore {
     fn name(&self) -> &str {
@@ -366,38 +319,13 @@ impl Store for RedisStore {
         sender_id: &SenderId,
         scope: ReadScope,
     ) -> Result<Option<StoredConversation>> {
-        let id = sender_id.as_str();
-        let layout = &self.inner.layout;
-        let scope_arg = match scope {
-            ReadScope::All => "all",
-            ReadScope::LatestSession => "latest",
-        };
-        let mut keys = vec![layout.events(id), layout.head(id)];
-        let rasa_in_script = self.inner.adopt && !self.is_clustered();
-        if rasa_in_script {
-            keys.push(layout.rasa(id));
+        Reading {
+            connection: self.connection(),
+            layout: &self.inner.layout,
+            adopt: self.inner.adopt,
         }
-        let reply = self
-            .connection()
-            .run(&READ, keys, vec![Value::from(scope_arg)])
-            .await
-            .map_err(|e| conversation_error(id, "read", e))?;
-        match reply {
-            Value::Null if self.inner.adopt && !rasa_in_script => Ok(self
-                .rasa_record(id)
-                .await?
-                .and_then(|record| record.stored(scope))),
-            Value::Null => Ok(None),
-            Value::Array(items) if items.len() == 3 => own_conversation(id, items).map(Some),
-            Value::Array(mut items)
-                if items.len() == 2 && items[0].as_str().as_deref() == Some("rasa") =>
-            {
-                let key = layout.rasa(id);
-                let text = record_text(id, &key, items.remove(1))?.unwrap_or_default();
-                Ok(RasaRecord::parse(id, &key, &text)?.stored(scope))
-            }
-            other => Err(unexpected_reply(id, "read", &other)),
-        }
+        .run(sender_id.as_str(), scope)
+        .await
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {

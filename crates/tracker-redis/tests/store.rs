@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{TestStore, eventually, keys_of, store, store_configured, store_with};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracker_core::json::to_python_json;
 use tracker_core::{
-    BatchAppend, Error, ErrorKind, Event, ReadScope, SenderId, Store, TrackerStore,
+    BatchAppend, Error, ErrorKind, Event, EventData, ReadScope, SenderId, Store, TrackerStore,
 };
 use tracker_redis::fred::prelude::*;
 use tracker_redis::fred::types::{ClusterHash, CustomCommand};
@@ -31,6 +33,7 @@ on_both!(
     batch_writes_each_conversation_alone,
     batch_adopts_rasa_records,
     batch_corrupt_conversation_is_its_own_error,
+    reads_racing_appends_and_deletes_are_consistent,
 );
 
 fn session(t: f64) -> Vec<Event> {
@@ -350,6 +353,8 @@ async fn corrupt_data_is_corrupt_for_that_conversation_only(service: Service) {
         "bad version",
         "wrong type",
         "short list",
+        "no version",
+        "bad session",
         "fine",
     ];
     for id in ids {
@@ -361,6 +366,14 @@ async fn corrupt_data_is_corrupt_for_that_conversation_only(service: Service) {
         .await
         .expect("LSET");
     corrupt_stored(&store, "bad version", "short list", "wrong type").await;
+    let _: i64 = client
+        .hdel(layout.head("no version"), "version")
+        .await
+        .expect("HDEL");
+    let () = client
+        .hset(layout.head("bad session"), ("session", "two"))
+        .await
+        .expect("HSET");
 
     match api.read("bad event", ReadScope::All).await {
         Err(Error::Corrupt {
@@ -373,11 +386,25 @@ async fn corrupt_data_is_corrupt_for_that_conversation_only(service: Service) {
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
+    // Both ways of reading: a transaction (a full read) and the read script (a short latest
+    // session).
+    for scope in [ReadScope::All, ReadScope::LatestSession] {
+        for id in ["bad version", "wrong type", "short list", "no version"] {
+            corrupt(api.read(id, scope).await, id, &format!("{scope:?} read"));
+        }
+    }
     corrupt(
-        api.read("bad version", ReadScope::All).await,
-        "bad version",
+        api.read("bad session", ReadScope::LatestSession).await,
+        "bad session",
         "read",
     );
+    // A full read does not need the session start.
+    let read = api
+        .read("bad session", ReadScope::All)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.events, events);
     corrupt(api.version("bad version").await, "bad version", "version");
     corrupt(
         api.append("bad version", 5, &events[..1]).await,
@@ -385,19 +412,9 @@ async fn corrupt_data_is_corrupt_for_that_conversation_only(service: Service) {
         "append",
     );
     corrupt(
-        api.read("wrong type", ReadScope::LatestSession).await,
-        "wrong type",
-        "read",
-    );
-    corrupt(
         api.append("wrong type", 5, &events[..1]).await,
         "wrong type",
         "append",
-    );
-    corrupt(
-        api.read("short list", ReadScope::All).await,
-        "short list",
-        "read",
     );
     corrupt(
         api.append("short list", 5, &events[..1]).await,
@@ -849,4 +866,112 @@ async fn batch_corrupt_conversation_is_its_own_error(service: Service) {
     for n in bad {
         corrupt(api.read(&ids[n], ReadScope::All).await, &ids[n], "read");
     }
+}
+
+/// Events the racing writer gives each generation of its conversation.
+const RACING_EVENTS: u64 = 600;
+
+/// Event `seq` of generation `generation` of the racing conversation. A session starts at
+/// every 200th event (seqs 1, 201, 401), so its latest session holds from 2 to 201 events:
+/// both sessions the read script returns itself and those read by a transaction after it.
+fn racing_event(generation: u64, seq: u64) -> Event {
+    let t = 1_700_000_000.0 + seq as f64;
+    if seq % 200 == 1 {
+        Event::session_started().at(t)
+    } else {
+        Event::bot(format!("generation {generation}, event {seq}")).at(t)
+    }
+}
+
+/// Reads a conversation while another connection appends to it, a few events at a time, and
+/// now and then deletes and writes it again: every read is one state the writer left, its
+/// version agreeing with its events (never a spurious `Corrupt`), the events those of one
+/// generation, from seq 1 or from the event before the last session start.
+async fn reads_racing_appends_and_deletes_are_consistent(service: Service) {
+    const GENERATIONS: u64 = 5;
+    let Some(store) = store(service).await else {
+        return;
+    };
+    let prefix = store.layout().key_prefix().expect("a prefix").to_owned();
+    let config = common::config(service, &prefix).await.expect("config");
+    // The readers have their own connection, so their commands interleave with the writer's.
+    let reader = RedisStore::connect(&config).await.expect("connect");
+    let writer = api(&store);
+    let id = "racing";
+    let done = Arc::new(AtomicBool::new(false));
+    let writing = {
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            for generation in 0..GENERATIONS {
+                let (mut version, mut chunk) = (0, 1);
+                while version < RACING_EVENTS {
+                    let upto = (version + chunk).min(RACING_EVENTS);
+                    let events: Vec<Event> = (version + 1..=upto)
+                        .map(|seq| racing_event(generation, seq))
+                        .collect();
+                    version = writer.append(id, version, &events).await.expect("append");
+                    chunk = chunk % 7 + 1;
+                }
+                if generation + 1 < GENERATIONS {
+                    assert!(writer.delete(id).await.expect("delete"));
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut readers = Vec::new();
+    for scope in [ReadScope::All, ReadScope::LatestSession] {
+        let (reader, done) = (reader.clone(), Arc::clone(&done));
+        readers.push(tokio::spawn(async move {
+            let sender = SenderId::new(id).expect("id");
+            // Reads that found the conversation, by the number of events they returned.
+            let mut sizes = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                let read = reader
+                    .read(&sender, scope)
+                    .await
+                    .unwrap_or_else(|e| panic!("{scope:?} read while racing: {e:?}"));
+                let Some(read) = read else {
+                    continue;
+                };
+                let version = read.version;
+                assert!((1..=RACING_EVENTS).contains(&version), "version {version}");
+                // From the event before the last session start (seq 1, 201 or 401).
+                let first = match scope {
+                    ReadScope::All => 1,
+                    ReadScope::LatestSession => ((version - 1) / 200 * 200).max(1),
+                };
+                let seqs: Vec<u64> = read.events.iter().map(|event| event.seq).collect();
+                let expected: Vec<u64> = (first..=version).collect();
+                assert_eq!(seqs, expected, "{scope:?} read at version {version}");
+                let events: Vec<Event> = read
+                    .events
+                    .iter()
+                    .map(|event| match &event.data {
+                        EventData::Text(text) => Event::from_json(text).expect("an event"),
+                        other => panic!("not text: {other:?}"),
+                    })
+                    .collect();
+                let generation = (0..GENERATIONS).find(|generation| {
+                    events
+                        .iter()
+                        .zip(first..)
+                        .all(|(event, seq)| *event == racing_event(*generation, seq))
+                });
+                assert!(
+                    generation.is_some(),
+                    "{scope:?} read at version {version}: events that are not one generation's"
+                );
+                sizes.push(read.events.len());
+            }
+            sizes
+        }));
+    }
+    writing.await.expect("writer");
+    let all = readers.remove(0).await.expect("reader");
+    let latest = readers.remove(0).await.expect("reader");
+    assert!(!all.is_empty(), "no full read found the conversation");
+    // Both ways a latest session is read: by the script alone, and by a transaction.
+    assert!(latest.iter().any(|size| *size <= 100), "{latest:?}");
+    assert!(latest.iter().any(|size| *size > 150), "{latest:?}");
 }
