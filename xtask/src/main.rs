@@ -6,7 +6,7 @@
 //! | `lint` | format check and clippy only |
 //! | `test` | `cargo test --workspace` |
 //! | `doc` | `cargo doc --workspace --no-deps` with warnings as errors |
-//! | `bench [--quick] [--only a,b]` | starts the local services (`.ci/services.sh`), builds `tracker-bench` in release mode and writes `docs/benchmarks.md` and `docs/benchmarks.json` |
+//! | `bench [--quick] [--only a,b]` | starts the local services (`.ci/services.sh`), builds `tracker-bench` in release mode and writes `docs/benchmarks.md` and `docs/benchmarks.json`; `--only` names backends, and `rasa` for Rasa's message flow (which builds and installs the Python package's release wheel into the Rasa virtualenv) |
 //! | `standalone [--dir DIR] [CRATE ...]` | each publishable crate on its own, as a user gets it: a copy of the workspace with freshly resolved newest dependencies, `cargo clippy -p <crate> --all-targets` and `cargo build -p <crate>` with warnings denied (see `standalone.rs`) |
 //!
 //! Plain `cargo test --workspace` works without this tool.

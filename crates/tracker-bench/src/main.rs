@@ -11,10 +11,13 @@
 //! 4. bulk import, next to the raw driver's fastest bulk path;
 //!
 //! and the peak memory of the process during each; then the event model alone (CPU
-//! instructions per saved and per read event, see [`event_model`]).
+//! instructions per saved and per read event, see [`event_model`]), and Rasa's message flow
+//! with Rasa's own stores and with the Python package (see [`rasa_flow`]; `--only` runs it
+//! when the list names `rasa`).
 
 mod backends;
 mod event_model;
+mod rasa_flow;
 mod report;
 mod scenarios;
 mod workload;
@@ -109,7 +112,7 @@ async fn main() -> ExitCode {
         Ok(args) => args,
         Err(error) => {
             eprintln!(
-                "error: {error}\nusage: tracker-bench [--quick] [--only memory,sqlite,...] [--markdown FILE] [--json FILE]"
+                "error: {error}\nusage: tracker-bench [--quick] [--only memory,sqlite,...,rasa] [--markdown FILE] [--json FILE]"
             );
             return ExitCode::from(2);
         }
@@ -148,7 +151,21 @@ async fn main() -> ExitCode {
             None
         }
     };
-    let run = report::Run::new(args.quick, sizes, results, event_model);
+    let rasa_flow = if args
+        .only
+        .as_ref()
+        .is_none_or(|only| only.iter().any(|name| name == "rasa"))
+    {
+        eprintln!("== Rasa's message flow");
+        let flow = rasa_flow::measure(if args.quick { 1 } else { 3 });
+        if let Err(error) = &flow {
+            eprintln!("   skipped: {error}");
+        }
+        Some(flow)
+    } else {
+        None
+    };
+    let run = report::Run::new(args.quick, sizes, results, event_model, rasa_flow);
     if let Err(error) = run.write(&args.markdown, &args.json) {
         eprintln!("error: writing the report: {error}");
         return ExitCode::FAILURE;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::Sizes;
 use crate::backends::Backend;
 use crate::event_model::EventModel;
+use crate::rasa_flow::RasaFlow;
 
 /// Latency percentiles.
 #[derive(Debug, Clone)]
@@ -138,6 +139,8 @@ pub struct Run {
     date: String,
     peak_rss_mib: Option<f64>,
     event_model: Option<EventModel>,
+    /// Rasa's message flow: `None` when not asked for, an error when it could not run.
+    rasa_flow: Option<Result<RasaFlow, String>>,
 }
 
 /// What the store costs next to the raw driver, with the goal it is held to.
@@ -268,12 +271,14 @@ impl Run {
         sizes: Sizes,
         results: Vec<BackendResult>,
         event_model: Option<EventModel>,
+        rasa_flow: Option<Result<RasaFlow, String>>,
     ) -> Self {
         Self {
             quick,
             sizes,
             results,
             event_model,
+            rasa_flow,
             machine: machine(),
             date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
                 .unwrap_or_else(|| "unknown date".to_owned()),
@@ -461,6 +466,16 @@ impl Run {
         if let Some(model) = &self.event_model {
             model.markdown(&mut out);
         }
+        match &self.rasa_flow {
+            Some(Ok(flow)) => flow.markdown(&mut out),
+            Some(Err(why)) => {
+                let _ = writeln!(
+                    out,
+                    "\n## 9. Rasa's message flow\n\nNot measured in this run: {why}."
+                );
+            }
+            None => {}
+        }
         let _ = writeln!(out, "\n{}", WHERE_THE_TIME_GOES.trim_end());
         let _ = writeln!(out, "\n## Backends\n");
         for result in &self.results {
@@ -602,6 +617,11 @@ impl Run {
             "quick": self.quick,
             "peak_rss_mib": self.peak_rss_mib,
             "event_model": self.event_model.as_ref().map(EventModel::json),
+            "rasa_flow": match &self.rasa_flow {
+                Some(Ok(flow)) => flow.json(),
+                Some(Err(why)) => json!({"skipped": why}),
+                None => Value::Null,
+            },
             "sizes": {
                 "turns": self.sizes.turns,
                 "throughput_saves": self.sizes.throughput_saves,
