@@ -219,21 +219,14 @@ impl TrackerStore {
     /// # Errors
     /// [`Error::Corrupt`] naming the conversation and event when stored data cannot be read.
     pub async fn read(&self, sender_id: &str, scope: ReadScope) -> Result<Option<Conversation>> {
-        let operation = Operation {
-            store: self.store.name(),
-            name: match scope {
-                ReadScope::All => "read",
-                ReadScope::LatestSession => "read_latest_session",
-            },
-            sender_id: Some(sender_id),
-            events: 0,
-        };
-        observe(operation, async {
-            let sender_id = SenderId::new(sender_id)?;
-            let Some(stored) = self.store.read(&sender_id, scope).await? else {
-                return Ok(None);
-            };
-            parse_conversation(sender_id, stored, scope).map(Some)
+        let names = ["read", "read_latest_session"];
+        self.read_checked(sender_id, scope, names, false, |sender_id, checked| {
+            Conversation {
+                sender_id,
+                version: checked.version,
+                first_seq: checked.first_seq,
+                events: checked.events,
+            }
         })
         .await
     }
@@ -250,11 +243,33 @@ impl TrackerStore {
         sender_id: &str,
         scope: ReadScope,
     ) -> Result<Option<ConversationJson>> {
+        let names = ["read_json", "read_json_latest_session"];
+        self.read_checked(sender_id, scope, names, true, |sender_id, checked| {
+            ConversationJson {
+                sender_id,
+                version: checked.version,
+                first_seq: checked.first_seq,
+                events: checked.texts,
+            }
+        })
+        .await
+    }
+
+    /// Reads and checks a conversation (see [`check_conversation`]) as the operation named
+    /// `names[0]` for a full read and `names[1]` for the latest session.
+    async fn read_checked<T: Outcome>(
+        &self,
+        sender_id: &str,
+        scope: ReadScope,
+        names: [&'static str; 2],
+        keep_texts: bool,
+        finish: impl FnOnce(SenderId, Checked) -> T,
+    ) -> Result<Option<T>> {
         let operation = Operation {
             store: self.store.name(),
             name: match scope {
-                ReadScope::All => "read_json",
-                ReadScope::LatestSession => "read_json_latest_session",
+                ReadScope::All => names[0],
+                ReadScope::LatestSession => names[1],
             },
             sender_id: Some(sender_id),
             events: 0,
@@ -264,13 +279,8 @@ impl TrackerStore {
             let Some(stored) = self.store.read(&sender_id, scope).await? else {
                 return Ok(None);
             };
-            let checked = check_conversation(&sender_id, stored, scope, true)?;
-            Ok(Some(ConversationJson {
-                sender_id,
-                version: checked.version,
-                first_seq: checked.first_seq,
-                events: checked.texts,
-            }))
+            let checked = check_conversation(&sender_id, stored, scope, keep_texts)?;
+            Ok(Some(finish(sender_id, checked)))
         })
         .await
     }
@@ -465,22 +475,6 @@ pub(crate) fn check_limits(capabilities: &Capabilities, append: &Append) -> Resu
         }
     }
     Ok(())
-}
-
-/// Parses a stored conversation, checking that sequence numbers are contiguous and end at the
-/// version, and trims a latest-session read to the session boundary.
-pub(crate) fn parse_conversation(
-    sender_id: SenderId,
-    stored: StoredConversation,
-    scope: ReadScope,
-) -> Result<Conversation> {
-    let checked = check_conversation(&sender_id, stored, scope, false)?;
-    Ok(Conversation {
-        sender_id,
-        version: checked.version,
-        first_seq: checked.first_seq,
-        events: checked.events,
-    })
 }
 
 /// A stored conversation, parsed and checked.
