@@ -50,12 +50,14 @@ pub async fn connect() -> Option<Connection> {
     }
 }
 
-/// Runs `rabbitmqctl` (the test server's control tool, on the same machine) with `args`;
-/// panics unless it succeeds. Tests use it for policies such as a queue length limit.
+/// Runs `rabbitmqctl` (the test server's control tool, on the same machine; from `PATH` or
+/// `/usr/sbin`) with `args`; panics unless it succeeds. Tests use it for policies such as a
+/// queue length limit.
 pub fn ctl(args: &[&str]) {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
+    // Debian installs it in /usr/sbin, which a user's PATH may lack.
+    let output = ["rabbitmqctl", "/usr/sbin/rabbitmqctl"]
+        .iter()
+        .find_map(|program| std::process::Command::new(program).args(args).output().ok())
         .expect("rabbitmqctl (the test server's control tool) runs");
     assert!(
         output.status.success(),
