@@ -372,7 +372,24 @@ fn wal_journal(conn: &mut diesel::SqliteConnection) -> diesel::QueryResult<Optio
     if before == "wal" || before == "memory" {
         return Ok(None);
     }
-    let after = mode(conn, "PRAGMA journal_mode = WAL")?;
+    // The switch reads the file's header and then upgrades to an exclusive lock, and SQLite
+    // does not call the busy handler for an upgrade (two connections doing so could wait for
+    // each other for ever): another connection reading or setting up at that moment makes it
+    // fail at once with "database is locked". It is tried again, for as long as the busy
+    // timeout lets any other statement wait.
+    let deadline = std::time::Instant::now() + crate::pool::SQLITE_BUSY_TIMEOUT;
+    let after = loop {
+        match mode(conn, "PRAGMA journal_mode = WAL") {
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("database is locked")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tracing::debug!("SQLite's file is locked; trying the switch to WAL again");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            outcome => break outcome?,
+        }
+    };
     Ok((after != before).then(|| format!("SQLite journal mode {before} -> {after}")))
 }
 

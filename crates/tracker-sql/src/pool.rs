@@ -310,6 +310,11 @@ impl Connections {
     }
 }
 
+/// How long an SQLite connection waits for another connection's lock before it fails with
+/// "database is locked" (its busy timeout).
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens an SQLite connection that waits for locks instead of failing at once. (WAL mode,
 /// which lets readers go on while one connection writes, is kept in the file: setting it up
 /// is a change to the database, made by `ensure_schema`.)
@@ -321,9 +326,12 @@ fn establish_sqlite(
     use futures::FutureExt;
     async move {
         let mut conn = SqliteConnection::establish(url).await?;
-        conn.batch_execute("PRAGMA busy_timeout = 10000;")
-            .await
-            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {};",
+            SQLITE_BUSY_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         Ok(conn)
     }
     .boxed()

@@ -533,3 +533,47 @@ async fn ensure_schema_says_what_it_changed() {
     drop(file);
     let _ = std::fs::remove_file(&path);
 }
+
+/// Several processes starting at once on a new SQLite file (here: threads, each with its own
+/// runtime and store) all set it up and write, while the others are setting up, reading and
+/// writing. Switching the file to WAL needs an exclusive lock that SQLite does not wait for
+/// by its busy handler while another connection reads.
+#[test]
+fn stores_starting_together_on_a_new_sqlite_file() {
+    const STORES: usize = 6;
+    // Enough rounds that a switch to WAL not tried again fails about one run in two.
+    for _ in 0..50 {
+        let path = common::temp_sqlite_path();
+        let start = std::sync::Arc::new(std::sync::Barrier::new(STORES));
+        let threads: Vec<_> = (0..STORES)
+            .map(|n| {
+                let path = path.clone();
+                let start = std::sync::Arc::clone(&start);
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    runtime.block_on(async move {
+                        start.wait();
+                        let store =
+                            TrackerStore::new(SqlStore::connect(&SqlConfig::sqlite(&path)).await?);
+                        for turn in 0..5_u64 {
+                            let events = [Event::bot(format!("store {n} turn {turn}")).at(1.0)];
+                            store.append(&format!("c{n}"), turn, &events).await?;
+                            store
+                                .read(&format!("c{}", (n + 1) % STORES), ReadScope::All)
+                                .await?;
+                        }
+                        store.version(&format!("c{n}")).await
+                    })
+                })
+            })
+            .collect();
+        for thread in threads {
+            let version = thread.join().expect("a store's thread");
+            assert_eq!(version.expect("set up and written to"), 5);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
