@@ -223,8 +223,8 @@ fn goal_cell(goal: &Goal, value: Option<f64>) -> String {
     }
 }
 
-/// Why the SQL stores cost what they cost, measured by hand (round trips, plans, profiles);
-/// kept with the benchmark so that a new run keeps it.
+/// Why the SQL and Redis stores cost what they cost, measured by hand (round trips, plans,
+/// profiles, server counters); kept with the benchmark so that a new run keeps it.
 const WHERE_THE_TIME_GOES: &str = include_str!("where-the-time-goes.md");
 
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
